@@ -1,0 +1,55 @@
+"""VertexTrack: a predicted performance, and its TRACK.npz file format.
+
+TRACK.npz holds ``vertices`` (F, V, 3) float32 metres (subject space), ``fps``,
+``emotion`` (F, 8), ``intensity`` (F,), ``emotion_names`` (8).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .emotions import EMOTIONS
+from .errors import InputError
+
+
+@dataclass
+class VertexTrack:
+    vertices: np.ndarray     # (F, V, 3) float32, metres
+    fps: Fraction
+    emotion: np.ndarray      # (F, 8) float32
+    intensity: np.ndarray    # (F,) float32
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    def save_npz(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part.npz")
+        np.savez(tmp, vertices=self.vertices.astype(np.float32), fps=np.float64(self.fps),
+                 fps_fraction=np.array([self.fps.numerator, self.fps.denominator], np.int64),
+                 emotion=self.emotion.astype(np.float32), intensity=self.intensity.astype(np.float32),
+                 emotion_names=np.array(EMOTIONS))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load_npz(cls, path: str | Path) -> "VertexTrack":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                vertices = data["vertices"].astype(np.float32)
+                num, den = (int(x) for x in data["fps_fraction"]) if "fps_fraction" in data \
+                    else Fraction(float(data["fps"])).limit_denominator(1001).as_integer_ratio()
+                emotion, intensity = data["emotion"].astype(np.float32), data["intensity"].astype(np.float32)
+        except FileNotFoundError:
+            raise InputError(f"track file not found: {path}") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{path} is not a valid TRACK.npz: {exc}") from None
+        if vertices.ndim != 3 or vertices.shape[2] != 3 or emotion.shape != (vertices.shape[0], len(EMOTIONS)) \
+                or intensity.shape != (vertices.shape[0],):
+            raise InputError(f"{path} is not a valid TRACK.npz: inconsistent array shapes")
+        return cls(vertices, Fraction(num, den), emotion, intensity)
