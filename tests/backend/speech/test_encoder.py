@@ -23,7 +23,7 @@ def test_single_window_equals_whole_clip_forward(hubert_dir):
     w = wave(3.0)
     feats = enc.encode(w)
     with torch.no_grad():
-        whole = enc.model(torch.from_numpy(w.samples)[None]).last_hidden_state[0]
+        whole = enc.model(torch.tensor(w.samples)[None]).last_hidden_state[0]
     assert feats.shape == (num_features(w.samples.size), 16) == whole.shape
     assert torch.equal(feats, whole)
 
@@ -36,7 +36,7 @@ def test_windowed_encoding_covers_every_frame_once_and_tracks_whole_clip(hubert_
     feats = enc.encode(w)
     assert feats.shape[0] == num_features(w.samples.size)
     with torch.no_grad():
-        whole = enc.model(torch.from_numpy(w.samples)[None]).last_hidden_state[0]
+        whole = enc.model(torch.tensor(w.samples)[None]).last_hidden_state[0]
     cos = torch.nn.functional.cosine_similarity(feats, whole, dim=1)
     assert cos.mean() > 0.95, float(cos.mean())
 

@@ -1,0 +1,170 @@
+"""The ``emotalk3d`` command: the backend's outside contract.
+
+Bad input of any kind: exit code 2 and one line ``error: ...`` on stderr (``--debug``
+shows the traceback). ``validate`` exits 1 for an invalid bundle and lists its defects.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import InputError
+
+EXIT_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for any bad input
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="audio (+ emotion) -> TRACK.npz vertex track")
+    p.add_argument("--subject", required=True, help="subject name (e.g. demo) or path to a bundle")
+    p.add_argument("--audio", required=True, help="wav/flac/ogg/mp3 file")
+    p.add_argument("--out", required=True, help="TRACK.npz to write")
+    p.add_argument("--fps", default="30", help="frame rate (23.976, 24, 25, 29.97, 30, 50, 60, ...)")
+    p.add_argument("--emotion", help="one emotion for the whole clip (else keys or from speech)")
+    p.add_argument("--intensity", type=float, default=1.0, help="0..1 (mild 0.5, strong 1.0)")
+    p.add_argument("--keys", help="KEYS.json: [{frame, emotion, intensity}, ...] (0-based frames)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--encoder", help="override the subject's speech encoder (hub id or folder)")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .device import resolve_device
+    from .emotion_keys import constant_track, read_keys_json, track_from_keys
+    from .pipeline import SubjectRuntime
+    from .speech.cache import FeatureCache
+    from .speech.encoder import EncoderSpec
+    from .paths import default_cache_dir
+    from .subject import load_subject, resolve_subject
+    from .timebase import frame_count, parse_fps
+
+    if args.emotion and args.keys:
+        raise InputError("give either --emotion/--intensity or --keys, not both")
+    fps = parse_fps(args.fps)
+    device = resolve_device(args.device)
+    keys = read_keys_json(args.keys) if args.keys else None
+    waveform = load_audio(args.audio)
+    subject = load_subject(resolve_subject(args.subject))
+    encoder = EncoderSpec("pretrained", args.encoder) if args.encoder else None
+    runtime = SubjectRuntime(subject, device, FeatureCache(directory=default_cache_dir() / "features"), encoder)
+    frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
+    emotion = None
+    if args.emotion:
+        emotion = constant_track(args.emotion, args.intensity, frames)
+    elif keys:
+        emotion = track_from_keys(keys, frames)
+    track = runtime.perform(waveform, fps, emotion)
+    track.save_npz(args.out)
+    print(f"wrote {args.out}: {track.num_frames} frames at {float(fps):g} fps, "
+          f"{track.vertices.shape[1]} vertices")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .subject import load_subject, resolve_subject
+
+    subject = load_subject(resolve_subject(args.subject))
+    info = dict(subject.manifest)
+    info["landmarks"] = dict(subject.geometry.landmarks)
+    info["path"] = str(subject.root)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{subject.name}: {subject.geometry.num_vertices} vertices, "
+              f"{subject.basis.num_components} shape keys, encoder {subject.encoder.kind} "
+              f"({subject.encoder.source}), trained at {subject.fps:g} fps")
+        print("emotions: " + ", ".join(info["emotions"]))
+        print("landmarks: " + ", ".join(f"{k}={v}" for k, v in info["landmarks"].items()))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .subject import validate_subject
+
+    defects = validate_subject(args.path)
+    if defects:
+        print(f"{args.path}: invalid subject bundle ({len(defects)} defects)")
+        for d in defects:
+            print(f"  - {d}")
+        return 1
+    print(f"{args.path}: valid subject bundle")
+    return 0
+
+
+def _cmd_train_s2g(args: argparse.Namespace) -> int:
+    from .train.s2g import S2GTrainConfig, train_s2g
+
+    cfg = S2GTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames, lr=args.lr,
+                         encoder=args.encoder, bundled_encoder=args.bundled_encoder,
+                         hidden=args.hidden, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="emotalk3d", description="EmoTalk3D backend: speech -> 3D talking head")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_predict(sub)
+    p = sub.add_parser("info", help="print a subject's manifest")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("validate", help="check a subject bundle; exit 1 listing its defects")
+    p.add_argument("path")
+    p = sub.add_parser("train-s2g", help="train S2GNet + emotion extractor into a subject bundle")
+    p.add_argument("--data", required=True, help="dataset subject folder (README: dataset layout)")
+    p.add_argument("--out", required=True, help="subject bundle folder (or .zip) to write")
+    p.add_argument("--name", help="subject name (default: the dataset's)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop-frames", type=int, default=90)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--encoder", help="pretrained HuBERT (hub id or folder), kept frozen")
+    p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"),
+                   help="without --encoder: size of the small HuBERT trained with the subject")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoints/")
+    return parser
+
+
+COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
+            "train-s2g": _cmd_train_s2g}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        if debug:
+            traceback.print_exc()
+        defects = getattr(exc, "defects", None)
+        if defects:
+            message = f"invalid subject bundle {exc.where}: " + "; ".join(defects)
+        else:
+            message = " ".join(str(exc).split())
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # unreadable input, unwritable output
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

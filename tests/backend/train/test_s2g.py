@@ -1,0 +1,42 @@
+import numpy as np
+from safetensors.numpy import load_file
+
+from emotalk3d_addon.backend.subject import load_subject, validate_subject
+from emotalk3d_addon.backend.train.s2g import S2GTrainConfig, train_s2g
+
+
+def test_training_lowers_the_loss_and_writes_a_valid_subject(trained_subject):
+    assert validate_subject(trained_subject) == []
+    subject = load_subject(trained_subject)
+    hist = subject.manifest["basis"]
+    assert subject.basis.num_components >= 2 and hist["rms_mm"] < 0.5
+    assert subject.encoder.kind == "pretrained"
+
+
+def test_loss_goes_down(tmp_path, tiny_dataset, tiny_hubert):
+    cfg = S2GTrainConfig(steps=60, batch=4, crop_frames=20, hidden=16, lr=3e-3, encoder=str(tiny_hubert))
+    history = train_s2g(tiny_dataset, tmp_path / "s", cfg, log=lambda _: None)
+    first = np.mean([h["vertex"] for h in history[:5]])
+    last = np.mean([h["vertex"] for h in history[-5:]])
+    assert last < 0.5 * first, (first, last)
+
+
+def test_resume_continues_exactly(tmp_path, tiny_dataset, tiny_hubert):
+    common = dict(batch=2, crop_frames=12, hidden=8, encoder=str(tiny_hubert), checkpoint_every=5)
+    straight = train_s2g(tiny_dataset, tmp_path / "a", S2GTrainConfig(steps=10, **common), log=lambda _: None)
+    train_s2g(tiny_dataset, tmp_path / "b", S2GTrainConfig(steps=5, **common), log=lambda _: None)
+    resumed = train_s2g(tiny_dataset, tmp_path / "b", S2GTrainConfig(steps=10, **common), resume=True,
+                        log=lambda _: None)
+    assert [h["step"] for h in resumed] == list(range(1, 11))
+    np.testing.assert_allclose([h["total"] for h in resumed], [h["total"] for h in straight], rtol=1e-5)
+    a, b = load_file(str(tmp_path / "a" / "s2g.safetensors")), load_file(str(tmp_path / "b" / "s2g.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-7)
+
+
+def test_bundled_encoder_is_trained_and_shipped(tmp_path, tiny_dataset):
+    cfg = S2GTrainConfig(steps=4, batch=2, crop_frames=12, hidden=8, bundled_encoder="tiny")
+    train_s2g(tiny_dataset, tmp_path / "s", cfg, log=lambda _: None)
+    subject = load_subject(tmp_path / "s")
+    assert subject.encoder.kind == "bundled"
+    assert (tmp_path / "s" / "encoder" / "model.safetensors").is_file()

@@ -1,0 +1,42 @@
+"""Shared fixtures: caches in a temporary folder, a trained tiny subject."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the backend's caches (features, extracted bundles) out of the user's home."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EMOTALK3D_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    from tests.backend.fixtures_data import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert(tmp_path_factory) -> Path:
+    from tests.backend.fixtures_data import write_tiny_hubert
+
+    return write_tiny_hubert(tmp_path_factory.mktemp("hubert"))
+
+
+@pytest.fixture(scope="session")
+def trained_subject(tmp_path_factory, tiny_dataset, tiny_hubert) -> Path:
+    """A subject trained by ``train_s2g`` on the tiny dataset (frozen tiny HuBERT)."""
+    from emotalk3d_addon.backend.train.s2g import S2GTrainConfig, train_s2g
+
+    out = tmp_path_factory.mktemp("subjects") / "tiny"
+    cfg = S2GTrainConfig(steps=300, batch=4, crop_frames=30, hidden=32, lr=3e-3,
+                         encoder=str(tiny_hubert), checkpoint_every=1000)
+    train_s2g(tiny_dataset, out, cfg, log=lambda _: None)
+    return out
