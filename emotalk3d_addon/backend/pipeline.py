@@ -87,6 +87,8 @@ class SubjectRuntime:
         if emotion.num_frames != features.shape[0]:
             raise ValueError(f"emotion track has {emotion.num_frames} frames, audio {features.shape[0]}")
         cond = torch.from_numpy(condition(emotion.weights, emotion.intensity)).to(self.device)
-        displacement = self.s2g.predict(features.to(self.device), cond)
-        vertices = (displacement + self.template).numpy()
+        with torch.inference_mode():
+            vertices = self.s2g.predict(features.to(self.device), cond)
+            vertices.add_(self.template)       # in place: a long track is gigabytes
+        vertices = vertices.numpy()
         return VertexTrack(vertices, fps, emotion.weights, emotion.intensity)

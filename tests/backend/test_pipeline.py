@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.emotions import condition
 from emotalk3d_addon.backend.emotion_keys import EmotionKey, constant_track, track_from_keys
 from emotalk3d_addon.backend.pipeline import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject
@@ -73,3 +74,21 @@ def test_emotion_from_speech_fills_the_track(runtime, audio):
     track = runtime.perform(audio, Fraction(25))
     np.testing.assert_allclose(track.emotion.sum(1), 1.0, atol=1e-5)
     assert np.all((track.intensity >= 0) & (track.intensity <= 1))
+
+
+def test_chunked_gru_matches_one_sequential_pass(runtime, audio):
+    """S2GNet runs long clips as a batch of overlapping chunks; a trained model gives the
+    same motion as one sequential pass (burn-in of about 1 s)."""
+    import torch
+
+    fps = Fraction(60)
+    feats = runtime.frame_features(audio, fps)
+    f = feats.shape[0]
+    cond = torch.from_numpy(condition(constant_track("happy", 1.0, f).weights, np.ones(f, np.float32)))
+    net = runtime.s2g
+    sequential = net.predict(feats, cond, chunk=10_000)
+    chunked = net.predict(feats, cond, chunk=24, burn_in=30)
+    motion = (sequential - sequential.mean(0)).abs().max()
+    assert f > 3 * 24
+    error = (chunked - sequential).abs().max()
+    assert error < 0.05 * motion, (float(error), float(motion))
