@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean-venv
+SYSTEM_PACKAGES := espeak-ng sox ffmpeg
+
+.PHONY: venv sysdeps test demo bench clean-venv
 
 venv: $(STAMP)
 
@@ -18,10 +20,17 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: venv
+# Debian packages the dataset generator and the demo use (speech synthesis, audio, video).
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	else echo "error: missing system packages:$$missing. Run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; fi
+
+test: venv sysdeps
 	$(BIN)/python -m pytest -q tests
 
-demo: venv
+demo: venv sysdeps
 	$(BIN)/python -m emotalk3d_addon.backend.demo --out out
 
 bench: venv
