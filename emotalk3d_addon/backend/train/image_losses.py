@@ -18,6 +18,11 @@ def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) ->
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of two (H, W, C) images in [0, 1] (11x11 Gaussian window, sigma 1.5)."""
+    return ssim_map(a, b).mean()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM (1, C, H, W); zero padding at the borders, as the 3DGS reference code."""
     x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
     channels = x.shape[1]
     w = _gaussian_window(channels, x.device, x.dtype)
@@ -29,7 +34,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     sxy = F.conv2d(x * y, w, padding=pad, groups=channels) - mu_x * mu_y
     num = (2 * mu_x * mu_y + C1) * (2 * sxy + C2)
     den = (mu_x ** 2 + mu_y ** 2 + C1) * (sxx + syy + C2)
-    return (num / den).mean()
+    return num / den
 
 
 def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
