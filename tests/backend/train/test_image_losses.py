@@ -15,7 +15,7 @@ def test_ssim_identity_and_known_cases():
     a, b = torch.full((20, 20, 1), 0.2), torch.full((20, 20, 1), 0.6)
     expected = (2 * 0.2 * 0.6 + 1e-4) / (0.04 + 0.36 + 1e-4)
     interior = ssim_map(a, b)[..., 5:-5, 5:-5]
-    assert torch.allclose(interior, torch.tensor(expected), atol=1e-5)
+    assert torch.allclose(interior, torch.tensor(expected), atol=5e-4)
 
 
 def test_photometric_loss_and_psnr():
