@@ -34,6 +34,7 @@ from ..speech.framerate import features_to_frames
 from ..subject import Geometry, Subject, make_manifest
 from ..timebase import parse_fps
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import setup, teardown
 
 MM = 1000.0  # metres -> millimetres
 
@@ -100,7 +101,7 @@ def _clip_features(clip: _Clip, encoder: torch.nn.Module | None) -> torch.Tensor
     return features_to_frames(hidden, clip.num_frames, parse_fps(clip.sequence.fps))
 
 
-def losses(s2g: S2GNet, extractor: EmotionExtractor, features: torch.Tensor, cond: torch.Tensor,
+def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
            cfg: S2GTrainConfig) -> dict[str, torch.Tensor]:
     """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres."""
@@ -117,7 +118,19 @@ def losses(s2g: S2GNet, extractor: EmotionExtractor, features: torch.Tensor, con
 
 def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bool = False,
               log: Callable[[str], None] = print, name: str | None = None) -> list[dict]:
-    """Train on the dataset at ``data`` and write a subject bundle to ``out``; returns the loss history."""
+    """Train on the dataset at ``data`` and write a subject bundle to ``out``; returns the loss history.
+
+    Under ``torchrun --nproc_per_node N`` the batch is split across N processes (DDP).
+    """
+    ddp = setup()
+    try:
+        return _train(data, out, cfg, resume, log if ddp.is_main else (lambda _: None), name, ddp)
+    finally:
+        teardown()
+
+
+def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], None],
+           name: str | None, ddp) -> list[dict]:
     dataset = load_dataset(data)
     out = Path(out)
     ckpt_path = out.with_name(out.name + ".checkpoints") / "s2g.safetensors"
@@ -130,6 +143,7 @@ def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bo
     s2g = S2GNet(S2GConfig(feature_dim, num_vertices, cfg.hidden, cfg.layers))
     extractor = EmotionExtractor(EmotionConfig(feature_dim))
     modules = {"s2g": s2g, "emotion": extractor} | ({"encoder": encoder} if encoder is not None else {})
+    wrapped = {k: ddp.wrap(m) for k, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     step, history = 0, []
@@ -144,14 +158,15 @@ def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bo
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         picks = rng.integers(0, len(clips), cfg.batch)
+        starts = [int(rng.integers(0, clips[i].num_frames - crop + 1)) for i in picks]
+        picks, starts = ddp.shard(list(picks)), ddp.shard(starts)
         feats, conds, targets = [], [], []
-        for i in picks:
+        for i, start in zip(picks, starts):
             clip = clips[i]
-            start = int(rng.integers(0, clip.num_frames - crop + 1))
-            feats.append(_clip_features(clip, encoder)[start:start + crop])
+            feats.append(_clip_features(clip, wrapped.get("encoder"))[start:start + crop])
             conds.append(clip.condition[start:start + crop])
             targets.append(clip.target[start:start + crop])
-        terms = losses(s2g, extractor, torch.stack(feats), torch.stack(conds), torch.stack(targets),
+        terms = losses(wrapped["s2g"], wrapped["emotion"], torch.stack(feats), torch.stack(conds), torch.stack(targets),
                        torch.tensor([clips[i].label for i in picks]),
                        torch.tensor([clips[i].intensity for i in picks]), cfg)
         optimizer.zero_grad(set_to_none=True)
@@ -159,15 +174,17 @@ def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bo
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        history.append({"step": step} | {k: float(v.detach()) for k, v in terms.items()})
+        history.append({"step": step} | {k: float(ddp.mean(v)) for k, v in terms.items()})
         if step % max(1, cfg.steps // 20) == 0 or step == cfg.steps:
             h = history[-1]
             log(f"step {step}/{cfg.steps}  loss {h['total']:.4f}  vertex {h['vertex']:.4f} mm²  "
                 f"velocity {h['velocity']:.4f}  emotion {h['emotion']:.3f}  "
                 f"({time.perf_counter() - started:.0f} s)")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if ddp.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt_path, modules, optimizer, step, history)
-    _write_subject(dataset, out, cfg, s2g, extractor, encoder, name, log)
+    if ddp.is_main:
+        _write_subject(dataset, out, cfg, s2g, extractor, encoder, name, log)
+    ddp.barrier()
     return history
 
 
