@@ -44,6 +44,8 @@ from .geometry.s2gnet import S2GConfig, S2GNet
 from .paths import default_cache_dir
 from .speech.emotion import EmotionConfig, EmotionExtractor
 from .speech.encoder import EncoderSpec
+from .appearance.dynamic import AnimatedHead
+from .appearance.storage import appearance_section, load_appearance, write_appearance
 
 FORMAT = "emotalk3d-subject"
 FORMAT_VERSION = 1
@@ -126,6 +128,7 @@ class Subject:
     emotion_config: EmotionConfig
     emotion_state: dict[str, torch.Tensor]
     encoder: EncoderSpec
+    appearance: "AnimatedHead | None" = None   # canonical Gaussians + G2ANet (optional section)
 
     @property
     def name(self) -> str:
@@ -199,6 +202,8 @@ class Subject:
             (folder / ENCODER_DIR).mkdir()
             for name in ENCODER_FILES:
                 shutil.copyfile(encoder_src / name, folder / ENCODER_DIR / name)
+        if self.appearance is not None:
+            write_appearance(self.appearance, folder)
         manifest = self._manifest_for_save()
         try:
             text = json.dumps(manifest, indent=2, allow_nan=False)
@@ -222,6 +227,13 @@ class Subject:
         basis = dict(m.get("basis") or {})
         basis.update(file=BASIS_FILE, num_components=self.basis.num_components)
         m["basis"] = basis
+        if self.appearance is not None:
+            view = (m.get("appearance") or {}).get("view")
+            if view is None:
+                raise InputError("the subject's appearance needs a default view (manifest appearance.view)")
+            m["appearance"] = appearance_section(self.appearance, view)
+        else:
+            m.pop("appearance", None)
         return m
 
 
@@ -427,6 +439,7 @@ class _FolderChecker:
         self.encoder_spec: EncoderSpec | None = None
         self.landmarks: dict[str, int] = {}
         self.tensors: dict[str, dict[str, Any]] = {}
+        self.appearance: AnimatedHead | None = None
 
     def add(self, message: str) -> None:
         self.defects.append(message)
@@ -504,6 +517,8 @@ class _FolderChecker:
             self.check_geometry_file(geometry_file)
         if basis_file is not None:
             self.check_basis_file(basis_file)
+        if "appearance" in m:
+            self.check_appearance(m["appearance"])
         if s2g_file is not None:
             self.check_model_file(s2g_file, "s2g", self.s2g_config, lambda c: S2GNet(c))
         if emotion_file is not None:
@@ -916,6 +931,25 @@ class _FolderChecker:
 
     # ---- result
 
+    def check_appearance(self, section: Any) -> None:
+        """The optional appearance section (canonical Gaussians, bindings, G2ANet)."""
+        geo = self.tensors.get("geometry")
+        if not isinstance(section, dict):
+            self.add(f"{MANIFEST}: appearance must be an object, got {_json_type(section)}")
+            return
+        ply = self.file(self.get(section, "appearance.canonical", "string"), "appearance.canonical")
+        tensors = self.file(self.get(section, "appearance.file", "string"), "appearance.file")
+        if geo is None:
+            return   # the geometry must be readable before the appearance can be checked against it
+        try:
+            geometry = Geometry(template=geo["template_vertices"], triangles=geo["triangles"].astype(np.int64),
+                                uvs=geo["uvs"], face_mask=geo["face_mask"].astype(bool))
+            defects, self.appearance = load_appearance(section, ply, tensors, geometry)
+        except Exception as exc:  # a broken geometry already has its own defect
+            defects = [f"appearance: cannot be checked against the geometry ({_first_line(exc)})"]
+        for d in defects:
+            self.add(d)
+
     def build(self) -> Subject:
         m, geo = self.manifest, self.tensors["geometry"]
         geometry = Geometry(template=geo["template_vertices"], triangles=geo["triangles"].astype(np.int64),
@@ -926,7 +960,7 @@ class _FolderChecker:
                        basis=MotionBasis(components=self.tensors["basis"]["components"]),
                        s2g_config=self.s2g_config, s2g_state=self.tensors["s2g"],
                        emotion_config=self.emotion_config, emotion_state=self.tensors["emotion_extractor"],
-                       encoder=self.encoder_spec)
+                       encoder=self.encoder_spec, appearance=self.appearance)
 
 
 def _hubert_alias(name: str) -> str:

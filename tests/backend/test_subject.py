@@ -235,9 +235,9 @@ def test_make_manifest_layout(tmp_path):
 
 
 def test_unknown_top_level_keys_are_kept(tiny_subject, tmp_path):
-    edit_manifest(tiny_subject, lambda m: m.update(appearance={"file": "later.safetensors"}))
+    edit_manifest(tiny_subject, lambda m: m.update(studio_notes={"file": "later.safetensors"}))
     assert defects_of(tiny_subject, tmp_path) == []
-    assert load_subject(tiny_subject).manifest["appearance"] == {"file": "later.safetensors"}
+    assert load_subject(tiny_subject).manifest["studio_notes"] == {"file": "later.safetensors"}
 
 
 def test_symlink_inside_the_bundle_is_fine(tiny_subject, tmp_path):
