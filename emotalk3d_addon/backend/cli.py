@@ -98,6 +98,62 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .device import resolve_device
+    from .pipeline import FrameRenderer
+    from .render_io import parse_frames, write_passes
+    from .subject import load_subject, resolve_subject
+    from .track import VertexTrack
+    from .views import orbit_camera, parse_view
+
+    parse_view(args.view)
+    device = resolve_device(args.device)
+    track = VertexTrack.load_npz(args.track)
+    frames = parse_frames(args.frames, track.num_frames)
+    subject = load_subject(resolve_subject(args.subject))
+    if track.vertices.shape[1] != subject.geometry.num_vertices:
+        raise InputError(f"the track has {track.vertices.shape[1]} vertices but subject {subject.name!r} has "
+                         f"{subject.geometry.num_vertices}: it was predicted for another subject")
+    renderer = FrameRenderer(subject, device)
+    camera = orbit_camera(renderer.view_defaults, args.view, args.width, args.height)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in frames:
+        write_passes(renderer.render(track.vertices[f], track.emotion[f], float(track.intensity[f]), camera), out, f)
+    print(f"wrote {len(frames)} frames ({camera.width}x{camera.height}, view {args.view}) to {out}")
+    return 0
+
+
+def _cmd_render_ply(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .appearance.ply import read_ply
+    from .device import resolve_device
+    from .raster import Camera, rasterize
+
+    device = resolve_device(args.device)
+    try:
+        cam = json.loads(Path(args.camera).read_text(encoding="utf-8"))
+        K = torch.tensor(cam["K"], dtype=torch.float32)
+        w2c = torch.tensor(cam["world_to_camera"], dtype=torch.float32)
+        camera = Camera(K, w2c, args.width, args.height)
+    except FileNotFoundError:
+        raise InputError(f"camera file not found: {args.camera}") from None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise InputError(f"{args.camera} must hold {{\"K\": 3x3, \"world_to_camera\": 4x4}}: {exc}") from None
+    gs = read_ply(args.ply).to(device)
+    with torch.inference_mode():
+        out = rasterize(gs.means, gs.unit_quats, gs.scales, gs.opacities, gs.sh, camera.to(device),
+                        sh_degree=gs.sh_degree)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, rgb=out.rgb.float().cpu().numpy(), alpha=out.alpha.float().cpu().numpy(),
+             depth=out.depth.float().cpu().numpy())
+    print(f"wrote {path}: {gs.num} Gaussians at {args.width}x{args.height}")
+    return 0
+
+
 def _cmd_train_s2g(args: argparse.Namespace) -> int:
     from .train.s2g import S2GTrainConfig, train_s2g
 
@@ -105,6 +161,20 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          encoder=args.encoder, bundled_encoder=args.bundled_encoder,
                          hidden=args.hidden, seed=args.seed, checkpoint_every=args.checkpoint_every)
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.appearance import AppearanceTrainConfig
+    from .train.full import FullTrainConfig, train_subject
+    from .train.s2g import S2GTrainConfig
+
+    cfg = FullTrainConfig(
+        S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=args.encoder,
+                       bundled_encoder=args.bundled_encoder, seed=args.seed),
+        AppearanceTrainConfig(canonical_steps=args.canonical_steps, g2a_steps=args.g2a_steps,
+                              num_otf=args.completion_points, sh_degree=args.sh_degree, seed=args.seed))
+    train_subject(args.data, args.out, cfg, resume=args.resume, name=args.name)
     return 0
 
 
@@ -118,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("validate", help="check a subject bundle; exit 1 listing its defects")
     p.add_argument("path")
+    p = sub.add_parser("render", help="TRACK.npz -> per-frame rgba/depth/matte passes")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--track", required=True)
+    p.add_argument("--out", required=True, help="folder for rgba_NNNN.png, depth_NNNN.npy, matte_NNNN.png")
+    p.add_argument("--frames", help="A-B (0-based, inclusive)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--view", default="front", help="front | left | right | yaw:DEG")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p = sub.add_parser("render-ply", help="render any standard 3DGS PLY")
+    p.add_argument("--ply", required=True)
+    p.add_argument("--camera", required=True, help='CAM.json: {"K": 3x3, "world_to_camera": 4x4} (OpenCV)')
+    p.add_argument("--width", type=int, required=True)
+    p.add_argument("--height", type=int, required=True)
+    p.add_argument("--out", required=True, help="OUT.npz with rgb, alpha, depth")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p = sub.add_parser("train-s2g", help="train S2GNet + emotion extractor into a subject bundle")
     p.add_argument("--data", required=True, help="dataset subject folder (README: dataset layout)")
     p.add_argument("--out", required=True, help="subject bundle folder (or .zip) to write")
@@ -133,11 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoints/")
+    p = sub.add_parser("train", help="train a complete subject (speech->geometry and appearance)")
+    p.add_argument("--data", required=True, help="dataset subject folder with cameras and images")
+    p.add_argument("--out", required=True, help="subject bundle folder (or .zip) to write")
+    p.add_argument("--name")
+    p.add_argument("--s2g-steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--canonical-steps", type=int, default=3000)
+    p.add_argument("--g2a-steps", type=int, default=3000)
+    p.add_argument("--completion-points", type=int, default=85_500, help="head-completion (OTF) points")
+    p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
+    p.add_argument("--encoder", help="pretrained HuBERT (hub id or folder), kept frozen")
+    p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
     return parser
 
 
 COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
-            "train-s2g": _cmd_train_s2g}
+            "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
+            "train": _cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

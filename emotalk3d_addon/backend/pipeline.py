@@ -1,4 +1,4 @@
-"""Performance: audio + emotion keys -> vertex track (Speech -> Geometry).
+"""Performance (Speech -> Geometry) and FrameRenderer (Geometry -> Appearance).
 
 ``SubjectRuntime`` holds a subject's models, loaded once, and a feature cache, so a
 re-generation after an emotion edit only re-runs S2GNet:
@@ -8,6 +8,7 @@ re-generation after an emotion edit only re-runs S2GNet:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -16,8 +17,9 @@ import torch
 from .audio import Waveform
 from .emotion_keys import EmotionTrack
 from .emotions import condition
-from .errors import BundleError
+from .errors import BundleError, InputError
 from .geometry.s2gnet import S2GNet
+from .raster import Camera, rasterize
 from .speech.cache import FeatureCache
 from .speech.emotion import EmotionExtractor
 from .speech.encoder import EncoderSpec, SpeechEncoder, load_encoder
@@ -92,3 +94,49 @@ class SubjectRuntime:
             vertices.add_(self.template)       # in place: a long track is gigabytes
         vertices = vertices.numpy()
         return VertexTrack(vertices, fps, emotion.weights, emotion.intensity)
+
+
+@dataclass
+class Passes:
+    """One rendered frame. rgb premultiplied on black (H, W, 3), alpha (H, W), depth (H, W)
+    expected camera z in metres (0 where nothing), matte (H, W) the splatted dynamic share
+    1 - W (premultiplied, like rgb)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+    matte: np.ndarray
+
+    def rgba_straight(self) -> np.ndarray:
+        """(H, W, 4) straight-alpha RGBA in [0, 1] (transparent background)."""
+        a = self.alpha[..., None]
+        rgb = np.where(a > 0, self.rgb / np.maximum(a, 1e-8), 0.0)
+        return np.concatenate([np.clip(rgb, 0, 1), np.clip(a, 0, 1)], axis=-1).astype(np.float32)
+
+
+class FrameRenderer:
+    """Geometry -> Appearance: a mesh frame + emotion + camera -> render passes."""
+
+    def __init__(self, subject: Subject, device: torch.device | str = "cpu"):
+        if subject.appearance is None:
+            raise InputError(f"subject {subject.name!r} has no appearance (Gaussians); "
+                             "train one with `emotalk3d train`")
+        self.device = torch.device(device)
+        head = subject.appearance
+        head.canonical = head.canonical.to(self.device)
+        head.net.to(self.device).eval()
+        self.head = head
+        self.num_vertices = subject.geometry.num_vertices
+        self.view_defaults = dict(subject.manifest["appearance"]["view"])
+
+    @torch.inference_mode()
+    def render(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera) -> Passes:
+        """vertices (V, 3) metres, weights (8,) emotion, intensity in [0, 1]."""
+        emotion = torch.from_numpy(condition(np.asarray(weights, np.float32)[None],
+                                             np.array([intensity], np.float32))[0, :8])
+        frame = self.head.frame(torch.from_numpy(np.asarray(vertices, np.float32)).to(self.device),
+                                emotion.to(self.device))
+        out = rasterize(frame.means, frame.quats, frame.scales, frame.opacities, frame.sh,
+                        camera.to(self.device), sh_degree=frame.sh_degree, extra=frame.matte[:, None])
+        cpu = lambda t: t.detach().float().cpu().numpy()
+        return Passes(cpu(out.rgb), cpu(out.alpha), cpu(out.depth), cpu(out.extra[..., 0]))

@@ -8,10 +8,14 @@
         audio.wav           any format libsndfile reads (wav, flac, ogg, mp3)
         meshes.npy          (F,V,3) float32 metres, subject space (+Z up, face toward -Y),
                             F = ceil(duration * fps) (a difference of up to 2 frames is trimmed)
-        meta.json           {"emotion": name, "intensity": 0..1, "split": "train"|"test", "fps": number}
+        meta.json           {"emotion": name, "intensity": 0..1, "split": "train"|"test", "fps": number,
+                             "image_frames": [frame indices with images]}
+        images/<cam>/<frame:06d>.png    RGBA, straight alpha, transparent background
+      cameras.json          {"cameras": [{"name", "width", "height", "K": 3x3, "world_to_camera": 4x4}]}
+                            OpenCV axes (x right, y down, z forward), world = subject space
 
-All meshes share one topology (the template's). Multi-view images and cameras of the
-appearance stages live beside these files (see README).
+All meshes share one topology (the template's). Images and cameras are needed only by
+the appearance stages (see ``multiview.py``).
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class Sequence:
     intensity: float
     split: str
     fps: float
+    image_frames: tuple[int, ...] = ()     # frames that have multi-view images
 
     def meshes(self) -> np.ndarray:
         """(F, V, 3) float32 metres, memory-mapped."""
@@ -130,8 +135,11 @@ def load_dataset(root: str | Path) -> SpeechDataset:
         split = meta.get("split", "train")
         if split not in ("train", "test"):
             raise DatasetError(f"{folder / 'meta.json'}: 'split' must be 'train' or 'test'")
+        frames = meta.get("image_frames", [])
+        if not isinstance(frames, list) or not all(isinstance(f, int) and f >= 0 for f in frames):
+            raise DatasetError(f"{folder / 'meta.json'}: 'image_frames' must be a list of frame indices")
         sequences.append(Sequence(folder.name, folder, audio, str(meta["emotion"]).lower(), float(intensity),
-                                  split, float(meta.get("fps", fps))))
+                                  split, float(meta.get("fps", fps)), tuple(frames)))
     if not sequences:
         raise DatasetError(f"no sequences under {root / 'sequences'}")
     return SpeechDataset(root, str(info.get("name", root.name)), float(fps), topology, tuple(sequences))

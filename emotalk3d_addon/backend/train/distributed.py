@@ -6,6 +6,7 @@ curve as one process on the whole batch (within float noise). Rank 0 writes file
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -52,7 +53,8 @@ def setup(device: torch.device | None = None) -> Dist:
         return Dist()
     if not dist.is_initialized():
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        # Long single-rank stages (the appearance) keep the others waiting at a barrier.
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=24))
     return Dist(dist.get_rank(), dist.get_world_size())
 
 

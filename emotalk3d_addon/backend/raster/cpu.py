@@ -1,0 +1,562 @@
+"""Tile-based alpha compositing of projected Gaussians on the CPU (numba), forward and backward.
+
+Pipeline (``composite``):
+
+1. ``bin_gaussians`` (numba, serial, O(N log N + pairs)): visible Gaussians are sorted once by
+   camera z (stable), then counting-sorted into 16x16 tiles, which keeps each tile's list in
+   depth order. A Gaussian is binned only to tiles its alpha >= 1/255 ellipse really touches
+   (exact per tile row band, not just its bounding box).
+2. ``_forward_tiles`` (numba, ``prange`` over tiles): within a tile, Gaussians are taken front to
+   back and, for each, only the pixels of its ellipse are visited: per pixel row the exact span
+   where sigma <= ln(255 o) is solved for, so nearly every evaluated pair contributes. Per-pixel
+   transmittance, the early-termination rule and all arithmetic follow gsplat's classic
+   rasteriser exactly (see ``_composite_pixel`` comments). The tile stops when all its pixels are
+   done. Saved for backward: final T and the index of the last contributor per pixel.
+3. ``_backward_tiles`` (numba, ``prange`` over tiles): the standard 3DGS backward, walking each
+   tile's list back to front from the furthest last contributor and recovering T_i by dividing
+   by (1 - alpha_i). Gradients go to one slot per (tile, Gaussian) pair, so threads never share
+   memory and results are deterministic; ``_reduce_slots`` sums slots per Gaussian.
+
+Kernels work on float32 or float64 arrays (compiled once per dtype and cached on disk);
+arithmetic inside is float64 either way.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+TILE = 16
+ALPHA_MIN = 1.0 / 255.0
+ALPHA_MAX = 0.999
+T_MIN = 1e-4
+SIGMA_PAD = 1e-6   # widen sigma <= ln(255 o) a little when solving for spans ...
+PIX_PAD = 1e-3     # ... and spans by a thousandth of a pixel: the exact per-pixel test decides
+
+
+@njit(cache=True, inline="always")
+def _extent(a, b, c, o):
+    """(smax, det, hx, hy): sigma bound and half-extents of the alpha >= 1/255 ellipse; smax < 0: none."""
+    if not (o >= ALPHA_MIN):
+        return -1.0, 0.0, 0.0, 0.0
+    smax = math.log(o * 255.0) + SIGMA_PAD
+    det = a * c - b * b
+    if not (det > 0.0 and a > 0.0):
+        return -1.0, 0.0, 0.0, 0.0
+    hx = math.sqrt(2.0 * smax * c / det)
+    hy = math.sqrt(2.0 * smax * a / det)
+    return smax, det, hx, hy
+
+
+@njit(cache=True, inline="always")
+def _row_range(my, hy, lo, hi):
+    """Pixel rows i in [lo, hi] whose centre is within hy of my; returns (i0, i1), empty if i0 > i1."""
+    f0 = math.ceil(my - hy - 0.5 - PIX_PAD)
+    f1 = math.floor(my + hy - 0.5 + PIX_PAD)
+    if not (f0 <= f1):
+        return 1, 0
+    f0 = max(f0, float(lo))
+    f1 = min(f1, float(hi))
+    if f0 > f1:
+        return 1, 0
+    return int(f0), int(f1)
+
+
+@njit(cache=True, inline="always")
+def _band_cols(mx, my, a, b, c, smax, det, hx, hy, i0, i1, lo, hi):
+    """Pixel columns in [lo, hi] touched by the ellipse within pixel rows i0..i1 (exact span)."""
+    # With dy = my - py, the ellipse row at dy spans px in mx + (b dy -+ sqrt(2 a smax - det dy^2)) / a.
+    # The right edge is concave in dy (left edge convex): its extreme over [dy_lo, dy_hi] is at
+    # the clamped unconstrained optimum dy* = +-b sqrt(2 smax / (det c)) = +-b hx / c.
+    dy_lo = max(my - (i1 + 0.5), -hy)
+    dy_hi = min(my - (i0 + 0.5), hy)
+    if dy_lo > dy_hi:
+        return 1, 0
+    ds = b * hx / c
+    d = min(max(ds, dy_lo), dy_hi)
+    right = mx + (b * d + math.sqrt(max(2.0 * a * smax - det * d * d, 0.0))) / a
+    d = min(max(-ds, dy_lo), dy_hi)
+    left = mx + (b * d - math.sqrt(max(2.0 * a * smax - det * d * d, 0.0))) / a
+    f0 = math.ceil(left - 0.5 - PIX_PAD)
+    f1 = math.floor(right - 0.5 + PIX_PAD)
+    if not (f0 <= f1):
+        return 1, 0
+    f0 = max(f0, float(lo))
+    f1 = min(f1, float(hi))
+    if f0 > f1:
+        return 1, 0
+    return int(f0), int(f1)
+
+
+# per-Gaussian record used by every kernel (float64, one 96-byte row per Gaussian)
+G_MX, G_MY, G_A, G_B, G_C, G_O, G_SMAX, G_DET, G_HX, G_HY, G_INVA = range(11)
+G_FIELDS = 12
+
+
+@njit(cache=True, inline="always")
+def _tiles_of(gd, g, width, height, tw, out_tile, out_gid, pos):
+    """Tiles touched by Gaussian g's ellipse (row-band exact); writes them at ``pos`` when pos >= 0."""
+    smax = gd[g, G_SMAX]
+    if smax < 0.0:
+        return 0
+    mx = gd[g, G_MX]
+    my = gd[g, G_MY]
+    hy = gd[g, G_HY]
+    i0, i1 = _row_range(my, hy, 0, height - 1)
+    n = 0
+    if i0 > i1:
+        return 0
+    for ty in range(i0 // TILE, i1 // TILE + 1):
+        r0 = max(i0, ty * TILE)
+        r1 = min(i1, ty * TILE + TILE - 1)
+        j0, j1 = _band_cols(mx, my, gd[g, G_A], gd[g, G_B], gd[g, G_C], smax, gd[g, G_DET], gd[g, G_HX], hy,
+                            r0, r1, 0, width - 1)
+        if j0 > j1:
+            continue
+        for tx in range(j0 // TILE, j1 // TILE + 1):
+            if pos >= 0:
+                out_tile[pos + n] = ty * tw + tx
+                out_gid[pos + n] = g
+            n += 1
+    return n
+
+
+@njit(parallel=True, cache=True)
+def _prepare(means2d, conics, opacities, visible, width, height):
+    """(gd (N, G_FIELDS) float64, n_tiles (N,) int64) for every Gaussian; invisible ones get smax = -1."""
+    n = means2d.shape[0]
+    tw = (width + TILE - 1) // TILE
+    gd = np.empty((n, G_FIELDS))
+    ntiles = np.zeros(n, np.int64)
+    dummy_t = np.empty(0, np.int32)
+    dummy_g = np.empty(0, np.int32)
+    for g in prange(n):
+        a = float(conics[g, 0])
+        b = float(conics[g, 1])
+        c = float(conics[g, 2])
+        o = float(opacities[g])
+        smax, det, hx, hy = _extent(a, b, c, o)
+        if not visible[g]:
+            smax = -1.0
+        gd[g, G_MX] = means2d[g, 0]
+        gd[g, G_MY] = means2d[g, 1]
+        gd[g, G_A] = a
+        gd[g, G_B] = b
+        gd[g, G_C] = c
+        gd[g, G_O] = o
+        gd[g, G_SMAX] = smax
+        gd[g, G_DET] = det
+        gd[g, G_HX] = hx
+        gd[g, G_HY] = hy
+        gd[g, G_INVA] = 1.0 / a if smax >= 0.0 else 0.0
+        gd[g, 11] = 0.0
+        ntiles[g] = _tiles_of(gd, g, width, height, tw, dummy_t, dummy_g, -1)
+    return gd, ntiles
+
+
+@njit(cache=True)
+def _depth_order(depths, ntiles):
+    """Indices of Gaussians with ntiles > 0 sorted by depth, stable (LSD radix sort on the float64 bits)."""
+    n = depths.size
+    m = 0
+    for g in range(n):
+        if ntiles[g] > 0:
+            m += 1
+    keys = np.empty(m, np.uint64)
+    idx = np.empty(m, np.int32)
+    d64 = np.empty(1, np.float64)
+    bits = d64.view(np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    r = 0
+    for g in range(n):
+        if ntiles[g] > 0:
+            d64[0] = depths[g]
+            k = bits[0]
+            keys[r] = ~k if (k & sign) else (k | sign)  # order-preserving for negative floats too
+            idx[r] = g
+            r += 1
+    keys2 = np.empty_like(keys)
+    idx2 = np.empty_like(idx)
+    radix = 2048
+    hist = np.empty(radix + 1, np.int64)
+    for shift in range(0, 64, 11):
+        sh = np.uint64(shift)
+        hist[:] = 0
+        for r in range(m):
+            hist[((keys[r] >> sh) & np.uint64(radix - 1)) + 1] += 1
+        if m == 0 or hist[((keys[0] >> sh) & np.uint64(radix - 1)) + 1] == m:
+            continue  # every key has the same digit here
+        for b in range(radix):
+            hist[b + 1] += hist[b]
+        for r in range(m):
+            dgt = (keys[r] >> sh) & np.uint64(radix - 1)
+            dst = hist[dgt]
+            hist[dgt] = dst + 1
+            keys2[dst] = keys[r]
+            idx2[dst] = idx[r]
+        keys, keys2 = keys2, keys
+        idx, idx2 = idx2, idx
+    return idx
+
+
+@njit(parallel=True, cache=True)
+def _emit_pairs(gd, order, ntiles, width, height):
+    """(tile, gaussian) pairs in depth order of the Gaussians."""
+    tw = (width + TILE - 1) // TILE
+    m = order.size
+    start = np.empty(m + 1, np.int64)
+    start[0] = 0
+    for r in range(m):
+        start[r + 1] = start[r] + ntiles[order[r]]
+    ptile = np.empty(start[m], np.int32)
+    pgid = np.empty(start[m], np.int32)
+    for r in prange(m):
+        _tiles_of(gd, order[r], width, height, tw, ptile, pgid, start[r])
+    return ptile, pgid
+
+
+@njit(cache=True)
+def _sort_pairs_by_tile(ptile, pgid, n_tiles):
+    """Stable counting sort of the pairs by tile: (offsets (n_tiles+1,), ids)."""
+    offsets = np.zeros(n_tiles + 1, np.int64)
+    for k in range(ptile.size):
+        offsets[ptile[k] + 1] += 1
+    for t in range(n_tiles):
+        offsets[t + 1] += offsets[t]
+    cursor = offsets[:-1].copy()
+    ids = np.empty(ptile.size, np.int32)
+    for k in range(ptile.size):
+        t = ptile[k]
+        ids[cursor[t]] = pgid[k]
+        cursor[t] += 1
+    return offsets, ids
+
+
+@njit(cache=True, inline="always")
+def _row_span(gd, g, dy, lo, hi):
+    """Pixel columns in [lo, hi] of the ellipse row at offset dy = my - py (empty if j0 > j1)."""
+    disc = 2.0 * gd[g, G_A] * gd[g, G_SMAX] - gd[g, G_DET] * dy * dy
+    if disc < 0.0:
+        return 1, 0
+    sq = math.sqrt(disc)
+    bdy = gd[g, G_B] * dy
+    f0 = math.ceil(gd[g, G_MX] + (bdy - sq) * gd[g, G_INVA] - 0.5 - PIX_PAD)
+    f1 = math.floor(gd[g, G_MX] + (bdy + sq) * gd[g, G_INVA] - 0.5 + PIX_PAD)
+    f0 = max(f0, float(lo))
+    f1 = min(f1, float(hi))
+    if not (f0 <= f1):
+        return 1, 0
+    return int(f0), int(f1)
+
+
+@njit(parallel=True, cache=True)
+def _forward_tiles(gd, colors, offsets, ids, width, height, out_color, out_alpha, out_T, out_last, pairs):
+    tw = (width + TILE - 1) // TILE
+    th = (height + TILE - 1) // TILE
+    D = colors.shape[1]
+    for t in prange(tw * th):
+        ty = t // tw
+        tx = t - ty * tw
+        x0 = tx * TILE
+        y0 = ty * TILE
+        x1 = min(x0 + TILE, width) - 1
+        y1 = min(y0 + TILE, height) - 1
+        nx = x1 - x0 + 1
+        npix = nx * (y1 - y0 + 1)
+        T = np.ones(npix)
+        acc = np.zeros((npix, D))
+        done = np.zeros(npix, np.bool_)
+        last = np.full(npix, -1, np.int64)
+        row_open = np.full(TILE, nx, np.int64)  # pixels of each tile row not done yet
+        cg = np.empty(D)
+        ndone = 0
+        npairs = 0
+        for k in range(offsets[t], offsets[t + 1]):
+            if ndone == npix:
+                break
+            g = ids[k]
+            mx = gd[g, G_MX]
+            my = gd[g, G_MY]
+            a = gd[g, G_A]
+            b = gd[g, G_B]
+            c = gd[g, G_C]
+            o = gd[g, G_O]
+            for ch in range(D):
+                cg[ch] = colors[g, ch]
+            i0, i1 = _row_range(my, gd[g, G_HY], y0, y1)
+            for i in range(i0, i1 + 1):
+                if row_open[i - y0] == 0:
+                    continue
+                dy = my - (i + 0.5)
+                j0, j1 = _row_span(gd, g, dy, x0, x1)
+                base = (i - y0) * nx - x0
+                for j in range(j0, j1 + 1):
+                    p = base + j
+                    if done[p]:
+                        continue
+                    npairs += 1
+                    # gsplat classic: delta = mean - pixel centre; sigma = 0.5 (a dx^2 + c dy^2) + b dx dy
+                    dx = mx - (j + 0.5)
+                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0.0:
+                        continue
+                    alpha = min(ALPHA_MAX, o * math.exp(-sigma))
+                    if alpha < ALPHA_MIN:
+                        continue
+                    Tp = T[p]
+                    next_T = Tp * (1.0 - alpha)
+                    if next_T <= T_MIN:  # exclusive: this Gaussian is not added, pixel done
+                        done[p] = True
+                        ndone += 1
+                        row_open[i - y0] -= 1
+                        continue
+                    w = alpha * Tp
+                    for ch in range(D):
+                        acc[p, ch] += cg[ch] * w
+                    T[p] = next_T
+                    last[p] = k
+        pairs[t] = npairs
+        for p in range(npix):
+            i = y0 + p // nx
+            j = x0 + p - (p // nx) * nx
+            for ch in range(D):
+                out_color[i, j, ch] = acc[p, ch]
+            out_alpha[i, j] = 1.0 - T[p]
+            out_T[i, j] = T[p]
+            out_last[i, j] = last[p]
+
+
+@njit(parallel=True, cache=True)
+def _backward_tiles(gd, colors, offsets, ids, width, height, T_final, last_ids, v_color, v_alpha,
+                    s_mean, s_conic, s_color, s_opac):
+    tw = (width + TILE - 1) // TILE
+    th = (height + TILE - 1) // TILE
+    D = colors.shape[1]
+    for t in prange(tw * th):
+        ty = t // tw
+        tx = t - ty * tw
+        x0 = tx * TILE
+        y0 = ty * TILE
+        x1 = min(x0 + TILE, width) - 1
+        y1 = min(y0 + TILE, height) - 1
+        nx = x1 - x0 + 1
+        npix = nx * (y1 - y0 + 1)
+        T = np.empty(npix)
+        Tf = np.empty(npix)
+        last = np.empty(npix, np.int64)
+        vc = np.empty((npix, D))
+        va = np.empty(npix)
+        buf = np.zeros((npix, D))
+        row_last = np.full(TILE, -1, np.int64)  # furthest last contributor of each tile row
+        kmax = offsets[t] - 1
+        for p in range(npix):
+            i = y0 + p // nx
+            j = x0 + p - (p // nx) * nx
+            T[p] = T_final[i, j]
+            Tf[p] = T_final[i, j]
+            last[p] = last_ids[i, j]
+            kmax = max(kmax, last[p])
+            row_last[i - y0] = max(row_last[i - y0], last[p])
+            va[p] = v_alpha[i, j]
+            for ch in range(D):
+                vc[p, ch] = v_color[i, j, ch]
+        gcol = np.zeros(D)
+        cg = np.empty(D)
+        for k in range(offsets[t], offsets[t + 1]):  # pairs behind every pixel's last contributor
+            if k > kmax:
+                s_mean[k, 0] = 0.0
+                s_mean[k, 1] = 0.0
+                s_conic[k, 0] = 0.0
+                s_conic[k, 1] = 0.0
+                s_conic[k, 2] = 0.0
+                s_opac[k] = 0.0
+                for ch in range(D):
+                    s_color[k, ch] = 0.0
+        for k in range(kmax, offsets[t] - 1, -1):
+            g = ids[k]
+            mx = gd[g, G_MX]
+            my = gd[g, G_MY]
+            a = gd[g, G_A]
+            b = gd[g, G_B]
+            c = gd[g, G_C]
+            o = gd[g, G_O]
+            gmx = 0.0
+            gmy = 0.0
+            ga = 0.0
+            gb = 0.0
+            gc = 0.0
+            go = 0.0
+            for ch in range(D):
+                gcol[ch] = 0.0
+                cg[ch] = colors[g, ch]
+            i0, i1 = _row_range(my, gd[g, G_HY], y0, y1)
+            for i in range(i0, i1 + 1):
+                if k > row_last[i - y0]:
+                    continue
+                dy = my - (i + 0.5)
+                j0, j1 = _row_span(gd, g, dy, x0, x1)
+                base = (i - y0) * nx - x0
+                for j in range(j0, j1 + 1):
+                    p = base + j
+                    if k > last[p]:
+                        continue
+                    dx = mx - (j + 0.5)
+                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0.0:
+                        continue
+                    vis = math.exp(-sigma)
+                    alpha = min(ALPHA_MAX, o * vis)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    ra = 1.0 / (1.0 - alpha)
+                    Tp = T[p] * ra  # transmittance in front of this Gaussian
+                    T[p] = Tp
+                    fac = alpha * Tp
+                    v_al = Tf[p] * ra * va[p]
+                    for ch in range(D):
+                        col = cg[ch]
+                        gcol[ch] += fac * vc[p, ch]
+                        v_al += (col * Tp - buf[p, ch] * ra) * vc[p, ch]
+                        buf[p, ch] += col * fac
+                    if o * vis <= ALPHA_MAX:
+                        v_sigma = -o * vis * v_al
+                        ga += 0.5 * v_sigma * dx * dx
+                        gb += v_sigma * dx * dy
+                        gc += 0.5 * v_sigma * dy * dy
+                        gmx += v_sigma * (a * dx + b * dy)
+                        gmy += v_sigma * (b * dx + c * dy)
+                        go += vis * v_al
+            s_mean[k, 0] = gmx
+            s_mean[k, 1] = gmy
+            s_conic[k, 0] = ga
+            s_conic[k, 1] = gb
+            s_conic[k, 2] = gc
+            s_opac[k] = go
+            for ch in range(D):
+                s_color[k, ch] = gcol[ch]
+
+
+@njit(cache=True)
+def _reduce_slots(ids, s_mean, s_conic, s_color, s_opac, v_mean, v_conic, v_color, v_opac, n_used):
+    D = s_color.shape[1]
+    for k in range(n_used):
+        g = ids[k]
+        v_mean[g, 0] += s_mean[k, 0]
+        v_mean[g, 1] += s_mean[k, 1]
+        v_conic[g, 0] += s_conic[k, 0]
+        v_conic[g, 1] += s_conic[k, 1]
+        v_conic[g, 2] += s_conic[k, 2]
+        v_opac[g] += s_opac[k]
+        for ch in range(D):
+            v_color[g, ch] += s_color[k, ch]
+
+
+# ----------------------------------------------------------------------------------- Python side
+
+
+class Bins:
+    """One frame's tile lists: ``offsets`` (n_tiles + 1,), ``ids`` (n_pairs,) Gaussian indices, each tile
+    front to back, plus ``gd``, the per-Gaussian records (screen geometry) the kernels read."""
+
+    def __init__(self, gd: np.ndarray, offsets: np.ndarray, ids: np.ndarray, width: int, height: int):
+        self.gd, self.offsets, self.ids, self.width, self.height = gd, offsets, ids, width, height
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.ids.size)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().contiguous().numpy()
+
+
+def bin_gaussians(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor, depths: torch.Tensor,
+                  visible: torch.Tensor, width: int, height: int) -> Bins:
+    """Depth-sorted per-tile lists of the visible Gaussians (no gradients).
+
+    ``composite`` must then be called with the same means2d / conics / opacities.
+    """
+    width, height = int(width), int(height)
+    gd, ntiles = _prepare(_np(means2d), _np(conics), _np(opacities), _np(visible).astype(np.bool_), width, height)
+    order = _depth_order(_np(depths), ntiles)
+    ptile, pgid = _emit_pairs(gd, order, ntiles, width, height)
+    n_tiles = ((width + TILE - 1) // TILE) * ((height + TILE - 1) // TILE)
+    offsets, ids = _sort_pairs_by_tile(ptile, pgid, n_tiles)
+    return Bins(gd, offsets, ids, width, height)
+
+
+class ForwardStats:
+    """Filled by ``composite`` when passed: Gaussian-pixel pairs evaluated and binned."""
+
+    def __init__(self) -> None:
+        self.pairs_evaluated = 0
+        self.pairs_binned = 0
+
+
+def _forward_numpy(colors, bins: Bins, stats: ForwardStats | None):
+    H, W, D = bins.height, bins.width, colors.shape[1]
+    dt = colors.dtype
+    out_color = np.empty((H, W, D), dt)
+    out_alpha = np.empty((H, W), dt)
+    out_T = np.empty((H, W), np.float64)
+    out_last = np.empty((H, W), np.int64)
+    pairs = np.zeros(bins.offsets.size - 1, np.int64)
+    _forward_tiles(bins.gd, colors, bins.offsets, bins.ids, W, H, out_color, out_alpha, out_T, out_last, pairs)
+    if stats is not None:
+        stats.pairs_evaluated = int(pairs.sum())
+        stats.pairs_binned = bins.n_pairs
+    return out_color, out_alpha, out_T, out_last
+
+
+class _Composite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, bins, stats):
+        c = _np(colors)
+        color, alpha, T, last = _forward_numpy(c, bins, stats)
+        ctx.bins = bins
+        ctx.arrays = (c, T, last)
+        ctx.dtype = colors.dtype
+        return torch.from_numpy(color), torch.from_numpy(alpha)
+
+    @staticmethod
+    def backward(ctx, v_color, v_alpha):
+        c, T, last = ctx.arrays
+        bins: Bins = ctx.bins
+        H, W, D = bins.height, bins.width, c.shape[1]
+        vc = np.zeros((H, W, D), c.dtype) if v_color is None else _np(v_color.to(ctx.dtype))
+        va = np.zeros((H, W), c.dtype) if v_alpha is None else _np(v_alpha.to(ctx.dtype))
+        n = bins.n_pairs
+        s_mean = np.empty((n, 2))
+        s_conic = np.empty((n, 3))
+        s_color = np.empty((n, D))
+        s_opac = np.empty(n)
+        _backward_tiles(bins.gd, c, bins.offsets, bins.ids, W, H, T, last, vc, va,
+                        s_mean, s_conic, s_color, s_opac)
+        N = c.shape[0]
+        v_mean = np.zeros((N, 2))
+        v_conic = np.zeros((N, 3))
+        v_col = np.zeros((N, D))
+        v_opac = np.zeros(N)
+        _reduce_slots(bins.ids, s_mean, s_conic, s_color, s_opac, v_mean, v_conic, v_col, v_opac, n)
+        out = (torch.from_numpy(a).to(ctx.dtype) for a in (v_mean, v_conic, v_col, v_opac))
+        return (*out, None, None)
+
+
+def composite(means2d: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor, opacities: torch.Tensor,
+              bins: Bins, stats: ForwardStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alpha-composite (N, D) ``colors`` front to back: returns ((H, W, D) sum c w, (H, W) alpha).
+
+    Differentiable w.r.t. means2d, conics, colors and opacities (all one dtype, float32/64, CPU).
+    """
+    dt = colors.dtype
+    if dt not in (torch.float32, torch.float64):
+        raise TypeError(f"composite needs float32 or float64, got {dt}")
+    return _Composite.apply(means2d.to(dt), conics.to(dt), colors, opacities.to(dt), bins, stats)
+
+
+def set_threads(n: int) -> None:
+    """Number of numba threads used by the tile loops."""
+    numba.set_num_threads(n)

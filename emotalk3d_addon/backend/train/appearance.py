@@ -1,0 +1,232 @@
+"""Training of the appearance half: canonical Gaussians (3DGS), then G2ANet.
+
+Stage 1, canonical (SPEC 2.4): the speech-free first frame of the neutral sequences, all
+cameras. Face Gaussians sit on the 4x upsampled tracked mesh (their positions stay bound
+to it); head-completion (OTF) Gaussians are free. Loss: (1 - w) L1 + w D-SSIM (w = 0.2)
+on premultiplied RGB + alpha. The OTF set is densified (clone small / split large
+Gaussians whose position gradient is high) and pruned (opacity < 0.005), as in 3DGS.
+
+Stage 2, G2ANet (SPEC 2.5): multi-view frames of every training sequence with their
+tracked meshes and emotion labels; the same photometric loss; only G2ANet learns.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..appearance.completion import CompletionConfig, bind_otf
+from ..appearance.dynamic import AnimatedHead
+from ..appearance.g2anet import G2AConfig
+from ..appearance.gaussians import GaussianSet
+from ..datasets.layout import SpeechDataset
+from ..datasets.multiview import NamedCamera, View, read_rgba, views
+from ..emotions import condition, one_hot
+from ..errors import DatasetError
+from ..raster import RasterOutput, rasterize
+from .image_losses import photometric_loss
+
+
+@dataclass
+class AppearanceTrainConfig:
+    canonical_steps: int = 3000
+    g2a_steps: int = 3000
+    num_otf: int = 85_500
+    sh_degree: int = 3
+    g2a_hidden: int = 128
+    ssim_weight: float = 0.2
+    lr_means: float = 1.6e-4          # x scene extent (metres), as 3DGS
+    lr_sh: float = 2.5e-3             # all SH coefficients (3DGS uses 1/20 of it for the rest)
+    lr_opacity: float = 0.05
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_g2a: float = 5e-4
+    densify_every: int = 100
+    densify_until: float = 0.6        # fraction of the canonical steps
+    grad_threshold: float = 2e-4      # mean position-gradient norm that makes a Gaussian a candidate
+    densify_fraction: float = 0.05    # at most this share of the OTF set grows per round (hottest first)
+    percent_dense: float = 0.01       # clone below this size (fraction of the extent), else split
+    prune_opacity: float = 0.005
+    max_gaussians: int = 400_000
+    sh_warmup: int = 500              # steps per added SH degree (3DGS: 1000)
+    seed: int = 0
+
+
+def emotion_vector(emotion: str, intensity: float) -> torch.Tensor:
+    """(8,) G2ANet emotion input: the intensity-blended emotion weights."""
+    return torch.from_numpy(condition(one_hot(emotion)[None], np.array([intensity], np.float32))[0, :8])
+
+
+def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tensor, camera: NamedCamera,
+                sh_degree: int | None = None) -> RasterOutput:
+    """Render one frame of the animated head (fused static + dynamic Gaussians, matte in extra)."""
+    frame = head.frame(vertices, emotion)
+    degree = frame.sh_degree if sh_degree is None else min(sh_degree, frame.sh_degree)
+    sh = frame.sh[:, : (degree + 1) ** 2]
+    return rasterize(frame.means, frame.quats, frame.scales, frame.opacities, sh, camera.camera,
+                     sh_degree=degree, extra=frame.matte[:, None])
+
+
+class _ViewBank:
+    """Training images and the meshes/emotions of their frames, loaded once."""
+
+    def __init__(self, dataset: SpeechDataset, selected: list[View]):
+        if not selected:
+            raise DatasetError(f"{dataset.root}: no multi-view images found for training")
+        self.views = selected
+        self.images = [read_rgba(v.path) for v in selected]
+        meshes: dict[str, np.ndarray] = {}
+        self.vertices, self.emotions = [], []
+        for v in selected:
+            if v.sequence.name not in meshes:
+                meshes[v.sequence.name] = np.asarray(v.sequence.meshes(), np.float32)
+            self.vertices.append(torch.from_numpy(meshes[v.sequence.name][v.frame].copy()))
+            self.emotions.append(emotion_vector(v.sequence.emotion,
+                                                v.sequence.intensity if v.sequence.emotion != "neutral" else 0.0))
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+
+def _loss(head: AnimatedHead, bank: _ViewBank, i: int, cfg: AppearanceTrainConfig,
+          sh_degree: int | None = None) -> torch.Tensor:
+    out = render_head(head, bank.vertices[i], bank.emotions[i], bank.views[i].camera, sh_degree)
+    render = torch.cat([out.rgb, out.alpha[..., None]], dim=-1)
+    return photometric_loss(render, bank.images[i], cfg.ssim_weight)
+
+
+def _canonical_optimizer(head: AnimatedHead, cfg: AppearanceTrainConfig, extent: float) -> torch.optim.Adam:
+    c = head.canonical
+    c.requires_grad_(True)
+    return torch.optim.Adam([
+        {"params": [c.means], "lr": cfg.lr_means * extent},
+        {"params": [c.quats], "lr": cfg.lr_quats},
+        {"params": [c.log_scales], "lr": cfg.lr_scales},
+        {"params": [c.opacity_logits], "lr": cfg.lr_opacity},
+        {"params": [c.sh], "lr": cfg.lr_sh},
+    ], eps=1e-15)
+
+
+def _densify_and_prune(head: AnimatedHead, grad_sum: torch.Tensor, grad_count: torch.Tensor,
+                       cfg: AppearanceTrainConfig, extent: float, generator: torch.Generator) -> tuple[int, int]:
+    """Clone/split OTF Gaussians with a high mean position gradient, prune transparent ones."""
+    nf = head.binding.num
+    c = head.canonical.detach()
+    face, otf = c.index(slice(0, nf)), c.index(slice(nf, None))
+    mean_grad = grad_sum / grad_count.clamp_min(1)
+    hot = mean_grad > cfg.grad_threshold
+    budget = int(cfg.densify_fraction * otf.num)
+    if int(hot.sum()) > budget:
+        hot &= mean_grad >= torch.topk(mean_grad, max(budget, 1)).values[-1]
+    big = otf.log_scales.exp().max(dim=1).values > cfg.percent_dense * extent
+    room = max(0, cfg.max_gaussians - c.num)
+    clone = torch.nonzero(hot & ~big).squeeze(1)[:room]
+    split = torch.nonzero(hot & big).squeeze(1)[: max(0, room - clone.numel())]
+    parts = [otf.index(~torch.isin(torch.arange(otf.num), split)), otf.index(clone)]
+    if split.numel():
+        pieces = otf.index(torch.cat([split, split]))
+        std = pieces.log_scales.exp()
+        rot = _rotation_matrices(pieces.quats)
+        offset = torch.einsum("nij,nj->ni", rot, torch.randn(std.shape, generator=generator) * std)
+        parts.append(GaussianSet(pieces.means + offset, pieces.quats, pieces.log_scales - math.log(1.6),
+                                 pieces.opacity_logits, pieces.sh))
+    grown = GaussianSet.concat(parts)
+    keep = torch.sigmoid(grown.opacity_logits) >= cfg.prune_opacity
+    grown = grown.index(keep)
+    head.canonical = GaussianSet.concat([face, grown]).clone()
+    head.otf = bind_otf(head.canonical.means[nf:], head.canonical.means[:nf])
+    return int(clone.numel() + split.numel()), int((~keep).sum())
+
+
+def _rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], dim=-1).reshape(-1, 3, 3)
+
+
+def _canonical_views(dataset: SpeechDataset, cameras: list[NamedCamera]) -> list[View]:
+    train = dataset.split("train")
+    neutral = [s for s in train if s.emotion == "neutral"] or train
+    return views(neutral, cameras, frames="first")
+
+
+def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: AppearanceTrainConfig,
+                    log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None
+                    ) -> AnimatedHead:
+    """Stage 1: the canonical Gaussians of a speech-free neutral frame (multi-view 3DGS)."""
+    topo = dataset.topology
+    torch.manual_seed(cfg.seed)
+    bank = _ViewBank(dataset, _canonical_views(dataset, cameras))
+    head = AnimatedHead.initial(topo.template, topo.triangles, topo.uvs, topo.face_mask,
+                                g2a=G2AConfig(sh_degree=cfg.sh_degree, hidden=cfg.g2a_hidden),
+                                completion=CompletionConfig(num_points=cfg.num_otf, seed=cfg.seed))
+    head.net.requires_grad_(False)
+    means = head.canonical.means.detach()
+    extent = float((means.max(0).values - means.min(0).values).norm())
+    optimizer = _canonical_optimizer(head, cfg, extent)
+    nf = head.binding.num
+    grad_sum = torch.zeros(head.otf.num)
+    grad_count = torch.zeros(head.otf.num)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    started = time.perf_counter()
+    for step in range(1, cfg.canonical_steps + 1):
+        i = int(rng.integers(len(bank)))
+        degree = min(cfg.sh_degree, step // cfg.sh_warmup)
+        loss = _loss(head, bank, i, cfg, degree)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        c = head.canonical
+        c.means.grad[:nf] = 0.0                      # face positions stay bound to the mesh
+        grad_sum += c.means.grad[nf:].norm(dim=1)
+        grad_count += 1
+        optimizer.step()
+        with torch.no_grad():
+            c.quats.copy_(torch.nn.functional.normalize(c.quats, dim=-1))
+        if progress:
+            progress(step, loss.item())
+        if step % cfg.densify_every == 0 and step <= cfg.densify_until * cfg.canonical_steps:
+            grown, pruned = _densify_and_prune(head, grad_sum, grad_count, cfg, extent, generator)
+            optimizer = _canonical_optimizer(head, cfg, extent)
+            grad_sum = torch.zeros(head.otf.num)
+            grad_count = torch.zeros(head.otf.num)
+            log(f"canonical step {step}: loss {loss.item():.4f}, +{grown} / -{pruned} Gaussians "
+                f"-> {head.canonical.num} ({time.perf_counter() - started:.0f} s)")
+    head.canonical = head.canonical.detach()
+    head.net.requires_grad_(True)
+    return head
+
+
+def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: AnimatedHead, cfg: AppearanceTrainConfig,
+              log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None
+              ) -> list[float]:
+    """Stage 2: G2ANet from multi-view frames with their meshes; returns the loss per step."""
+    torch.manual_seed(cfg.seed)
+    bank = _ViewBank(dataset, views(dataset.split("train"), cameras))
+    head.canonical = head.canonical.detach()
+    optimizer = torch.optim.Adam(head.net.parameters(), lr=cfg.lr_g2a)
+    rng = np.random.default_rng(cfg.seed + 1)
+    history = []
+    head.net.train()
+    for step in range(1, cfg.g2a_steps + 1):
+        loss = _loss(head, bank, int(rng.integers(len(bank))), cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+        if progress:
+            progress(step, loss.item())
+        if progress is None and step % max(1, cfg.g2a_steps // 10) == 0:
+            log(f"G2ANet step {step}/{cfg.g2a_steps}: loss {np.mean(history[-50:]):.4f}")
+    head.net.eval()
+    return history
+
+
+def config_dict(cfg: AppearanceTrainConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,86 @@
+"""``emotalk3d train``: a complete subject from a multi-view dataset.
+
+1. S2GNet + emotion extractor (+ the bundled speech encoder), motion basis — ``s2g.py``;
+2. canonical Gaussians with head completion — ``appearance.train_canonical``;
+3. G2ANet — ``appearance.train_g2a``;
+then one subject bundle. ``resume`` continues S2G from its last checkpoint and skips a
+finished canonical stage. Under torchrun the S2G stage is data-parallel; the appearance
+stages run on rank 0 while the other ranks wait.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..appearance.storage import APPEARANCE_FILE, CANONICAL_PLY, appearance_section, default_view, \
+    load_appearance, write_appearance
+from ..datasets.layout import load_dataset
+from ..datasets.multiview import load_cameras
+from ..errors import DatasetError
+from ..subject import load_subject
+from .appearance import AppearanceTrainConfig, train_canonical, train_g2a
+from .distributed import setup, teardown
+from .progress import Progress
+from .s2g import S2GTrainConfig, _train
+
+
+@dataclass
+class FullTrainConfig:
+    s2g: S2GTrainConfig = field(default_factory=S2GTrainConfig)
+    appearance: AppearanceTrainConfig = field(default_factory=AppearanceTrainConfig)
+
+
+def _canonical_checkpoint(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoints") / "canonical"
+
+
+def train_subject(data: str | Path, out: str | Path, cfg: FullTrainConfig, resume: bool = False,
+                  log: Callable[[str], None] = print, name: str | None = None, progress: bool = True) -> Path:
+    """Train every stage and write the subject bundle ``out``; returns its path."""
+    out = Path(out)
+    ddp = setup()
+    try:
+        say = log if ddp.is_main else (lambda _: None)
+        load_cameras(data)    # fail early, before hours of S2G training, if the cameras are missing
+        started = time.perf_counter()
+        say("[1/3] speech -> geometry (S2GNet, emotion extractor, motion basis)")
+        _train(data, out, cfg.s2g, resume, say, name, ddp)
+        if ddp.is_main:
+            _train_appearance(data, out, cfg.appearance, resume, say, progress)
+            say(f"subject written to {out} in {time.perf_counter() - started:.0f} s")
+        ddp.barrier()
+    finally:
+        teardown()
+    return out
+
+
+def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
+                      log: Callable[[str], None], progress: bool) -> None:
+    dataset = load_dataset(data)
+    cameras = load_cameras(data)
+    subject = load_subject(out)
+    view = default_view([c.as_dict() for c in cameras])
+    ckpt = _canonical_checkpoint(out)
+    head = None
+    if resume and (ckpt / "section.json").is_file():
+        section = json.loads((ckpt / "section.json").read_text())
+        defects, head = load_appearance(section, ckpt / CANONICAL_PLY, ckpt / APPEARANCE_FILE, subject.geometry)
+        if defects:
+            raise DatasetError(f"cannot resume from {ckpt}: " + "; ".join(defects))
+        log(f"[2/3] canonical Gaussians: resumed from {ckpt} ({head.canonical.num} Gaussians)")
+    if head is None:
+        log(f"[2/3] canonical Gaussians (3DGS, {cfg.num_otf} head-completion points)")
+        head = train_canonical(dataset, cameras, cfg, log,
+                               Progress("canonical", cfg.canonical_steps, enabled=progress))
+        ckpt.mkdir(parents=True, exist_ok=True)
+        write_appearance(head, ckpt)
+        (ckpt / "section.json").write_text(json.dumps(appearance_section(head, view)))
+    log(f"[3/3] G2ANet ({cfg.g2a_steps} steps)")
+    train_g2a(dataset, cameras, head, cfg, log, Progress("G2ANet", cfg.g2a_steps, enabled=progress))
+    subject.appearance = head
+    subject.manifest["appearance"] = {"view": view}
+    subject.manifest.setdefault("training", {})["appearance"] = asdict(cfg)
+    subject.save(out)

@@ -1,0 +1,223 @@
+"""The worker process and its client: JSON lines over pipes, arrays as .npy files.
+
+Every test talks to a real worker process (``python -m emotalk3d_addon.backend.worker``)
+started from this interpreter, serving the subject trained by the project's own code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotalk3d_addon.backend.worker import blend_keys_with_speech
+from emotalk3d_addon.bridge.worker_client import (ADDON_DIR, WorkerClient, WorkerError, resolve_python,
+                                                  worker_command, worker_environment)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = WorkerClient(sys.executable, ADDON_DIR)
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def audio(tiny_dataset) -> Path:
+    return next((tiny_dataset / "sequences").glob("*_neutral")) / "audio.wav"
+
+
+def _load(path: str) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def test_ping_reports_the_backend(client):
+    info = client.ensure_started()
+    import torch
+
+    assert info["torch"] == torch.__version__ and info["protocol"] == 1
+    assert info["pid"] == client.pid and client.alive
+
+
+def test_load_subject_writes_arrays(client, trained_subject):
+    from emotalk3d_addon.backend.subject import load_subject
+
+    subject = load_subject(trained_subject)
+    res = client.call("load_subject", {"subject": str(trained_subject)}, timeout=120)
+    s = res["subject"]
+    assert s["num_vertices"] == subject.geometry.num_vertices
+    assert s["num_components"] == subject.basis.num_components
+    np.testing.assert_array_equal(_load(s["arrays"]["template"]), subject.geometry.template)
+    np.testing.assert_array_equal(_load(s["arrays"]["triangles"]), subject.geometry.triangles)
+    assert _load(s["arrays"]["triangles"]).dtype == np.int32
+    np.testing.assert_array_equal(_load(s["arrays"]["components"]), subject.basis.components)
+    assert s["manifest"]["name"] == subject.name and len(s["fingerprint"]) == 16
+
+
+def test_perform_coefficients_reproduce_the_backend(client, trained_subject, audio):
+    """Coefficients (F, K) = project(vertices - template); expanded they match the pipeline
+    within the basis error the worker reports, at an NTSC rate."""
+    from emotalk3d_addon.backend.audio import load_audio
+    from emotalk3d_addon.backend.emotion_keys import constant_track
+    from emotalk3d_addon.backend.pipeline import SubjectRuntime
+    from emotalk3d_addon.backend.subject import load_subject
+    from emotalk3d_addon.backend.timebase import frame_count
+
+    fps = Fraction(30000, 1001)
+    call = client.submit("perform", {"subject": str(trained_subject), "audio": str(audio),
+                                     "fps": [30000, 1001], "device": "cpu",
+                                     "emotion": {"mode": "constant", "emotion": "happy", "intensity": 0.7}})
+    seen = []
+    res = call.wait(120, on_progress=lambda f, m: seen.append((f, m)))
+    coeffs = _load(res["arrays"]["coefficients"])
+    subject = load_subject(trained_subject)
+    wave = load_audio(audio)
+    frames = frame_count(wave.samples.size, wave.sample_rate, fps)
+    assert coeffs.shape == (frames, subject.basis.num_components) and coeffs.dtype == np.float32
+    assert res["num_frames"] == frames and res["fps"] == [30000, 1001]
+    truth = SubjectRuntime(subject).perform(wave, fps, constant_track("happy", 0.7, frames)).vertices
+    rebuilt = subject.geometry.template[None] + subject.basis.expand(coeffs)
+    err_mm = 1000 * np.linalg.norm(rebuilt - truth, axis=2)
+    assert err_mm.max() <= res["basis_max_mm"] + 1e-3
+    assert res["basis_max_mm"] < 1.0       # the basis reproduces the performance to below a millimetre
+    assert np.abs(coeffs).max() > 0.05     # and there is motion in it
+    assert [m for _, m in seen][:1] == ["Started"] and any("S2GNet" in m for _, m in seen)
+    np.testing.assert_allclose(_load(res["arrays"]["emotion"])[:, 5], 1.0)
+    call.cleanup()
+    assert not Path(res["arrays"]["coefficients"]).exists()
+
+
+def test_regeneration_reuses_the_features(client, trained_subject, audio):
+    params = {"subject": str(trained_subject), "audio": str(audio), "fps": [25, 1]}
+    first = client.call("perform", {**params, "emotion": {"mode": "constant", "emotion": "sad"}}, timeout=120)
+    again = client.call("perform", {**params, "emotion": {"mode": "constant", "emotion": "fear"}}, timeout=120)
+    assert again["features_cached"] is True
+    a, b = _load(first["arrays"]["coefficients"]), _load(again["arrays"]["coefficients"])
+    assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_keys_and_fill_from_speech(client, trained_subject, audio):
+    params = {"subject": str(trained_subject), "audio": str(audio), "fps": [25, 1]}
+    keys = [{"frame": 0, "emotion": "angry", "intensity": 1.0}, {"frame": 39, "emotion": "sad", "intensity": 0.5}]
+    keyed = client.call("perform", {**params, "emotion": {"mode": "keys", "keys": keys}}, timeout=120)
+    speech = client.call("perform", {**params, "emotion": {"mode": "speech"}}, timeout=120)
+    filled = client.call("perform", {**params, "emotion": {"mode": "keys", "keys": keys, "fill_from_speech": True,
+                                                          "reach": 5}}, timeout=120)
+    ek, es, ef = (_load(r["arrays"]["emotion"]) for r in (keyed, speech, filled))
+    np.testing.assert_allclose(ek[0], np.eye(8)[1], atol=1e-6)             # keys pin their frames
+    np.testing.assert_allclose(ef[0], np.eye(8)[1], atol=1e-6)
+    np.testing.assert_allclose(ef[39], np.eye(8)[6], atol=1e-6)
+    np.testing.assert_allclose(ef[10:30], es[10:30], atol=1e-6)            # speech fills the gap
+    assert not np.allclose(ek[10:30], es[10:30], atol=1e-3)
+    np.testing.assert_allclose(_load(filled["arrays"]["intensity"])[39], 0.5, atol=1e-6)
+
+
+def test_blend_keys_with_speech_is_convex():
+    rng = np.random.default_rng(0)
+    kw, sw = rng.dirichlet(np.ones(8), 50).astype(np.float32), rng.dirichlet(np.ones(8), 50).astype(np.float32)
+    w, i = blend_keys_with_speech(kw, np.ones(50), sw, np.zeros(50), [10, 12], reach=4)
+    np.testing.assert_allclose(w.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(w[10], kw[10], atol=1e-6)
+    np.testing.assert_allclose(w[30:], sw[30:], atol=1e-6)
+    assert i[11] == pytest.approx(0.75) and i[8] == pytest.approx(0.5) and i[20] == 0
+
+
+def test_bad_input_is_an_error_reply_and_the_worker_lives_on(client, trained_subject, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + os.urandom(200))
+    with pytest.raises(WorkerError) as err:
+        client.call("perform", {"subject": str(trained_subject), "audio": str(broken), "fps": [30, 1]}, timeout=60)
+    assert err.value.kind == "input" and "broken.wav" in str(err.value)
+    with pytest.raises(WorkerError) as err:
+        client.call("perform", {"subject": str(tmp_path / "nobody"), "audio": str(broken)}, timeout=60)
+    assert err.value.kind == "input" and "nobody" in str(err.value)
+    with pytest.raises(WorkerError) as err:
+        client.call("no_such_op", {}, timeout=60)
+    assert err.value.kind == "protocol"
+    pid = client.pid
+    assert client.call("ping", {}, timeout=60)["pid"] == pid
+
+
+def test_cancel_kills_only_the_worker_then_it_restarts(client, trained_subject, audio):
+    client.ensure_started()
+    starts, pid = client.starts, client.pid
+    call = client.submit("perform", {"subject": str(trained_subject), "audio": str(audio), "fps": [30, 1],
+                                     "debug_delay": 60})
+    deadline = time.monotonic() + 60
+    while "debug delay" not in call.message and time.monotonic() < deadline:
+        call.poll()
+        time.sleep(0.02)
+    assert "debug delay" in call.message
+    t0 = time.monotonic()
+    client.kill()
+    with pytest.raises(WorkerError) as err:
+        call.wait(10)
+    assert err.value.kind == "cancelled" and time.monotonic() - t0 < 5
+    assert not client.alive
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    res = client.call("perform", {"subject": str(trained_subject), "audio": str(audio), "fps": [30, 1],
+                                  "emotion": {"mode": "constant", "emotion": "neutral"}}, timeout=120)
+    assert client.starts == starts + 1 and client.pid != pid and res["num_frames"] > 0
+
+
+def test_a_crash_gives_a_clear_message(client, trained_subject, audio):
+    client.ensure_started()
+    call = client.submit("perform", {"subject": str(trained_subject), "audio": str(audio), "fps": [30, 1],
+                                     "debug_delay": 60})
+    while "debug delay" not in call.message:
+        call.poll()
+        time.sleep(0.02)
+    os.kill(client.pid, signal.SIGKILL)
+    with pytest.raises(WorkerError) as err:
+        call.wait(10)
+    assert err.value.kind == "crashed" and "stopped unexpectedly" in str(err.value)
+    assert client.call("ping", {}, timeout=120)["protocol"] == 1
+
+
+def test_an_interpreter_without_torch_is_reported(tmp_path):
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = resolve_python(str(tmp_path / "bare"))
+    c = WorkerClient(bare, ADDON_DIR)
+    try:
+        with pytest.raises(WorkerError) as err:
+            c.ensure_started()
+        assert err.value.kind == "missing" and bare in str(err.value)
+    finally:
+        c.shutdown()
+    with pytest.raises(WorkerError) as err:
+        resolve_python(str(tmp_path / "nope" / "python"))
+    assert err.value.kind == "missing"
+    with pytest.raises(WorkerError, match="Install backend"):
+        resolve_python("", None, module_mode=False)
+    assert resolve_python("", None, module_mode=True) == sys.executable
+
+
+def test_protocol_survives_library_prints():
+    """Python prints and C-level writes to fd 1 inside the worker land on stderr."""
+    code = ("import os, sys; import emotalk3d_addon.backend.worker as w; p = w._protocol_stream(); "
+            "print('noise from print'); os.write(1, b'noise from C\\n'); sys.exit(w.serve(sys.stdin, p))")
+    proc = subprocess.run([sys.executable, "-c", code], input='{"id": 7, "op": "shutdown"}\n', capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [m["type"] for m in lines] == ["hello", "result"] and lines[1]["id"] == 7
+    assert "noise from print" in proc.stderr and "noise from C" in proc.stderr and proc.returncode == 0
+
+
+def test_worker_exits_when_blender_goes_away():
+    """End of stdin (Blender quit or crashed) ends the worker."""
+    proc = subprocess.Popen(worker_command(sys.executable), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=worker_environment(), cwd=ROOT)
+    assert json.loads(proc.stdout.readline())["type"] == "hello"
+    proc.stdin.close()
+    assert proc.wait(30) == 0
