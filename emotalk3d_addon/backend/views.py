@@ -33,8 +33,8 @@ def orbit_camera(defaults: dict, view: str = "front", width: int | None = None,
                  height: int | None = None) -> Camera:
     """The camera of a named view; width/height default to the subject's capture size."""
     yaw = math.radians(parse_view(view))
-    w = int(width or defaults["width"])
-    h = int(height or defaults["height"])
+    w = int(defaults["width"] if width is None else width)
+    h = int(defaults["height"] if height is None else height)
     if w <= 0 or h <= 0 or w > 16384 or h > 16384:
         raise InputError(f"image size must be 1..16384 pixels, got {w}x{h}")
     tx, ty, tz = defaults["target"]
