@@ -178,6 +178,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, write_report
+    from .subject import load_subject, resolve_subject
+
+    result = evaluate(load_subject(resolve_subject(args.subject)), args.data, args.split, args.max_images)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        write_report(result, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="emotalk3d", description="EmoTalk3D backend: speech -> 3D talking head")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -233,12 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    p = sub.add_parser("evaluate", help="lip vertex error, landmark distance, PSNR/SSIM on unseen sequences")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--max-images", type=int, default=200, help="rendered test images to score")
+    p.add_argument("--json", help="also write the scores to this file")
     return parser
 
 
 COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
-            "train": _cmd_train}
+            "train": _cmd_train, "evaluate": _cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
