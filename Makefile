@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 SYSTEM_PACKAGES := espeak-ng sox ffmpeg
 
-.PHONY: venv sysdeps test demo bench clean-venv
+.PHONY: venv sysdeps test demo demo-subject bench clean-venv
 
 venv: $(STAMP)
 
@@ -31,7 +31,11 @@ test: venv sysdeps
 	$(BIN)/python -m pytest -q tests
 
 demo: venv sysdeps
-	$(BIN)/python -m emotalk3d_addon.backend.demo --out out
+	$(BIN)/python -m emotalk3d_addon.backend.demo run --out out
+
+# Rebuild the shipped demo subject from scratch (fixed seed): dataset + full training.
+demo-subject: venv sysdeps
+	$(BIN)/python -m emotalk3d_addon.backend.demo build --work build/demo
 
 bench: venv
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

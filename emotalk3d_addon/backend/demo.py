@@ -1,37 +1,108 @@
-"""``make demo``: the main job on the embedded demo subject, headless.
+"""The embedded demo: build it (``make demo-subject``) and run it (``make demo``).
 
-bundled speech clip -> predict (vertex track) -> files under ``--out``.
+``make demo`` (``python -m emotalk3d_addon.backend.demo run``): the bundled speech clip ->
+predict (emotion keyed neutral -> happy -> surprised) -> render the frames from three
+views -> ``out/`` (PNG passes per view, the track, and an MP4 with the audio when ffmpeg
+is installed).
+
+``make demo-subject`` (``... demo build``): the synthetic dataset's demo preset -> the
+full training -> ``emotalk3d_addon/subjects/demo`` plus a held-out clip (a voice the
+training never heard), with a fixed seed.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import subprocess
 import sys
+import time
+from fractions import Fraction
 from pathlib import Path
 
 from .subject import BUNDLED_SUBJECTS_DIR
 
 DEMO_DIR = BUNDLED_SUBJECTS_DIR / "demo"
-DEMO_CLIP_NAMES = ("demo_clip.wav", "demo_clip.flac")
+DEMO_CLIP = "demo_clip.wav"
+VIEWS = ("front", "left", "right")
+DEMO_FPS = Fraction(25)
+
+
+def run(out: Path) -> int:
+    """The main job on the demo subject; returns an exit code."""
+    clip = DEMO_DIR / DEMO_CLIP
+    if not (DEMO_DIR / "subject.json").is_file() or not clip.is_file():
+        print(f"error: the embedded demo subject is missing ({DEMO_DIR}); rebuild it with `make demo-subject`",
+              file=sys.stderr)
+        return 1
+    from .audio import load_audio
+    from .emotion_keys import EmotionKey, track_from_keys
+    from .pipeline import FrameRenderer, SubjectRuntime
+    from .render_io import write_passes
+    from .subject import load_subject
+    from .timebase import frame_count
+    from .views import orbit_camera
+
+    started = time.perf_counter()
+    subject = load_subject(DEMO_DIR)
+    wave = load_audio(clip)
+    frames = frame_count(wave.samples.size, wave.sample_rate, DEMO_FPS)
+    keys = [EmotionKey(0, "neutral", 1.0), EmotionKey(frames // 3, "happy", 1.0),
+            EmotionKey(2 * frames // 3, "surprised", 1.0), EmotionKey(frames - 1, "surprised", 1.0)]
+    track = SubjectRuntime(subject).perform(wave, DEMO_FPS, track_from_keys(keys, frames))
+    out.mkdir(parents=True, exist_ok=True)
+    track.save_npz(out / "demo_track.npz")
+    (out / "demo_keys.json").write_text(json.dumps([k.__dict__ for k in keys], indent=1))
+    renderer = FrameRenderer(subject)
+    for view in VIEWS:
+        camera = orbit_camera(renderer.view_defaults, view)
+        folder = out / view
+        folder.mkdir(exist_ok=True)
+        for f in range(track.num_frames):
+            write_passes(renderer.render(track.vertices[f], track.emotion[f], float(track.intensity[f]), camera),
+                         folder, f)
+    print(f"rendered {track.num_frames} frames x {len(VIEWS)} views in {time.perf_counter() - started:.0f} s")
+    video = _video(out, clip)
+    print(f"results: {out.resolve()}/{{{','.join(VIEWS)}}}/rgba_NNNN.png, depth_NNNN.npy, matte_NNNN.png")
+    if video:
+        print(f"video with audio: {video.resolve()}")
+    return 0
+
+
+def _video(out: Path, clip: Path) -> Path | None:
+    """front | left | right side by side with the clip's audio, if ffmpeg is installed."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        print("ffmpeg not found: no MP4 written (frames are complete)")
+        return None
+    video = out / "demo.mp4"
+    inputs = []
+    for view in VIEWS:
+        inputs += ["-framerate", str(DEMO_FPS), "-i", str(out / view / "rgba_%04d.png")]
+    cmd = [ffmpeg, "-y", "-loglevel", "error", *inputs, "-i", str(clip), "-filter_complex",
+           "[0][1][2]hstack=inputs=3,format=yuv420p[v]", "-map", "[v]", "-map", "3:a", "-c:v", "libx264",
+           "-c:a", "aac", "-shortest", str(video)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(f"ffmpeg failed, no MP4 written: {result.stderr.strip()[:300]}")
+        return None
+    return video
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emotalk3d-demo")
-    parser.add_argument("--out", default="out", help="folder for the results")
+    parser = argparse.ArgumentParser(prog="python -m emotalk3d_addon.backend.demo")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("run", help="the main job on the embedded demo subject")
+    p.add_argument("--out", default="out")
+    p = sub.add_parser("build", help="rebuild the demo subject from scratch (fixed seed)")
+    p.add_argument("--work", default="build/demo", help="folder for the dataset and checkpoints")
     args = parser.parse_args(argv)
-    clip = next((DEMO_DIR / n for n in DEMO_CLIP_NAMES if (DEMO_DIR / n).is_file()), None)
-    if not (DEMO_DIR / "subject.json").is_file() or clip is None:
-        print(f"error: the embedded demo subject is not in this build yet ({DEMO_DIR} is missing).\n"
-              "Any trained subject works with: emotalk3d predict --subject PATH --audio FILE --out TRACK.npz",
-              file=sys.stderr)
-        return 1
-    from .cli import main as cli_main
+    if args.command == "build":
+        from .demo_build import build
 
-    out = Path(args.out)
-    track = out / "demo_track.npz"
-    code = cli_main(["predict", "--subject", str(DEMO_DIR), "--audio", str(clip), "--out", str(track)])
-    if code == 0:
-        print(f"results: {track.resolve()}")
-    return code
+        build(Path(args.work), DEMO_DIR)
+        return 0
+    return run(Path(getattr(args, "out", "out")))
 
 
 if __name__ == "__main__":
