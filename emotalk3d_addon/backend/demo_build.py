@@ -17,8 +17,8 @@ from .train.s2g import S2GTrainConfig
 
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
-    S2GTrainConfig(steps=1500, batch=8, crop_frames=90, bundled_encoder="small", seed=SEED),
-    AppearanceTrainConfig(canonical_steps=2000, g2a_steps=2000, num_otf=30_000, sh_degree=1, seed=SEED),
+    S2GTrainConfig(steps=1200, batch=8, crop_frames=90, bundled_encoder="small", seed=SEED),
+    AppearanceTrainConfig(canonical_steps=1500, g2a_steps=1500, num_otf=30_000, sh_degree=1, seed=SEED),
 )
 
 
@@ -28,7 +28,11 @@ def build(work: Path, target: Path, log=print) -> Path:
     from .datasets.synthetic import make_dataset
 
     started = time.perf_counter()
-    data = make_dataset(work / "data", preset="demo", seed=SEED, log=log)
+    data = work / "data"
+    if (data / "dataset.json").is_file():
+        log(f"reusing the dataset in {data} (delete it to regenerate)")
+    else:
+        data = make_dataset(data, preset="demo", seed=SEED, log=log)
     log(f"dataset ready in {time.perf_counter() - started:.0f} s: {data}")
     subject = train_subject(data, work / "subject", DEMO_CONFIG, resume=True, log=log, name="demo")
     test = load_dataset(data).split("test")

@@ -1,28 +1,39 @@
 """Tile-based alpha compositing of projected Gaussians on the CPU (numba), forward and backward.
 
-Pipeline (``composite``):
+Pipeline (``bin_gaussians`` then ``composite``):
 
-1. ``bin_gaussians`` (numba, serial, O(N log N + pairs)): visible Gaussians are sorted once by
-   camera z (stable), then counting-sorted into 16x16 tiles, which keeps each tile's list in
-   depth order. A Gaussian is binned only to tiles its alpha >= 1/255 ellipse really touches
-   (exact per tile row band, not just its bounding box).
-2. ``_forward_tiles`` (numba, ``prange`` over tiles): within a tile, Gaussians are taken front to
-   back and, for each, only the pixels of its ellipse are visited: per pixel row the exact span
-   where sigma <= ln(255 o) is solved for, so nearly every evaluated pair contributes. Per-pixel
-   transmittance, the early-termination rule and all arithmetic follow gsplat's classic
-   rasteriser exactly (see ``_composite_pixel`` comments). The tile stops when all its pixels are
-   done. Saved for backward: final T and the index of the last contributor per pixel.
-3. ``_backward_tiles`` (numba, ``prange`` over tiles): the standard 3DGS backward, walking each
-   tile's list back to front from the furthest last contributor and recovering T_i by dividing
-   by (1 - alpha_i). Gradients go to one slot per (tile, Gaussian) pair, so threads never share
-   memory and results are deterministic; ``_reduce_slots`` sums slots per Gaussian.
+1. Binning, O(N + pairs), all numba: ``_prepare`` (parallel) packs each Gaussian's screen
+   geometry into one 96-byte record (``gd``: mean, conic, opacity, the alpha >= 1/255 ellipse
+   sigma <= ln(255 o), its half-extents) and counts the 16x16 tiles the ellipse really touches
+   (exact per tile-row band, tighter than a bounding box); ``_depth_order`` radix-sorts the
+   visible Gaussians by camera z (stable, like gsplat's radix sort); ``_emit_pairs`` (parallel)
+   writes the (tile, Gaussian) pairs in that order and ``_sort_pairs_by_tile`` counting-sorts
+   them by tile, so every tile's list stays front to back.
+2. ``_forward_tiles`` (``prange`` over tiles, dynamic chunks): within a tile, Gaussians are taken
+   front to back and for each one only the pixels of its ellipse are visited: per pixel row the
+   exact span is solved for, so ~99 % of evaluated pairs contribute. Per-pixel arithmetic, the
+   alpha threshold and the early-termination rule are gsplat's classic rasteriser's (comments in
+   the loop). Finished rows are skipped, and the tile stops when all its pixels are done. Saved
+   for backward: final T and the list index of each pixel's last contributor.
+3. ``_backward_tiles`` (``prange`` over tiles): the standard 3DGS backward, walking each tile's
+   list back to front from its furthest last contributor and recovering T_i by dividing by
+   (1 - alpha_i). Gradients go to one slot per (tile, Gaussian) pair, so threads never share
+   memory and results are deterministic; ``_reduce_slots`` (parallel over Gaussians) adds them up.
 
-Kernels work on float32 or float64 arrays (compiled once per dtype and cached on disk);
-arithmetic inside is float64 either way.
+Per row of a tile, exp(-sigma) and alpha are computed for all 16 pixels at once by ``_alphas``, a
+fixed-length loop with a polynomial exp that LLVM vectorises (AVX2/AVX-512); the scalar loop that
+follows touches only the row's span. Forward and backward share ``_alphas``, so they agree bit for
+bit on which pairs contribute. (Measured on the 110k-Gaussian head: 1.25x faster forward and 1.5x
+faster backward than per-pixel libm exp; computing only the span vectorised is slower, because
+spans are short.)
+
+Kernels take float32 or float64 arrays (compiled once per dtype, cached on disk); arithmetic
+inside is float64 either way.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -35,6 +46,8 @@ ALPHA_MAX = 0.999
 T_MIN = 1e-4
 SIGMA_PAD = 1e-6   # widen sigma <= ln(255 o) a little when solving for spans ...
 PIX_PAD = 1e-3     # ... and spans by a thousandth of a pixel: the exact per-pixel test decides
+TILE_CHUNK = 2     # prange chunk sizes (dynamic scheduling, so a slow or preempted thread is not waited for)
+GAUSS_CHUNK = 4096
 
 
 @njit(cache=True, inline="always")
@@ -124,46 +137,13 @@ def _tiles_of(gd, g, width, height, tw, out_tile, out_gid, pos):
     return n
 
 
-@njit(parallel=True, cache=True)
-def _prepare(means2d, conics, opacities, visible, width, height):
-    """(gd (N, G_FIELDS) float64, n_tiles (N,) int64) for every Gaussian; invisible ones get smax = -1."""
-    n = means2d.shape[0]
-    tw = (width + TILE - 1) // TILE
-    gd = np.empty((n, G_FIELDS))
-    ntiles = np.zeros(n, np.int64)
-    dummy_t = np.empty(0, np.int32)
-    dummy_g = np.empty(0, np.int32)
-    for g in prange(n):
-        a = float(conics[g, 0])
-        b = float(conics[g, 1])
-        c = float(conics[g, 2])
-        o = float(opacities[g])
-        smax, det, hx, hy = _extent(a, b, c, o)
-        if not visible[g]:
-            smax = -1.0
-        gd[g, G_MX] = means2d[g, 0]
-        gd[g, G_MY] = means2d[g, 1]
-        gd[g, G_A] = a
-        gd[g, G_B] = b
-        gd[g, G_C] = c
-        gd[g, G_O] = o
-        gd[g, G_SMAX] = smax
-        gd[g, G_DET] = det
-        gd[g, G_HX] = hx
-        gd[g, G_HY] = hy
-        gd[g, G_INVA] = 1.0 / a if smax >= 0.0 else 0.0
-        gd[g, 11] = 0.0
-        ntiles[g] = _tiles_of(gd, g, width, height, tw, dummy_t, dummy_g, -1)
-    return gd, ntiles
-
-
 @njit(cache=True)
-def _depth_order(depths, ntiles):
-    """Indices of Gaussians with ntiles > 0 sorted by depth, stable (LSD radix sort on the float64 bits)."""
+def _depth_order(depths, visible):
+    """Indices (int32) of the visible Gaussians sorted by depth, stable (LSD radix sort of the float64 bits)."""
     n = depths.size
     m = 0
     for g in range(n):
-        if ntiles[g] > 0:
+        if visible[g]:
             m += 1
     keys = np.empty(m, np.uint64)
     idx = np.empty(m, np.int32)
@@ -172,7 +152,7 @@ def _depth_order(depths, ntiles):
     sign = np.uint64(1) << np.uint64(63)
     r = 0
     for g in range(n):
-        if ntiles[g] > 0:
+        if visible[g]:
             d64[0] = depths[g]
             k = bits[0]
             keys[r] = ~k if (k & sign) else (k | sign)  # order-preserving for negative floats too
@@ -203,24 +183,58 @@ def _depth_order(depths, ntiles):
 
 
 @njit(parallel=True, cache=True)
-def _emit_pairs(gd, order, ntiles, width, height):
-    """(tile, gaussian) pairs in depth order of the Gaussians."""
-    tw = (width + TILE - 1) // TILE
+def _prepare(means2d, conics, opacities, order, width, height):
+    """Records gd (M, G_FIELDS) float64 of the Gaussians ``order`` (depth order: row r is the r-th nearest)
+    and the number of tiles each touches. Storing them in depth order makes every later pass read
+    them front to back, i.e. nearly sequentially."""
     m = order.size
+    tw = (width + TILE - 1) // TILE
+    gd = np.empty((m, G_FIELDS))
+    ntiles = np.zeros(m, np.int64)
+    dummy_t = np.empty(0, np.int32)
+    dummy_g = np.empty(0, np.int32)
+    for r in prange(m):
+        g = order[r]
+        a = float(conics[g, 0])
+        b = float(conics[g, 1])
+        c = float(conics[g, 2])
+        o = float(opacities[g])
+        smax, det, hx, hy = _extent(a, b, c, o)
+        gd[r, G_MX] = means2d[g, 0]
+        gd[r, G_MY] = means2d[g, 1]
+        gd[r, G_A] = a
+        gd[r, G_B] = b
+        gd[r, G_C] = c
+        gd[r, G_O] = o
+        gd[r, G_SMAX] = smax
+        gd[r, G_DET] = det
+        gd[r, G_HX] = hx
+        gd[r, G_HY] = hy
+        gd[r, G_INVA] = 1.0 / a if smax >= 0.0 else 0.0
+        gd[r, 11] = 0.0
+        ntiles[r] = _tiles_of(gd, r, width, height, tw, dummy_t, dummy_g, -1)
+    return gd, ntiles
+
+
+@njit(parallel=True, cache=True)
+def _emit_pairs(gd, ntiles, width, height):
+    """(tile, record) pairs, records in depth order."""
+    tw = (width + TILE - 1) // TILE
+    m = ntiles.size
     start = np.empty(m + 1, np.int64)
     start[0] = 0
     for r in range(m):
-        start[r + 1] = start[r] + ntiles[order[r]]
+        start[r + 1] = start[r] + ntiles[r]
     ptile = np.empty(start[m], np.int32)
-    pgid = np.empty(start[m], np.int32)
+    prec = np.empty(start[m], np.int32)
     for r in prange(m):
-        _tiles_of(gd, order[r], width, height, tw, ptile, pgid, start[r])
-    return ptile, pgid
+        _tiles_of(gd, r, width, height, tw, ptile, prec, start[r])
+    return ptile, prec, start
 
 
 @njit(cache=True)
 def _sort_pairs_by_tile(ptile, pgid, n_tiles):
-    """Stable counting sort of the pairs by tile: (offsets (n_tiles+1,), ids)."""
+    """Stable counting sort of the pairs by tile: (offsets (n_tiles+1,), ids, dest)."""
     offsets = np.zeros(n_tiles + 1, np.int64)
     for k in range(ptile.size):
         offsets[ptile[k] + 1] += 1
@@ -228,11 +242,44 @@ def _sort_pairs_by_tile(ptile, pgid, n_tiles):
         offsets[t + 1] += offsets[t]
     cursor = offsets[:-1].copy()
     ids = np.empty(ptile.size, np.int32)
-    for k in range(ptile.size):
-        t = ptile[k]
-        ids[cursor[t]] = pgid[k]
+    dest = np.empty(ptile.size, np.int64)  # emitted pair e went to list position dest[e]
+    for e in range(ptile.size):
+        t = ptile[e]
+        ids[cursor[t]] = pgid[e]
+        dest[e] = cursor[t]
         cursor[t] += 1
-    return offsets, ids
+    return offsets, ids, dest
+
+
+LOG2E = 1.4426950408889634
+LN2_HI = 0.6931471803691238    # ln 2 split in two (Cody-Waite) so k ln 2 is exact enough
+LN2_LO = 1.9082149292705877e-10
+
+
+@njit(cache=True, inline="always")
+def _exp(x):
+    """exp(x) for x <= ~700 in plain arithmetic (relative error < 1e-12), so that the span loops
+    vectorise: ~5x faster than a libm call per pixel. exp(x) = 2^k e^r, |r| <= ln2 / 2, degree-10 Taylor."""
+    x = min(max(x, -700.0), 700.0)
+    k = math.floor(x * LOG2E + 0.5)
+    r = (x - k * LN2_HI) - k * LN2_LO
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800))))))))))
+    return p * np.int64((np.int64(k) + 1023) << 52).view(np.float64)
+
+
+@njit(cache=True, inline="always")
+def _alphas(mx, dy, a, b, c, o, x0, vis_out, alpha_out):
+    """exp(-sigma) and alpha for the TILE pixels x0.. of a row, alpha = 0 where sigma < 0. A fixed
+    trip count lets LLVM vectorise it completely; the callers read only the span they need."""
+    cdy = c * dy * dy
+    for q in range(TILE):
+        # gsplat classic: delta = mean - pixel centre; sigma = 0.5 (a dx^2 + c dy^2) + b dx dy
+        dx = mx - (x0 + q + 0.5)
+        sigma = 0.5 * (a * dx * dx + cdy) + b * dx * dy
+        vis = _exp(-sigma)
+        vis_out[q] = vis
+        alpha_out[q] = min(ALPHA_MAX, o * vis) if sigma >= 0.0 else 0.0
 
 
 @njit(cache=True, inline="always")
@@ -272,6 +319,8 @@ def _forward_tiles(gd, colors, offsets, ids, width, height, out_color, out_alpha
         last = np.full(npix, -1, np.int64)
         row_open = np.full(TILE, nx, np.int64)  # pixels of each tile row not done yet
         cg = np.empty(D)
+        vbuf = np.empty(TILE)
+        abuf = np.empty(TILE)
         ndone = 0
         npairs = 0
         for k in range(offsets[t], offsets[t + 1]):
@@ -292,19 +341,17 @@ def _forward_tiles(gd, colors, offsets, ids, width, height, out_color, out_alpha
                     continue
                 dy = my - (i + 0.5)
                 j0, j1 = _row_span(gd, g, dy, x0, x1)
+                if j0 > j1:
+                    continue
+                _alphas(mx, dy, a, b, c, o, x0, vbuf, abuf)
                 base = (i - y0) * nx - x0
                 for j in range(j0, j1 + 1):
                     p = base + j
                     if done[p]:
                         continue
                     npairs += 1
-                    # gsplat classic: delta = mean - pixel centre; sigma = 0.5 (a dx^2 + c dy^2) + b dx dy
-                    dx = mx - (j + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, o * math.exp(-sigma))
-                    if alpha < ALPHA_MIN:
+                    alpha = abuf[j - x0]
+                    if alpha < ALPHA_MIN:  # (also sigma < 0)
                         continue
                     Tp = T[p]
                     next_T = Tp * (1.0 - alpha)
@@ -365,6 +412,8 @@ def _backward_tiles(gd, colors, offsets, ids, width, height, T_final, last_ids, 
                 vc[p, ch] = v_color[i, j, ch]
         gcol = np.zeros(D)
         cg = np.empty(D)
+        vbuf = np.empty(TILE)
+        abuf = np.empty(TILE)
         for k in range(offsets[t], offsets[t + 1]):  # pairs behind every pixel's last contributor
             if k > kmax:
                 s_mean[k, 0] = 0.0
@@ -398,19 +447,19 @@ def _backward_tiles(gd, colors, offsets, ids, width, height, T_final, last_ids, 
                     continue
                 dy = my - (i + 0.5)
                 j0, j1 = _row_span(gd, g, dy, x0, x1)
+                if j0 > j1:
+                    continue
+                _alphas(mx, dy, a, b, c, o, x0, vbuf, abuf)
                 base = (i - y0) * nx - x0
                 for j in range(j0, j1 + 1):
                     p = base + j
                     if k > last[p]:
                         continue
-                    dx = mx - (j + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    vis = math.exp(-sigma)
-                    alpha = min(ALPHA_MAX, o * vis)
+                    alpha = abuf[j - x0]
                     if alpha < ALPHA_MIN:
                         continue
+                    vis = vbuf[j - x0]
+                    dx = mx - (j + 0.5)
                     ra = 1.0 / (1.0 - alpha)
                     Tp = T[p] * ra  # transmittance in front of this Gaussian
                     T[p] = Tp
@@ -439,30 +488,46 @@ def _backward_tiles(gd, colors, offsets, ids, width, height, T_final, last_ids, 
                 s_color[k, ch] = gcol[ch]
 
 
-@njit(cache=True)
-def _reduce_slots(ids, s_mean, s_conic, s_color, s_opac, v_mean, v_conic, v_color, v_opac, n_used):
+@njit(parallel=True, cache=True)
+def _reduce_slots(order, start, dest, s_mean, s_conic, s_color, s_opac, v_mean, v_conic, v_color, v_opac):
+    """Per-Gaussian sums of the per-pair slots: record r's pairs were emitted at start[r]:start[r+1]
+    (in a fixed order, so the sums are deterministic) and sit at list positions dest[...]."""
     D = s_color.shape[1]
-    for k in range(n_used):
-        g = ids[k]
-        v_mean[g, 0] += s_mean[k, 0]
-        v_mean[g, 1] += s_mean[k, 1]
-        v_conic[g, 0] += s_conic[k, 0]
-        v_conic[g, 1] += s_conic[k, 1]
-        v_conic[g, 2] += s_conic[k, 2]
-        v_opac[g] += s_opac[k]
-        for ch in range(D):
-            v_color[g, ch] += s_color[k, ch]
+    for r in prange(order.size):
+        g = order[r]
+        for e in range(start[r], start[r + 1]):
+            k = dest[e]
+            v_mean[g, 0] += s_mean[k, 0]
+            v_mean[g, 1] += s_mean[k, 1]
+            v_conic[g, 0] += s_conic[k, 0]
+            v_conic[g, 1] += s_conic[k, 1]
+            v_conic[g, 2] += s_conic[k, 2]
+            v_opac[g] += s_opac[k]
+            for ch in range(D):
+                v_color[g, ch] += s_color[k, ch]
 
 
-# ----------------------------------------------------------------------------------- Python side
+@contextmanager
+def _chunked(n: int):
+    """Dynamic prange scheduling in chunks of ``n`` iterations for the kernels launched inside (set from
+    Python: calling it inside jitted code would make the kernels uncacheable). Tiles differ widely in
+    cost, and a preempted thread's share is picked up by the others."""
+    old = numba.set_parallel_chunksize(n)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 class Bins:
-    """One frame's tile lists: ``offsets`` (n_tiles + 1,), ``ids`` (n_pairs,) Gaussian indices, each tile
-    front to back, plus ``gd``, the per-Gaussian records (screen geometry) the kernels read."""
+    """One frame's binning. ``order`` (M,) int32: the visible Gaussians front to back; ``gd`` (M, G_FIELDS):
+    their screen-space records in that order; ``offsets`` (n_tiles + 1,) and ``ids`` (n_pairs,): each
+    tile's list of record indices (front to back). Gaussian index of list entry k: ``order[ids[k]]``."""
 
-    def __init__(self, gd: np.ndarray, offsets: np.ndarray, ids: np.ndarray, width: int, height: int):
-        self.gd, self.offsets, self.ids, self.width, self.height = gd, offsets, ids, width, height
+    def __init__(self, order, gd, offsets, ids, width: int, height: int, start=None, dest=None):
+        self.order, self.gd, self.offsets, self.ids = order, gd, offsets, ids
+        self.width, self.height = width, height
+        self.start, self.dest = start, dest  # pairs of record r: list positions dest[start[r]:start[r + 1]]
 
     @property
     def n_pairs(self) -> int:
@@ -480,12 +545,13 @@ def bin_gaussians(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.
     ``composite`` must then be called with the same means2d / conics / opacities.
     """
     width, height = int(width), int(height)
-    gd, ntiles = _prepare(_np(means2d), _np(conics), _np(opacities), _np(visible).astype(np.bool_), width, height)
-    order = _depth_order(_np(depths), ntiles)
-    ptile, pgid = _emit_pairs(gd, order, ntiles, width, height)
+    order = _depth_order(_np(depths), _np(visible).astype(np.bool_))
+    with _chunked(GAUSS_CHUNK):
+        gd, ntiles = _prepare(_np(means2d), _np(conics), _np(opacities), order, width, height)
+        ptile, prec, start = _emit_pairs(gd, ntiles, width, height)
     n_tiles = ((width + TILE - 1) // TILE) * ((height + TILE - 1) // TILE)
-    offsets, ids = _sort_pairs_by_tile(ptile, pgid, n_tiles)
-    return Bins(gd, offsets, ids, width, height)
+    offsets, ids, dest = _sort_pairs_by_tile(ptile, prec, n_tiles)
+    return Bins(order, gd, offsets, ids, width, height, start, dest)
 
 
 class ForwardStats:
@@ -504,7 +570,8 @@ def _forward_numpy(colors, bins: Bins, stats: ForwardStats | None):
     out_T = np.empty((H, W), np.float64)
     out_last = np.empty((H, W), np.int64)
     pairs = np.zeros(bins.offsets.size - 1, np.int64)
-    _forward_tiles(bins.gd, colors, bins.offsets, bins.ids, W, H, out_color, out_alpha, out_T, out_last, pairs)
+    with _chunked(TILE_CHUNK):
+        _forward_tiles(bins.gd, colors, bins.offsets, bins.ids, W, H, out_color, out_alpha, out_T, out_last, pairs)
     if stats is not None:
         stats.pairs_evaluated = int(pairs.sum())
         stats.pairs_binned = bins.n_pairs
@@ -514,11 +581,12 @@ def _forward_numpy(colors, bins: Bins, stats: ForwardStats | None):
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, bins, stats):
-        c = _np(colors)
+        c = np.ascontiguousarray(_np(colors)[bins.order])  # rows in record (depth) order
         color, alpha, T, last = _forward_numpy(c, bins, stats)
         ctx.bins = bins
         ctx.arrays = (c, T, last)
         ctx.dtype = colors.dtype
+        ctx.n = colors.shape[0]
         return torch.from_numpy(color), torch.from_numpy(alpha)
 
     @staticmethod
@@ -533,14 +601,17 @@ class _Composite(torch.autograd.Function):
         s_conic = np.empty((n, 3))
         s_color = np.empty((n, D))
         s_opac = np.empty(n)
-        _backward_tiles(bins.gd, c, bins.offsets, bins.ids, W, H, T, last, vc, va,
-                        s_mean, s_conic, s_color, s_opac)
-        N = c.shape[0]
+        with _chunked(TILE_CHUNK):
+            _backward_tiles(bins.gd, c, bins.offsets, bins.ids, W, H, T, last, vc, va,
+                            s_mean, s_conic, s_color, s_opac)
+        N = ctx.n
         v_mean = np.zeros((N, 2))
         v_conic = np.zeros((N, 3))
         v_col = np.zeros((N, D))
         v_opac = np.zeros(N)
-        _reduce_slots(bins.ids, s_mean, s_conic, s_color, s_opac, v_mean, v_conic, v_col, v_opac, n)
+        with _chunked(GAUSS_CHUNK):
+            _reduce_slots(bins.order, bins.start, bins.dest, s_mean, s_conic, s_color, s_opac,
+                          v_mean, v_conic, v_col, v_opac)
         out = (torch.from_numpy(a).to(ctx.dtype) for a in (v_mean, v_conic, v_col, v_opac))
         return (*out, None, None)
 

@@ -12,6 +12,7 @@ import torch
 from numba import njit, prange
 
 from .camera import Camera
+from .cpu import GAUSS_CHUNK, _chunked
 from .projection import ALPHA_MIN, EPS2D, Projected
 from .sh import SH_C0, SH_C1, SH_C2, SH_C3
 
@@ -166,9 +167,11 @@ def project_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     feats = np.empty((n, 4 + C), npdt)
     visible = np.empty(n, np.bool_)
     radii = np.empty((n, 2), np.int32)
-    _project_kernel(arr(means), arr(quats), arr(scales), arr(opacities), col, -1 if sh_degree is None else sh_degree,
-                    ext, cam, int(camera.width), int(camera.height), float(camera.near), float(camera.far),
-                    float(eps2d), means2d, conics, feats, visible, radii)
+    with _chunked(GAUSS_CHUNK):
+        _project_kernel(arr(means), arr(quats), arr(scales), arr(opacities), col,
+                        -1 if sh_degree is None else sh_degree,
+                        ext, cam, int(camera.width), int(camera.height), float(camera.near), float(camera.far),
+                        float(eps2d), means2d, conics, feats, visible, radii)
     t = torch.from_numpy
     f = t(feats)
     p = Projected(t(means2d), t(conics), f[:, 3], t(radii), t(visible), f[:, :3])

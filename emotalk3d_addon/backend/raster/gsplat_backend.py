@@ -12,7 +12,8 @@ from .camera import Camera
 from .projection import EPS2D
 from .sh import sh_to_rgb
 
-NO_CUDA_MESSAGE = "gsplat needs a CUDA GPU; use the CPU rasteriser (backend='cpu'); no CUDA device is available to PyTorch"
+NO_CUDA_MESSAGE = ("gsplat needs a CUDA GPU; use the CPU rasteriser (backend='cpu'); "
+                   "no CUDA device is available to PyTorch")
 BUILD_HINT = ("gsplat compiles its CUDA kernels on first use: it needs a C++ compiler and a CUDA toolkit (nvcc) "
               "matching torch.version.cuda. Rerun with VERBOSE=1 to see the compiler output, and MAX_JOBS=2 "
               "if the build runs out of memory; the build is cached under ~/.cache/torch_extensions.")
@@ -22,6 +23,10 @@ _ready = False  # set after the first successful call
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+def _target_device(t: torch.Tensor) -> torch.device:
+    return t.device if t.device.type == "cuda" else torch.device("cuda")
 
 
 def _build_error(exc: BaseException) -> RuntimeError:
@@ -45,13 +50,15 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh
     global _ready
     gsplat = _import_gsplat()
     out_device = means.device
-    dev = means.device if means.device.type == "cuda" else torch.device("cuda")
-    means, quats, scales, opacities, colors = (t.to(dev) for t in (means, quats, scales, opacities, colors))
-    dtype = means.dtype
+    dev = _target_device(means)
+    dtype = torch.float32  # gsplat's kernels are float32 only
+    means, quats, scales, opacities, colors = (t.to(device=dev, dtype=dtype)
+                                               for t in (means, quats, scales, opacities, colors))
     viewmat = camera.world_to_camera.to(device=dev, dtype=dtype)
     K = camera.K.to(device=dev, dtype=dtype)
     if sh_degree is not None:
-        center = -(viewmat[:3, :3].transpose(0, 1) @ viewmat[:3, 3])
+        V = camera.world_to_camera.detach().double()
+        center = (-(V[:3, :3].T @ V[:3, 3])).to(device=dev, dtype=dtype)
         rgb = sh_to_rgb(sh_degree, colors, means, center)
     else:
         rgb = colors

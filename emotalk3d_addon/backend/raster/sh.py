@@ -48,10 +48,12 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
     if coeffs.dim() != 3 or coeffs.shape[-1] != 3 or coeffs.shape[1] < k:
         raise ValueError(f"SH coefficients must be (N, >= {k}, 3) for degree {degree}, got {tuple(coeffs.shape)}")
     basis = _basis_list(degree, F.normalize(dirs, dim=-1) if degree > 0 else dirs)
-    # accumulate term by term: much faster on the CPU than stacking the basis and a (N, K, 3) product
-    out = coeffs[:, 0, :] * basis[0]
+    # accumulate term by term: much faster on the CPU than stacking the basis and a (N, K, 3) product;
+    # unbind (not indexing) so the backward pass stacks the K gradients once
+    cs = coeffs[:, :k, :].unbind(1)
+    out = cs[0] * basis[0]
     for i in range(1, k):
-        out = out + coeffs[:, i, :] * basis[i][:, None]
+        out = out + cs[i] * basis[i][:, None]
     return out
 
 

@@ -72,13 +72,12 @@ def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tenso
 
 
 class _ViewBank:
-    """Training images and the meshes/emotions of their frames, loaded once."""
+    """Training views: the meshes and emotions of their frames (loaded once), images on demand."""
 
     def __init__(self, dataset: SpeechDataset, selected: list[View]):
         if not selected:
             raise DatasetError(f"{dataset.root}: no multi-view images found for training")
         self.views = selected
-        self.images = [read_rgba(v.path) for v in selected]
         meshes: dict[str, np.ndarray] = {}
         self.vertices, self.emotions = [], []
         for v in selected:
@@ -91,12 +90,16 @@ class _ViewBank:
     def __len__(self) -> int:
         return len(self.views)
 
+    def image(self, i: int) -> torch.Tensor:
+        """(H, W, 4) premultiplied RGBA of view i, read when needed (thousands of views)."""
+        return read_rgba(self.views[i].path)
+
 
 def _loss(head: AnimatedHead, bank: _ViewBank, i: int, cfg: AppearanceTrainConfig,
           sh_degree: int | None = None) -> torch.Tensor:
     out = render_head(head, bank.vertices[i], bank.emotions[i], bank.views[i].camera, sh_degree)
     render = torch.cat([out.rgb, out.alpha[..., None]], dim=-1)
-    return photometric_loss(render, bank.images[i], cfg.ssim_weight)
+    return photometric_loss(render, bank.image(i), cfg.ssim_weight)
 
 
 def _canonical_optimizer(head: AnimatedHead, cfg: AppearanceTrainConfig, extent: float) -> torch.optim.Adam:

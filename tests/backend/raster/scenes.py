@@ -45,7 +45,8 @@ def random_scene(seed: int, n: int = 100, width: int = 40, height: int = 32, sh_
     means += torch.tensor([0.0, 0.0, 2.0])
     nb = int(round(behind * n))
     means[:nb, 2] = -means[:nb, 2] + 0.3  # behind the camera
-    quats = torch.randn(n, 4, generator=g, dtype=torch.float64) * (1.0 + torch.rand(n, 1, generator=g, dtype=torch.float64))
+    quats = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    quats *= 1.0 + torch.rand(n, 1, generator=g, dtype=torch.float64)  # not normalised
     scales = torch.rand(n, 3, generator=g, dtype=torch.float64) * (scale[1] - scale[0]) + scale[0]
     opac = torch.rand(n, generator=g, dtype=torch.float64)
     if sh_degree is None:

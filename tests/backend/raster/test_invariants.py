@@ -72,7 +72,8 @@ def test_camera_shift_by_one_pixel_shifts_the_image():
     means = torch.cat([(torch.rand(n, 2, generator=g, dtype=D) - 0.5) * 0.6, torch.full((n, 1), z, dtype=D)], 1)
     means[:, 2] += torch.arange(n, dtype=D) * 1e-9  # distinct depths, same footprint
     scales = torch.cat([torch.rand(n, 2, generator=g, dtype=D) * 0.04 + 0.01, torch.full((n, 1), 1e-7, dtype=D)], 1)
-    args = _gauss(means, scales, torch.rand(n, generator=g, dtype=D) * 0.8 + 0.1, torch.rand(n, 3, generator=g, dtype=D))
+    opac = torch.rand(n, generator=g, dtype=D) * 0.8 + 0.1
+    args = _gauss(means, scales, opac, torch.rand(n, 3, generator=g, dtype=D))
     out0 = rasterize(*args, cam0)
     right = cam0.world_to_camera[0, :3]  # camera +x (image right) in world coordinates
     cam1 = _camera(w, 30, eye=tuple((right * z / fx).tolist()))
@@ -119,8 +120,8 @@ def test_empty_and_culled(grad):
     for n, z in ((0, 2.0), (5, -1.0), (5, 1e11), (5, 0.001)):
         means = torch.zeros(n, 3, dtype=D)
         means[:, 2] = z
-        args = [t.requires_grad_(grad) for t in _gauss(means, torch.full((n, 3), 0.1, dtype=D), torch.full((n,), 0.5, dtype=D),
-                                                       torch.ones(n, 3, dtype=D))]
+        gs = _gauss(means, torch.full((n, 3), 0.1, dtype=D), torch.full((n,), 0.5, dtype=D), torch.ones(n, 3, dtype=D))
+        args = [t.requires_grad_(grad) for t in gs]
         out = rasterize(*args, cam, extra=torch.ones(n, 2, dtype=D))
         for t in (out.rgb, out.alpha, out.depth, out.extra):
             assert t.shape[:2] == (10, 20) and (t == 0).all()
