@@ -40,3 +40,25 @@ def trained_subject(tmp_path_factory, tiny_dataset, tiny_hubert) -> Path:
                          encoder=str(tiny_hubert), checkpoint_every=1000)
     train_s2g(tiny_dataset, out, cfg, log=lambda _: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_multiview(tmp_path_factory) -> Path:
+    """The synthetic generator's tiny preset: espeak-ng speech, Blender-rendered views."""
+    from emotalk3d_addon.backend.datasets.synthetic import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("multiview") / "tiny", preset="tiny", seed=0, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def full_subject(tmp_path_factory, tiny_multiview) -> Path:
+    """A complete subject (speech->geometry + appearance) trained by ``emotalk3d train``."""
+    from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig
+    from emotalk3d_addon.backend.train.full import FullTrainConfig, train_subject
+    from emotalk3d_addon.backend.train.s2g import S2GTrainConfig
+
+    cfg = FullTrainConfig(S2GTrainConfig(steps=30, batch=2, crop_frames=12, hidden=16, bundled_encoder="tiny"),
+                          AppearanceTrainConfig(canonical_steps=40, g2a_steps=20, num_otf=600, sh_degree=1,
+                                                g2a_hidden=16, densify_every=20))
+    out = tmp_path_factory.mktemp("full") / "subject"
+    return train_subject(tiny_multiview, out, cfg, log=lambda _: None, progress=False)
