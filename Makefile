@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-SYSTEM_PACKAGES := espeak-ng sox ffmpeg
+# Debian packages: speech synthesis (dataset generator), audio and video tools, and the
+# libraries Blender (bpy) needs to render headless.
+SYSTEM_PACKAGES := espeak-ng sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
+	libx11-6 libxi6 libxrender1 libxkbcommon0 libsm6 libxext6 libxfixes3
 
 .PHONY: venv sysdeps test demo demo-subject bench clean-venv
 
@@ -20,9 +23,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Debian packages the dataset generator and the demo use (speech synthesis, audio, video).
 sysdeps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	else echo "error: missing system packages:$$missing. Run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; fi

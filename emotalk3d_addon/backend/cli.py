@@ -178,6 +178,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_dataset(args: argparse.Namespace) -> int:
+    from .datasets.synthetic import make_dataset
+
+    out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote the {args.preset} dataset to {out}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, write_report
     from .subject import load_subject, resolve_subject
@@ -244,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    p = sub.add_parser("make-dataset", help="generate the synthetic multi-view emotional dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="demo", choices=("demo", "tiny"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset this generator made")
     p = sub.add_parser("evaluate", help="lip vertex error, landmark distance, PSNR/SSIM on unseen sequences")
     p.add_argument("--subject", required=True)
     p.add_argument("--data", required=True)
@@ -255,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
-            "train": _cmd_train, "evaluate": _cmd_evaluate}
+            "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset}
 
 
 def main(argv: list[str] | None = None) -> int:
