@@ -178,6 +178,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_appearance(args: argparse.Namespace) -> int:
+    from .train.appearance import AppearanceTrainConfig
+    from .train.full import canonical_into_bundle, g2a_into_bundle
+
+    cfg = AppearanceTrainConfig(canonical_steps=getattr(args, "steps", 3000), g2a_steps=getattr(args, "steps", 3000),
+                                num_otf=getattr(args, "completion_points", 85_500),
+                                sh_degree=getattr(args, "sh_degree", 3), seed=args.seed)
+    stage = canonical_into_bundle if args.command == "train-canonical" else g2a_into_bundle
+    print(f"wrote {stage(args.data, args.subject, cfg)}")
+    return 0
+
+
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from .datasets.synthetic import make_dataset
 
@@ -252,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    p = sub.add_parser("train-canonical", help="canonical Gaussians (3DGS) into an existing subject bundle")
+    p.add_argument("--data", required=True)
+    p.add_argument("--subject", required=True, help="bundle folder written by train-s2g")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--completion-points", type=int, default=85_500)
+    p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train-g2a", help="train the bundle's G2ANet on multi-view frames with their meshes")
+    p.add_argument("--data", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("make-dataset", help="generate the synthetic multi-view emotional dataset")
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="demo", choices=("demo", "tiny"))
@@ -268,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
-            "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset}
+            "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset,
+            "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,3 +84,28 @@ def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
     subject.manifest["appearance"] = {"view": view}
     subject.manifest.setdefault("training", {})["appearance"] = asdict(cfg)
     subject.save(out)
+
+
+def canonical_into_bundle(data: str | Path, subject_path: str | Path, cfg: AppearanceTrainConfig,
+                          log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """``train-canonical``: canonical Gaussians (+ an untrained G2ANet) into an existing bundle."""
+    dataset, cameras = load_dataset(data), load_cameras(data)
+    subject = load_subject(subject_path)
+    head = train_canonical(dataset, cameras, cfg, log, Progress("canonical", cfg.canonical_steps, enabled=progress))
+    subject.appearance = head
+    subject.manifest["appearance"] = {"view": default_view([c.as_dict() for c in cameras])}
+    subject.manifest.setdefault("training", {})["canonical"] = asdict(cfg)
+    return subject.save(subject_path)
+
+
+def g2a_into_bundle(data: str | Path, subject_path: str | Path, cfg: AppearanceTrainConfig,
+                    log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """``train-g2a``: train the G2ANet of a bundle that has canonical Gaussians."""
+    subject = load_subject(subject_path)
+    if subject.appearance is None:
+        raise DatasetError(f"{subject_path} has no canonical Gaussians yet: run `emotalk3d train-canonical` first")
+    cfg.sh_degree = subject.appearance.canonical.sh_degree
+    train_g2a(load_dataset(data), load_cameras(data), subject.appearance, cfg, log,
+              Progress("G2ANet", cfg.g2a_steps, enabled=progress))
+    subject.manifest.setdefault("training", {})["g2a"] = asdict(cfg)
+    return subject.save(subject_path)

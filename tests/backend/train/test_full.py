@@ -68,3 +68,18 @@ def test_evaluate_reports_geometry_and_the_ablation(full_subject, tiny_multiview
     renders = result["renders"]
     assert set(renders) == {"full_chain", "tracked_mesh", "canonical_only"}
     assert all(np.isfinite(v["psnr"]) and 0 <= v["ssim"] <= 1 for v in renders.values())
+
+
+def test_stagewise_commands_write_into_the_bundle(tmp_path, capsys, full_subject, tiny_multiview):
+    import shutil
+
+    bundle = tmp_path / "staged"
+    shutil.copytree(full_subject, bundle)
+    before = load_subject(bundle).appearance.net.state_dict()
+    assert main(["train-g2a", "--data", str(tiny_multiview), "--subject", str(bundle), "--steps", "3"]) == 0
+    after = load_subject(bundle).appearance.net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)      # G2ANet learned
+    assert main(["train-canonical", "--data", str(tiny_multiview), "--subject", str(bundle), "--steps", "3",
+                 "--completion-points", "200", "--sh-degree", "0"]) == 0
+    staged = load_subject(bundle)
+    assert staged.appearance.canonical.sh_degree == 0 and validate_subject(bundle) == []
