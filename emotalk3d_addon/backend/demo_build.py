@@ -17,8 +17,8 @@ from .train.s2g import S2GTrainConfig
 
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
-    S2GTrainConfig(steps=1200, batch=8, crop_frames=90, bundled_encoder="small", seed=SEED),
-    AppearanceTrainConfig(canonical_steps=1500, g2a_steps=1500, num_otf=30_000, sh_degree=1, seed=SEED),
+    S2GTrainConfig(steps=600, batch=8, crop_frames=90, bundled_encoder="small", checkpoint_every=100, seed=SEED),
+    AppearanceTrainConfig(canonical_steps=600, g2a_steps=300, num_otf=30_000, sh_degree=1, seed=SEED),
 )
 
 
