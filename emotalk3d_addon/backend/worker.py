@@ -32,7 +32,8 @@ Ops:
                   cache_mb?, out_dir, return_vertices?} -> coefficients (F,K) f32 =
                   ``basis.project(vertices - template)``, emotion (F,8) f32,
                   intensity (F,) f32, the subject's arrays, the basis error of this
-                  performance (mm) and timings. ``emotion`` is one of
+                  performance (mm; measured on at most MAX_ERROR_FRAMES evenly spread
+                  frames) and timings. ``emotion`` is one of
                   ``{"mode": "constant", "emotion": name, "intensity": x}``,
                   ``{"mode": "keys", "keys": [{frame, emotion, intensity}], "fill_from_speech": bool,
                   "reach": frames}``, ``{"mode": "speech"}``.
@@ -53,6 +54,7 @@ from typing import Any, Callable
 
 PROTOCOL = 1
 FILL_REACH_DEFAULT = 12.0
+MAX_ERROR_FRAMES = 600      # the reported basis error is measured on at most this many frames (evenly spread)
 
 Send = Callable[[dict], None]
 
@@ -215,20 +217,18 @@ class Worker:
     # -- ops ------------------------------------------------------------------------
 
     def op_ping(self, params: dict, progress) -> dict:
-        import numpy
-
-        try:
-            import torch
-        except ImportError as exc:
-            raise MissingDependency(f"{sys.executable} has no PyTorch ({exc}); install the backend") from None
-        for mod in ("safetensors", "soundfile", "transformers"):
+        for mod in ("numpy", "torch", "safetensors", "soundfile", "transformers"):
             try:
                 __import__(mod)
             except ImportError as exc:
-                raise MissingDependency(f"{sys.executable} lacks the package {mod!r} ({exc})") from None
+                raise MissingDependency(_missing_message(mod, exc)) from None
+        import numpy
+        import torch
+
         return {"protocol": PROTOCOL, "python": sys.version.split()[0], "executable": sys.executable,
                 "torch": torch.__version__, "numpy": numpy.__version__,
-                "cuda": bool(torch.cuda.is_available()), "pid": os.getpid()}
+                "cuda": bool(torch.cuda.is_available()), "pid": os.getpid(),
+                "torch_threads": torch.get_num_threads()}
 
     def op_load_subject(self, params: dict, progress) -> dict:
         out_dir = Path(params["out_dir"])
@@ -288,13 +288,15 @@ class Worker:
         progress(0.85, "Projecting onto the motion basis")
         displacements = track.vertices - subject.geometry.template[None]
         coefficients = subject.basis.project(displacements)
-        residual_sq = _residual_sq(subject.basis, coefficients, displacements)
+        stride = max(1, -(-displacements.shape[0] // MAX_ERROR_FRAMES))
+        residual_sq = _residual_sq(subject.basis, coefficients[::stride], displacements[::stride])
         lap("project")
         result = {
             "num_frames": int(track.num_frames), "num_components": int(subject.basis.num_components),
             "fps": [fps.numerator, fps.denominator], "emotion_names": list(EMOTIONS),
             "basis_rms_mm": 1000.0 * float(np.sqrt(residual_sq.mean())) if residual_sq.size else 0.0,
             "basis_max_mm": 1000.0 * float(np.sqrt(residual_sq.max())) if residual_sq.size else 0.0,
+            "basis_error_frames": int(residual_sq.shape[0]),
             "features_cached": features_cached,
             "arrays": {"coefficients": _save(out_dir, "coefficients", coefficients.astype(np.float32)),
                        "emotion": _save(out_dir, "emotion", track.emotion.astype(np.float32)),
@@ -360,6 +362,11 @@ def _residual_sq(basis, coefficients, displacements):
 
 class MissingDependency(Exception):
     """The interpreter lacks a package the backend needs."""
+
+
+def _missing_message(module: str, exc: BaseException) -> str:
+    return (f"the backend Python {sys.executable} lacks the package {module!r} ({exc}): use Install Backend "
+            "in the EmoTalk3D add-on preferences, or choose a Python that has the backend's packages")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -428,7 +435,7 @@ def _error_reply(rid, exc: Exception) -> dict:
         InputError = ()  # type: ignore[assignment]
     if isinstance(exc, ModuleNotFoundError):
         return {"id": rid, "type": "error", "kind": "missing",
-                "message": f"{sys.executable} lacks a package the backend needs: {exc}"}
+                "message": _missing_message(str(exc.name or "?"), exc)}
     if isinstance(exc, (InputError, WorkerInputError)) or isinstance(exc, (FileNotFoundError, KeyError)):
         message = " ".join(str(exc).split()) or type(exc).__name__
         defects = getattr(exc, "defects", None)

@@ -1,7 +1,9 @@
-"""Blender operators (thin: read properties, call the worker, write results)."""
+"""Blender operators (thin: read properties, call the worker through ``bridge``, write results)."""
 from __future__ import annotations
 
-CLASSES: tuple[type, ...] = ()
+from . import backend_ops, generate, scene_ops
+
+CLASSES: tuple[type, ...] = generate.CLASSES + scene_ops.CLASSES + backend_ops.CLASSES
 
 
 def register() -> None:

@@ -1,18 +1,208 @@
-"""Blender UI panels (the N-panel in the 3D viewport and the Sequencer)."""
+"""N-panels: the 3D viewport's EmoTalk3D tab and a compact one in the Sequencer."""
 from __future__ import annotations
 
-CLASSES: tuple[type, ...] = ()
+import bpy
+
+from ..bridge import checks, compat, jobs, sequencer, subjects
+
+_previews = None
+
+
+def _preview_icon(path) -> int:
+    """Icon id of a bundle's preview image (bpy.utils.previews), 0 when none."""
+    global _previews
+    if path is None:
+        return 0
+    if _previews is None:
+        from bpy.utils import previews
+
+        _previews = previews.new()
+    key = str(path)
+    if key not in _previews:
+        _previews.load(key, key, 'IMAGE')
+    return _previews[key].icon_id
+
+
+def _entry(context):
+    from .. import preferences
+
+    s = context.scene.emotalk3d
+    if not s.subject:
+        return None
+    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs(context)))
+    return subjects.describe(s.subject, dirs)
+
+
+def _draw_progress(layout, job) -> bool:
+    if job is None or job.finished:
+        return False
+    row = layout.row(align=True)
+    if hasattr(row, "progress"):
+        row.progress(factor=job.fraction, type='BAR', text=job.message or "Working")
+    else:
+        row.label(text=f"{job.message} ({int(job.fraction * 100)}%)")
+    row.operator("emotalk3d.cancel", text="", icon='CANCEL')
+    layout.label(text="Esc cancels", icon='INFO')
+    return True
+
+
+def _draw_subject(layout, context, compact: bool) -> None:
+    s = context.scene.emotalk3d
+    row = layout.row(align=True)
+    row.prop(s, "subject_choice", text="" if compact else "Subject")
+    row.operator("emotalk3d.refresh_subjects", text="", icon='FILE_REFRESH')
+    if not s.subject:
+        return
+    entry = _entry(context)
+    if entry is None:
+        layout.label(text=f"Subject '{s.subject}' not found", icon='ERROR')
+        return
+    if compact:
+        return
+    box = layout.box()
+    icon = _preview_icon(entry.preview)
+    if icon:
+        box.template_icon(icon_value=icon, scale=5.0)
+    col = box.column(align=True)
+    col.label(text=entry.name, icon='USER')
+    if entry.manifest.get("description"):
+        col.label(text=str(entry.manifest["description"])[:80])
+    col.label(text=f"{entry.num_vertices} vertices, {entry.num_components} shape keys, "
+                   f"trained at {entry.manifest.get('fps', '?')} fps")
+    emotions = entry.emotions
+    if emotions:
+        flow = col.grid_flow(columns=4, align=True)
+        for e in emotions:
+            flow.label(text=e.capitalize())
+    row = box.row(align=True)
+    row.operator("emotalk3d.add_head", icon='MESH_MONKEY')
+    row.operator("emotalk3d.select_head", icon='RESTRICT_SELECT_OFF')
+
+
+def _draw_audio(layout, context, compact: bool) -> None:
+    s = context.scene.emotalk3d
+    scene = context.scene
+    layout.row().prop(s, "audio_source", expand=True)
+    if s.audio_source == 'FILE':
+        layout.prop(s, "audio_file", text="")
+        layout.prop(s, "audio_start")
+    else:
+        sed = scene.sequence_editor
+        if sed is not None:
+            layout.prop_search(s, "strip", sed, compat.strips_attr(sed), text="", icon='SOUND')
+        else:
+            layout.label(text="No sequencer strips in this scene", icon='INFO')
+        layout.operator("emotalk3d.use_active_strip", icon='EYEDROPPER')
+        strip = sequencer.find_strip(scene, s.strip)
+        if strip is not None and not compact:
+            layout.label(text=f"Frames {strip.frame_final_start}-{strip.frame_final_end - 1} "
+                              f"at {scene.render.fps / scene.render.fps_base:.3f} fps")
+
+
+def _draw_emotion(layout, context, compact: bool) -> None:
+    from ..bridge import keys
+
+    s = context.scene.emotalk3d
+    row = layout.row(align=True)
+    row.prop(s, "emotion", text="")
+    row.prop(s, "intensity", slider=True)
+    row = layout.row(align=True)
+    row.operator("emotalk3d.key_emotion", icon='KEY_HLT')
+    if not compact:
+        row.operator("emotalk3d.clear_emotion_keys", text="", icon='KEY_DEHLT')
+        n = len(keys.key_frames(context.scene))
+        layout.label(text=f"{n} emotion key{'s' if n != 1 else ''}" if n else "No keys: one emotion for the clip")
+    row = layout.row(align=True)
+    row.prop(s, "fill_from_speech")
+    if s.fill_from_speech and not compact:
+        row.prop(s, "fill_reach", text="Reach")
+
+
+def _draw_generate(layout, context, compact: bool) -> None:
+    from ..operators.generate import LAST_REPORT
+
+    s = context.scene.emotalk3d
+    if not _draw_progress(layout, jobs.active_job()):
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("emotalk3d.generate", icon='PLAY_SOUND')
+    row = layout.row(align=True)
+    row.prop(s, "auto_update")
+    row.prop(s, "push_to_nla")
+    if compact:
+        return
+    act = s.last_action
+    if act is not None:
+        box = layout.box()
+        box.label(text=f"Last: {act.name}", icon='ACTION')
+        box.label(text=f"{act.emotalk3d.num_frames} frames from {act.emotalk3d.frame_start:g}, "
+                       f"basis error {act.emotalk3d.basis_max_mm:.2f} mm")
+    if LAST_REPORT.get("level") == 'ERROR':
+        layout.label(text=LAST_REPORT["message"][:100], icon='ERROR')
+    for text in checks.for_scene(context.scene):
+        layout.label(text=text[:100], icon='ERROR')
+
+
+class EMOTALK3D_PT_view3d(bpy.types.Panel):
+    bl_label = "EmoTalk3D"
+    bl_idname = "EMOTALK3D_PT_view3d"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "EmoTalk3D"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "emotalk3d")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = False
+        col = layout.column()
+        col.label(text="Subject", icon='USER')
+        _draw_subject(col, context, compact=False)
+        col.separator()
+        col.label(text="Audio", icon='SOUND')
+        _draw_audio(col, context, compact=False)
+        col.separator()
+        col.label(text="Emotion", icon='SHADERFX')
+        _draw_emotion(col, context, compact=False)
+        col.separator()
+        _draw_generate(col, context, compact=False)
+
+
+class EMOTALK3D_PT_sequencer(bpy.types.Panel):
+    bl_label = "EmoTalk3D"
+    bl_idname = "EMOTALK3D_PT_sequencer"
+    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "EmoTalk3D"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "emotalk3d")
+
+    def draw(self, context):
+        col = self.layout.column()
+        _draw_subject(col, context, compact=True)
+        _draw_audio(col, context, compact=True)
+        _draw_emotion(col, context, compact=True)
+        _draw_generate(col, context, compact=True)
+
+
+CLASSES: tuple[type, ...] = (EMOTALK3D_PT_view3d, EMOTALK3D_PT_sequencer)
 
 
 def register() -> None:
-    import bpy
-
     for cls in CLASSES:
         bpy.utils.register_class(cls)
 
 
 def unregister() -> None:
-    import bpy
-
+    global _previews
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    if _previews is not None:
+        from bpy.utils import previews
+
+        previews.remove(_previews)
+        _previews = None

@@ -1,0 +1,70 @@
+"""``python -m emotalk3d_addon``: the extension's commands without a Blender install.
+
+    python -m emotalk3d_addon generate --subject S --audio FILE [...] --save OUT.blend
+        the same as ``blender -b --command emotalk3d generate ...``, with bpy from PyPI
+    python -m emotalk3d_addon build [--out DIR]
+        build the extension zip with Blender's own ``extension build`` (bl_pkg)
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def blender_ext_script() -> Path:
+    """Blender's extension CLI (``blender --command extension ...``) inside bpy."""
+    import bpy
+
+    return Path(bpy.utils.system_resource('SCRIPTS')) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+
+
+def build(out_dir: str | Path, source_dir: Path = PACKAGE_DIR) -> Path:
+    """Validate and build the extension zip into ``out_dir``; returns the zip's path."""
+    script = blender_ext_script()
+    out = Path(out_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(script), "build", "--source-dir", str(source_dir),
+                    "--output-dir", str(out)], check=True)
+    import tomllib
+
+    manifest = tomllib.loads((source_dir / "blender_manifest.toml").read_text(encoding="utf-8"))
+    return out / f"{manifest['id']}-{manifest['version']}.zip"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["build"]:
+        out = argv[argv.index("--out") + 1] if "--out" in argv else "dist"
+        print(build(out))
+        return 0
+    if argv[:1] != ["generate"]:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    import bpy  # noqa: F401 - makes Blender's own modules (addon_utils) importable
+
+    import addon_utils as au
+
+    package = __package__ or "emotalk3d_addon"
+    module = sys.modules.get(package)
+    if module is not None and getattr(module, "__file__", None):   # already imported (we run from it):
+        import os                                                # don't let addon_utils reload it
+
+        module.__time__ = os.path.getmtime(module.__file__)
+    au.enable(package, default_set=False, handle_error=_raise)
+    from .bridge import headless
+
+    try:
+        return headless.main(argv)
+    finally:
+        au.disable(package, default_set=False)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Write a finished generation into the scene, all in one operator step.
+
+Order: the sound strip (file audio only), the head (first use), the Action, then the
+assignments. Anything created is removed again if a later step fails, so an error
+leaves the scene as it was; one undo step removes a finished generation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from . import action as action_mod
+from . import compat, mesh, sequencer
+from .jobs import GenerateRequest, GenerationResult, UserError
+
+
+@dataclass
+class Applied:
+    head: bpy.types.Object
+    action: bpy.types.Action
+    strip_name: str
+    frame_start: float
+    num_frames: int
+    created_head: bool
+    created_strip: bool
+    reused_action: bool
+
+
+def find_head(scene, settings, fingerprint: str, num_vertices: int, num_components: int):
+    """The scene's head for this subject (settings.head first), or None."""
+    candidates = [settings.head] if settings.head is not None else []
+    candidates += [ob for ob in scene.objects if ob is not settings.head]
+    for ob in candidates:
+        if ob is None or ob.name not in scene.objects:
+            continue
+        info = ob.emotalk3d_head
+        if info.fingerprint == fingerprint and mesh.head_matches(ob, num_vertices, num_components):
+            return ob
+    return None
+
+
+def _collection(context, scene):
+    layer = getattr(context, "view_layer", None) if context is not None else None
+    if layer is not None and layer.active_layer_collection is not None and context.scene == scene:
+        return layer.active_layer_collection.collection
+    return scene.collection
+
+
+def _remove_head(ob) -> None:
+    me = ob.data
+    key = me.shape_keys if me is not None else None
+    bpy.data.objects.remove(ob)
+    if me is not None and me.users == 0:
+        bpy.data.meshes.remove(me)
+    if key is not None:
+        try:
+            if key.users == 0:
+                bpy.data.shape_keys.remove(key)   # freed with its mesh on most versions
+        except ReferenceError:
+            pass
+
+
+def apply_generation(context, scene, request: GenerateRequest, result: GenerationResult) -> Applied:
+    settings = scene.emotalk3d
+    subject = result.subject
+    coeffs = np.ascontiguousarray(result.coefficients, np.float32)
+    num_frames, num_components = coeffs.shape
+    names = mesh.key_names(num_components)
+    created: list = []
+    had_sequencer = scene.sequence_editor is not None
+    try:
+        # 1. the sound strip
+        created_strip = False
+        if request.audio_is_file:
+            strip = sequencer.find_strip_for_file(scene, request.audio, request.start_frame)
+            if strip is None:
+                strip = sequencer.add_sound_strip(scene, request.audio, int(request.start_frame), num_frames)
+                created.append(("strip", strip))
+                created_strip = True
+        else:
+            strip = sequencer.find_strip(scene, request.strip)
+            if strip is None:
+                raise UserError(f"The sound strip {request.strip!r} was removed during generation")
+        frame_start = float(strip.frame_start)
+
+        # 2. the head
+        head = find_head(scene, settings, subject["fingerprint"], subject["num_vertices"], num_components)
+        created_head = head is None
+        if head is None:
+            arr = result.subject_arrays
+            head = mesh.build_head(subject.get("name") or "EmoTalk3D head", _collection(context, scene),
+                                   scene.cursor.location, arr["template"], arr["triangles"], arr["uvs"],
+                                   arr["components"])
+            created.append(("head", head))
+            info = head.emotalk3d_head
+            info.subject, info.subject_name = request.subject_ref, str(subject.get("name", ""))
+            info.fingerprint, info.num_components = subject["fingerprint"], num_components
+        key = head.data.shape_keys
+
+        # 3. the action (a new one, or the last one rewritten in place by auto-update)
+        act, slot, reused = None, None, False
+        last = settings.last_action
+        if request.reuse_action and last is not None and last.emotalk3d.generated \
+                and last.emotalk3d.fingerprint == subject["fingerprint"] and last.emotalk3d.audio == request.audio:
+            slot = last.slots[0] if compat.has_slotted_actions() and len(last.slots) else None
+            if action_mod.rewrite_shape_key_action(last, slot, names, coeffs, frame_start):
+                act, reused = last, True
+        if act is None:
+            act, slot = action_mod.new_shape_key_action(key, request.audio_stem, names, coeffs, frame_start)
+            created.append(("action", act))
+        mesh.widen_sliders(key, names, coeffs)
+        meta = act.emotalk3d
+        meta.generated = True
+        meta.subject, meta.fingerprint = request.subject_ref, subject["fingerprint"]
+        meta.audio, meta.strip = request.audio, strip.name
+        meta.fps_num, meta.fps_den = request.fps.numerator, request.fps.denominator
+        meta.frame_start, meta.num_frames = frame_start, num_frames
+        meta.emotion_mode = str(request.emotion.get("mode", ""))
+        meta.basis_max_mm = float(result.info.get("basis_max_mm", 0.0))
+
+        # 4. assignments (nothing below creates data)
+        if not reused:
+            if request.push_to_nla:
+                compat.nla_push(key, act, slot, frame_start, act.name)
+                ad = key.animation_data
+                if ad.action is not None and ad.action.emotalk3d.generated:
+                    ad.action = None
+            else:
+                compat.assign_action(key, act, slot)
+        settings.head = head
+        settings.last_action = act
+        if request.audio_is_file:
+            settings.audio_source, settings.strip = 'STRIP', strip.name
+    except Exception:
+        for kind, data in reversed(created):
+            try:
+                if kind == "action":
+                    bpy.data.actions.remove(data)
+                elif kind == "head":
+                    _remove_head(data)
+                elif kind == "strip":
+                    sequencer.remove_strip(scene, data)
+            except ReferenceError:
+                pass
+        if not had_sequencer and scene.sequence_editor is not None and not compat.all_strips(scene):
+            scene.sequence_editor_clear()
+        raise
+    return Applied(head, act, strip.name, frame_start, num_frames, created_head, created_strip, reused)

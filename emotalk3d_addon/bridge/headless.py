@@ -1,0 +1,126 @@
+"""The ``generate`` command without the UI.
+
+    blender -b --command emotalk3d generate --subject S --audio FILE
+            [--emotion N --intensity X | --keys KEYS.json] [--fps F] --save OUT.blend
+    python -m emotalk3d_addon generate ...        (bpy from PyPI, no Blender install)
+
+It fills the scene's EmoTalk3D settings (``--keys`` become real emotion keys on the
+timeline, so the saved file can be re-generated in the UI), runs the same job as the
+Generate button synchronously, fits the scene's frame range to the sound strip and saves.
+Exit codes: 0 done, 2 bad input (one ``error: ...`` line on stderr), 1 other failures.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from types import SimpleNamespace
+
+import bpy
+
+EXIT_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise ValueError(f"{self.prog}: {message}")
+
+
+def build_parser(prog: str = "emotalk3d") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="EmoTalk3D for Blender: speech -> facial performance in a .blend")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    g = sub.add_parser("generate", help="audio (+ emotion) -> head with a shape-key action, saved as .blend")
+    g.add_argument("--subject", required=True, help="subject name (library folders, bundled demo) or bundle path")
+    g.add_argument("--audio", required=True, help="speech file (WAV, FLAC, OGG, MP3)")
+    g.add_argument("--save", required=True, help="the .blend to write")
+    g.add_argument("--emotion", help="one emotion for the whole clip")
+    g.add_argument("--intensity", type=float, default=1.0, help="0..1 (mild 0.5, strong 1.0)")
+    g.add_argument("--keys", help="KEYS.json: [{frame, emotion, intensity}], frames 0-based from the audio start")
+    g.add_argument("--fps", help="scene frame rate (24, 25, 29.97, 30, ...); default: the scene's")
+    g.add_argument("--start-frame", type=int, default=1, help="scene frame where the audio starts (default 1)")
+    g.add_argument("--fill-from-speech", action="store_true",
+                   help="with --keys: the emotion heard in the speech fills the gaps between keys")
+    g.add_argument("--push-to-nla", action="store_true", help="put the performance on an NLA track")
+    g.add_argument("--python", help="backend interpreter (default: preferences, $EMOTALK3D_PYTHON, ...)")
+    g.add_argument("--library", action="append", default=[], help="extra subject library folder (repeatable)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="backend device (default: preferences)")
+    g.add_argument("--encoder", help="speech encoder override (folder or hub id)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from ..backend.errors import InputError
+    from . import worker_client
+    from .jobs import UserError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return _generate(args)
+    except (ValueError, UserError, InputError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        worker_client.shutdown_client()
+
+
+def _prefs(args):
+    from .. import preferences
+
+    prefs = preferences.get_prefs()
+    return SimpleNamespace(python=args.python or prefs.python,
+                           libraries=list(args.library) + preferences.library_paths(prefs),
+                           encoder=args.encoder if args.encoder is not None else prefs.encoder,
+                           device=args.device or prefs.device, cache_mb=prefs.cache_mb)
+
+
+def _generate(args) -> int:
+    from ..backend.emotion_keys import read_keys_json
+    from ..backend.emotions import EMOTIONS, check_intensity, emotion_index
+    from ..operators.generate import GenerateSession
+    from . import jobs, keys, timing
+
+    if args.emotion and args.keys:
+        raise ValueError("give either --emotion/--intensity or --keys, not both")
+    if not os.path.isfile(args.audio):
+        raise ValueError(f"audio file not found: {args.audio}")
+    scene = bpy.context.scene
+    if args.fps:
+        fps, base = timing.scene_rate_settings(timing.parse_rate(args.fps))
+        scene.render.fps, scene.render.fps_base = fps, base
+    s = scene.emotalk3d
+    s.subject = os.path.abspath(args.subject) if os.path.exists(args.subject) else args.subject
+    s.audio_source, s.audio_file, s.audio_start = 'FILE', os.path.abspath(args.audio), int(args.start_frame)
+    s.push_to_nla = bool(args.push_to_nla)
+    if args.emotion:
+        s.emotion = EMOTIONS[emotion_index(args.emotion)]
+        s.intensity = check_intensity(args.intensity)
+    elif args.keys:
+        for key in read_keys_json(args.keys):
+            s.emotion, s.intensity = key.emotion, key.intensity
+            keys.insert_key(scene, frame=args.start_frame + key.frame)
+        s.fill_from_speech = bool(args.fill_from_speech)
+    else:
+        s.fill_from_speech = True                  # no emotion given: heard in the speech
+
+    session = GenerateSession(jobs.build_request(scene, _prefs(args)))
+    print(f"EmoTalk3D: generating from {args.audio} with subject {args.subject} ...", file=sys.stderr)
+    session.run()
+    result, level, message = session.finish(bpy.context)
+    if 'FINISHED' not in result:
+        print(f"error: {message.removeprefix('EmoTalk3D: ')}", file=sys.stderr)
+        return EXIT_INPUT if session.job.error_kind in ("input", "missing") else 1
+    applied = session.applied
+    scene.frame_start = int(applied.frame_start)
+    scene.frame_end = int(applied.frame_start) + applied.num_frames - 1
+    scene.frame_set(scene.frame_start)
+    out = os.path.abspath(args.save)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=out, compress=True)
+    print(message)
+    print(f"saved {out}")
+    return 0
+
+
+def cli_command(argv) -> int:
+    """Entry point for ``blender --command emotalk3d ...`` (bpy.utils.register_cli_command)."""
+    return main(list(argv))

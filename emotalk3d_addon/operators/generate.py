@@ -1,0 +1,190 @@
+"""``emotalk3d.generate``: audio + emotion keys -> shape-key Action on the subject's head.
+
+Interactive (invoke): the backend runs in the worker, followed by a background thread;
+a window timer polls it, progress shows in the status bar and the panel, Esc (or the
+panel's Cancel) kills the worker and nothing is written. Headless (execute): the same
+job runs synchronously. Either way the scene is written only at the end, in this one
+operator step, so a single undo removes a finished generation.
+"""
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty
+
+from ..bridge import apply, auto, jobs
+
+LAST_REPORT: dict[str, str] = {"level": "", "message": ""}
+
+
+def _remember(level: str, message: str) -> None:
+    LAST_REPORT["level"], LAST_REPORT["message"] = level, message
+
+
+class GenerateSession:
+    """One generation from start to finish; the modal operator only forwards events to it."""
+
+    def __init__(self, request: jobs.GenerateRequest):
+        self.request = request
+        self.job = jobs.GenerateJob(request)
+        self.applied: apply.Applied | None = None
+
+    @classmethod
+    def from_context(cls, context, reuse_action: bool = False, **extra) -> "GenerateSession":
+        from ..preferences import get_prefs
+
+        if jobs.active_job() is not None and not jobs.active_job().finished:
+            raise jobs.UserError("A generation is already running (Esc cancels it)")
+        return cls(jobs.build_request(context.scene, get_prefs(context), reuse_action=reuse_action, **extra))
+
+    def start(self) -> "GenerateSession":
+        self.job.start()
+        return self
+
+    def run(self) -> "GenerateSession":
+        self.job.run()
+        return self
+
+    def cancel(self) -> None:
+        self.job.cancel()
+
+    @property
+    def finished(self) -> bool:
+        return self.job.finished
+
+    def status_text(self) -> str:
+        return f"EmoTalk3D: {self.job.message} ({int(100 * self.job.fraction)}%)  -  Esc to cancel"
+
+    def finish(self, context) -> tuple[set[str], str, str]:
+        """Write the result (only when the job succeeded): ({'FINISHED'|'CANCELLED'}, level, message)."""
+        job = self.job
+        if job.state == "cancelled":
+            return {'CANCELLED'}, 'WARNING', "EmoTalk3D: generation cancelled; nothing was changed"
+        if job.state != "done":
+            return {'CANCELLED'}, 'ERROR', f"EmoTalk3D: {job.error}"
+        scene = bpy.data.scenes.get(self.request.scene) or context.scene
+        try:
+            self.applied = apply.apply_generation(context, scene, self.request, job.result)
+        except jobs.UserError as exc:
+            return {'CANCELLED'}, 'ERROR', f"EmoTalk3D: {exc}"
+        except Exception as exc:  # noqa: BLE001 - rolled back; report, never raise into the UI
+            return {'CANCELLED'}, 'ERROR', f"EmoTalk3D: could not write the performance: {type(exc).__name__}: {exc}"
+        auto.reset(scene)
+        a = self.applied
+        info = job.result.info
+        return {'FINISHED'}, 'INFO', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
+                                      f"'{a.action.name}' on '{a.head.name}' (basis error "
+                                      f"{info.get('basis_max_mm', 0):.3f} mm max)")
+
+
+class EMOTALK3D_OT_generate(bpy.types.Operator):
+    """Generate the facial performance for the audio with the keyed emotions (Esc cancels)"""
+
+    bl_idname = "emotalk3d.generate"
+    bl_label = "Generate"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    reuse_action: BoolProperty(name="Rewrite Last Action", default=False, options={'HIDDEN', 'SKIP_SAVE'},
+                               description="Rewrite the last generated action in place (auto-update)")
+    debug_delay: FloatProperty(default=0.0, options={'HIDDEN', 'SKIP_SAVE'},
+                               description="Testing aid: the worker waits this long mid-request")
+
+    _session = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "emotalk3d")
+
+    def _begin(self, context) -> GenerateSession | None:
+        try:
+            return GenerateSession.from_context(context, self.reuse_action, debug_delay=self.debug_delay)
+        except jobs.UserError as exc:
+            self.report({'ERROR'}, f"EmoTalk3D: {exc}")
+            _remember('ERROR', str(exc))
+            return None
+
+    def _end(self, context, session: GenerateSession):
+        result, level, message = session.finish(context)
+        self.report({level}, message)
+        _remember(level, message)
+        return result
+
+    def execute(self, context):
+        session = self._begin(context)
+        if session is None:
+            return {'CANCELLED'}
+        return self._end(context, session.run())
+
+    def invoke(self, context, event):
+        if context.window is None:
+            return self.execute(context)
+        session = self._begin(context)
+        if session is None:
+            return {'CANCELLED'}
+        self._session = session.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        self._status(context, session.status_text())
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        session = self._session
+        if session is None:
+            return {'CANCELLED'}
+        if event.type == 'ESC' and event.value == 'PRESS' and not session.finished:
+            session.cancel()
+        if event.type == 'TIMER' or session.finished:
+            if session.finished:
+                self._cleanup(context)
+                return self._end(context, session)
+            self._status(context, session.status_text())
+            _redraw(context)
+        return {'PASS_THROUGH'}
+
+    def cancel(self, context):  # Blender closing the window / file while running
+        if self._session is not None:
+            self._session.cancel()
+        self._cleanup(context)
+
+    def _cleanup(self, context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        self._status(context, None)
+        _redraw(context)
+
+    @staticmethod
+    def _status(context, text) -> None:
+        workspace = getattr(context, "workspace", None)
+        if workspace is not None:
+            workspace.status_text_set(text)
+
+
+def _redraw(context) -> None:
+    screen = getattr(context, "screen", None)
+    if screen is None:
+        return
+    for area in screen.areas:
+        if area.type in {'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'}:
+            area.tag_redraw()
+
+
+class EMOTALK3D_OT_cancel(bpy.types.Operator):
+    """Cancel the running generation (the backend worker is stopped; nothing is written)"""
+
+    bl_idname = "emotalk3d.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        job = jobs.active_job()
+        return job is not None and not job.finished
+
+    def execute(self, context):
+        job = jobs.active_job()
+        if job is not None:
+            job.cancel()
+        return {'FINISHED'}
+
+
+CLASSES = (EMOTALK3D_OT_generate, EMOTALK3D_OT_cancel)

@@ -1,0 +1,142 @@
+"""Add-on preferences: backend interpreter, subject libraries, speech encoder, device, cache."""
+
+from dataclasses import dataclass, field
+
+import bpy
+from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy.types import AddonPreferences, PropertyGroup
+
+from .bridge import subjects
+
+ADDON_ID = __package__
+DEVICE_ITEMS = [("auto", "Auto", "CUDA when the backend sees a GPU, else the CPU"),
+                ("cpu", "CPU", "Always the CPU"),
+                ("cuda", "CUDA", "An NVIDIA GPU (fails clearly when none is available)")]
+
+
+class EMOTALK3D_PG_library(PropertyGroup):
+    path: StringProperty(name="Folder", subtype='DIR_PATH',
+                         description="A folder holding subject bundles (folders or .zip files)")
+
+
+class EMOTALK3D_Preferences(AddonPreferences):
+    bl_idname = ADDON_ID
+
+    python: StringProperty(
+        name="Backend Python", subtype='FILE_PATH',
+        description="Interpreter with the backend's packages (torch, transformers, ...), or its environment "
+                    "folder. Empty: the environment built by 'Install backend', else $EMOTALK3D_PYTHON")
+    libraries: CollectionProperty(type=EMOTALK3D_PG_library)
+    active_library: IntProperty()
+    encoder: StringProperty(
+        name="Speech Encoder",
+        description="Override the subject's speech encoder: a local folder or a hub id "
+                    "(e.g. facebook/hubert-base-ls960). Empty: the subject's own")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    cache_mb: IntProperty(name="Feature Cache (MB)", default=512, min=16, soft_max=8192,
+                          description="Memory the worker may use to keep speech features for fast re-generation")
+
+    def draw(self, context):
+        from .bridge import install, jobs, worker_client
+
+        layout = self.layout
+        col = layout.column()
+        col.label(text="Backend", icon='SCRIPT')
+        row = col.row(align=True)
+        row.prop(self, "python")
+        box = col.box()
+        try:
+            python = python_path(self)
+            box.label(text=f"Interpreter: {python}", icon='CHECKMARK')
+        except worker_client.WorkerError as exc:
+            box.label(text=str(exc)[:120], icon='ERROR')
+        info = getattr(worker_client.current_client(), "info", None)
+        if info:
+            box.label(text=f"Worker running: torch {info.get('torch')}, CUDA {'yes' if info.get('cuda') else 'no'}")
+        row = box.row(align=True)
+        row.operator("emotalk3d.check_backend", icon='PLUGIN')
+        row.operator("emotalk3d.restart_worker", icon='FILE_REFRESH')
+        row = box.row(align=True)
+        row.operator("emotalk3d.install_backend", icon='IMPORT')
+        status = install.STATUS.get("message")
+        if status:
+            box.label(text=status)
+        job = jobs.active_job()
+        if job is not None and job.kind == "check":
+            box.label(text=f"{job.message}")
+
+        col.separator()
+        col.label(text="Subject Libraries", icon='FILE_FOLDER')
+        for i, lib in enumerate(self.libraries):
+            row = col.row(align=True)
+            row.prop(lib, "path", text="")
+            op = row.operator("emotalk3d.library_remove", text="", icon='X')
+            op.index = i
+        col.operator("emotalk3d.library_add", icon='ADD')
+        sub = col.column()
+        sub.enabled = False
+        sub.label(text=f"Always listed: {subjects.BUNDLED_DIR} (bundled demo)")
+
+        col.separator()
+        col.prop(self, "encoder")
+        col.prop(self, "device")
+        col.prop(self, "cache_mb")
+
+
+@dataclass
+class DefaultPreferences:
+    """Stand-in when the package is registered without being an enabled add-on."""
+
+    python: str = ""
+    libraries: list = field(default_factory=list)
+    encoder: str = ""
+    device: str = "auto"
+    cache_mb: int = 512
+
+
+def get_prefs(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    if addon is not None and addon.preferences is not None:
+        return addon.preferences
+    return DefaultPreferences()
+
+
+def library_paths(prefs) -> list[str]:
+    return [lib.path if hasattr(lib, "path") else str(lib) for lib in prefs.libraries
+            if (getattr(lib, "path", lib) or "").strip()]
+
+
+def user_env_dir():
+    """The folder 'Install backend' builds its environment in (None when not an installed extension)."""
+    from pathlib import Path
+
+    from .bridge import compat, worker_client
+
+    base = compat.extension_user_dir(ADDON_ID, create=False)
+    if base is None:
+        return None
+    return Path(base) / worker_client.BACKEND_ENV_DIRNAME
+
+
+def python_path(prefs) -> str:
+    from .bridge import worker_client
+
+    module_mode = not bpy.app.binary_path   # bpy from PyPI: this interpreter is a normal Python
+    return worker_client.resolve_python(prefs.python, user_env_dir(), module_mode)
+
+
+CLASSES = (EMOTALK3D_PG_library, EMOTALK3D_Preferences)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+
+
+__all__ = ["get_prefs", "library_paths", "python_path", "user_env_dir"]

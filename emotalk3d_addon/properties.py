@@ -1,0 +1,142 @@
+"""Saved state: the scene's performance settings, the head's subject, each generated Action.
+
+``Scene.emotalk3d``: subject reference, audio (file or sound strip), emotion and
+intensity (keyframable: "Key emotion" keys them at the current frame), emotion from
+speech, auto-update, NLA option, the head object and the last generated action.
+``Object.emotalk3d_head``: which subject a head object was built from.
+``Action.emotalk3d``: what a generated action was made from.
+In Blender 5.0 these live in system properties: always use attribute access.
+"""
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+from bpy.types import PropertyGroup
+
+from .backend.emotions import EMOTIONS
+from .bridge import subjects
+
+EMOTION_ICONS = {"neutral": 'MESH_CIRCLE', "angry": 'COLORSET_01_VEC', "contempt": 'COLORSET_09_VEC',
+                 "disgusted": 'COLORSET_03_VEC', "fear": 'COLORSET_06_VEC', "happy": 'COLORSET_02_VEC',
+                 "sad": 'COLORSET_04_VEC', "surprised": 'COLORSET_05_VEC'}
+EMOTION_ITEMS = [(name, name.capitalize(), f"{name.capitalize()} expression", EMOTION_ICONS[name], i)
+                 for i, name in enumerate(EMOTIONS)]
+
+# Enum item lists handed to Blender must stay alive while it uses them.
+_SUBJECT_ITEMS: list[tuple] = []
+_SUBJECT_REFS: list[str] = []
+
+
+def _library_dirs(context=None):
+    from .preferences import get_prefs, library_paths
+
+    return subjects.library_dirs(library_paths(get_prefs(context)))
+
+
+def subject_entries(context=None) -> list[subjects.SubjectEntry]:
+    return subjects.scan(_library_dirs(context))
+
+
+def _subject_items(self, context):
+    global _SUBJECT_ITEMS, _SUBJECT_REFS
+    entries = subject_entries(context)
+    refs = [e.ref for e in entries]
+    items = [(f"S{i}", e.name, str(e.path), 'USER', i + 1) for i, e in enumerate(entries)]
+    if self.subject and self.subject not in refs:       # a stored path outside the libraries
+        refs.append(self.subject)
+        items.append((f"S{len(items)}", self.subject.rsplit("/", 1)[-1], self.subject, 'FILE_FOLDER', len(items) + 1))
+    items.insert(0, ("NONE", "Choose a subject", "No subject chosen", 'BLANK1', 0))
+    _SUBJECT_ITEMS, _SUBJECT_REFS = items, refs
+    return _SUBJECT_ITEMS
+
+
+def _subject_get(self):
+    if not self.subject:
+        return 0
+    if self.subject not in _SUBJECT_REFS:
+        _subject_items(self, bpy.context)
+    return _SUBJECT_REFS.index(self.subject) + 1 if self.subject in _SUBJECT_REFS else 0
+
+
+def _subject_set(self, value):
+    if value <= 0:
+        self.subject = ""
+    elif value - 1 < len(_SUBJECT_REFS):
+        self.subject = _SUBJECT_REFS[value - 1]
+
+
+def _auto_update_changed(self, context):
+    from .bridge import auto
+
+    auto.reset(context.scene if context else None)
+
+
+class EMOTALK3D_PG_scene(PropertyGroup):
+    subject: StringProperty(name="Subject", description="Subject name in a library folder, or a bundle's path")
+    subject_choice: EnumProperty(name="Subject", items=_subject_items, get=_subject_get, set=_subject_set,
+                                 description="Trained subject to perform with (library folders in Preferences)")
+    audio_source: EnumProperty(name="Audio", items=[
+        ("FILE", "File", "An audio file; Generate adds its sound strip at the start frame"),
+        ("STRIP", "Sound Strip", "A sound strip already in the sequencer")], default="FILE")
+    audio_file: StringProperty(name="Audio File", subtype='FILE_PATH',
+                               description="Speech (WAV, FLAC, OGG or MP3)")
+    audio_start: IntProperty(name="Start Frame", default=1,
+                             description="Scene frame where the audio (and the performance) starts")
+    strip: StringProperty(name="Sound Strip", description="The sound strip the performance follows")
+    emotion: EnumProperty(name="Emotion", items=EMOTION_ITEMS, default="neutral", options={'ANIMATABLE'},
+                          description="Emotion (key it over time with Key Emotion)")
+    intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
+                             options={'ANIMATABLE'}, description="0 neutral, 0.5 mild, 1 strong")
+    fill_from_speech: BoolProperty(
+        name="Emotion from Speech", default=False,
+        description="Fill the gaps between emotion keys (or the whole clip when there are none) with the "
+                    "emotion the backend hears in the speech")
+    fill_reach: FloatProperty(name="Key Reach", default=12.0, min=1.0, soft_max=120.0,
+                              description="Frames over which a key's emotion fades into the one from speech")
+    auto_update: BoolProperty(name="Auto Update", default=False, update=_auto_update_changed,
+                              description="Re-generate shortly after emotion keys change (rewrites the last action)")
+    push_to_nla: BoolProperty(name="Push to NLA", default=False,
+                              description="Put each new performance on its own NLA track instead of the active action")
+    head: PointerProperty(name="Head", type=bpy.types.Object,
+                          description="The head object the performance drives (created on first Generate)")
+    last_action: PointerProperty(name="Last Performance", type=bpy.types.Action)
+
+
+class EMOTALK3D_PG_head(PropertyGroup):
+    subject: StringProperty(name="Subject")
+    subject_name: StringProperty(name="Subject Name")
+    fingerprint: StringProperty(name="Fingerprint", description="Identifies the subject's mesh and motion basis")
+    num_components: IntProperty(name="Shape Keys")
+
+
+class EMOTALK3D_PG_action(PropertyGroup):
+    generated: BoolProperty(name="Generated by EmoTalk3D")
+    subject: StringProperty(name="Subject")
+    fingerprint: StringProperty(name="Fingerprint")
+    audio: StringProperty(name="Audio", subtype='FILE_PATH')
+    strip: StringProperty(name="Sound Strip")
+    fps_num: IntProperty(name="FPS numerator")
+    fps_den: IntProperty(name="FPS denominator", default=1)
+    frame_start: FloatProperty(name="Start Frame")
+    num_frames: IntProperty(name="Frames")
+    emotion_mode: StringProperty(name="Emotion")
+    basis_max_mm: FloatProperty(name="Basis Error (mm)")
+
+
+CLASSES = (EMOTALK3D_PG_scene, EMOTALK3D_PG_head, EMOTALK3D_PG_action)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.emotalk3d = PointerProperty(type=EMOTALK3D_PG_scene)
+    bpy.types.Object.emotalk3d_head = PointerProperty(type=EMOTALK3D_PG_head)
+    bpy.types.Action.emotalk3d = PointerProperty(type=EMOTALK3D_PG_action)
+
+
+def unregister() -> None:
+    del bpy.types.Action.emotalk3d
+    del bpy.types.Object.emotalk3d_head
+    del bpy.types.Scene.emotalk3d
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,74 @@
+"""The command-line path: ``python -m emotalk3d_addon generate ... --save OUT.blend`` (bpy from
+PyPI; the same function ``blender -b --command emotalk3d`` calls) writes a .blend that reopens
+with the performance."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .conftest import audio_frames, bpy, evaluated
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args, tmp_path, timeout=300):
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
+    return subprocess.run([sys.executable, "-m", "emotalk3d_addon", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_writes_a_blend_that_reopens_with_the_performance(addon, trained_subject, speech, tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"frame": 0, "emotion": "happy", "intensity": 1.0},
+                                {"frame": 25, "emotion": "fear", "intensity": 0.5}]))
+    out = tmp_path / "shot.blend"
+    proc = _run(["generate", "--subject", str(trained_subject), "--audio", str(speech), "--keys", str(keys),
+                 "--fps", "29.97", "--start-frame", "12", "--save", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.is_file() and "saved" in proc.stdout
+
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    scene = bpy.context.scene
+    s = scene.emotalk3d
+    frames = audio_frames(speech, Fraction(30000, 1001))
+    assert (scene.render.fps, round(scene.render.fps_base, 4)) == (30, 1.001)
+    assert (scene.frame_start, scene.frame_end) == (12, 12 + frames - 1)
+    act = s.last_action
+    assert act is not None and act.emotalk3d.num_frames == frames and act.emotalk3d.emotion_mode == "keys"
+    from emotalk3d_addon.bridge import keys as keys_mod
+    from emotalk3d_addon.bridge import sequencer
+
+    assert keys_mod.scene_keys(scene, s, 12) == [{"frame": 0.0, "emotion": "happy", "intensity": 1.0},
+                                                 {"frame": 25.0, "emotion": "fear", "intensity": 0.5}]
+    strip = sequencer.find_strip(scene, s.strip)
+    assert strip.frame_start == 12 and sequencer.strip_audio_path(strip) == str(speech)
+    head = s.head
+    assert head.data.shape_keys.animation_data.action == act
+    moved = [np.abs(evaluated(head, 12 + f) - evaluated(head, 12)).max() for f in (5, 15)]
+    assert max(moved) > 1e-5                     # the performance plays from the saved file
+
+
+def test_cli_bad_input_exits_2_with_one_line(addon, trained_subject, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    out = tmp_path / "never.blend"
+    proc = _run(["generate", "--subject", str(trained_subject), "--audio", str(broken), "--emotion", "happy",
+                 "--save", str(out)], tmp_path)
+    assert proc.returncode == 2 and not out.exists()
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0]
+    proc = _run(["generate", "--subject", str(trained_subject), "--audio", str(broken), "--emotion", "joyful",
+                 "--save", str(out)], tmp_path)
+    assert proc.returncode == 2 and "joyful" in proc.stderr
+
+
+def test_the_blender_command_is_registered(addon):
+    import emotalk3d_addon
+
+    assert emotalk3d_addon._cli_handle is not None      # bpy.utils.register_cli_command("emotalk3d", ...)
