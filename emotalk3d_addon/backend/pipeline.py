@@ -8,12 +8,14 @@ re-generation after an emotion edit only re-runs S2GNet:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 import torch
 
+from .appearance.placement import apply_linear, split_object_matrix
 from .audio import Waveform
 from .emotion_keys import EmotionTrack
 from .emotions import condition
@@ -96,6 +98,16 @@ class SubjectRuntime:
         return VertexTrack(vertices, fps, emotion.weights, emotion.intensity)
 
 
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """The sRGB decoding curve (IEC 61966-2-1), element-wise, for values in [0, 1]."""
+    v = np.asarray(values, np.float32)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+BACKGROUND_DEPTH = 1e10     # metres; Blender's Z where no surface is seen
+EMPTY_ALPHA = 1e-4          # coverage below this counts as background in the depth pass
+
+
 @dataclass
 class Passes:
     """One rendered frame. rgb premultiplied on black (H, W, 3), alpha (H, W), depth (H, W)
@@ -106,6 +118,23 @@ class Passes:
     alpha: np.ndarray
     depth: np.ndarray
     matte: np.ndarray
+
+    def compositor_layers(self, bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+        """The passes a compositor expects, float32: "combined" (H, W, 4) straight-alpha RGBA
+        over a transparent background, "depth" (H, W) camera z in metres with
+        BACKGROUND_DEPTH where nothing was drawn (like Blender's Z), "face_matte" (H, W)
+        face coverage in [0, 1]. ``bottom_up`` flips rows (first row = bottom, as in
+        Blender's and OpenGL's images); ``linear`` decodes the colours, which the subject
+        learned from sRGB-encoded photos, to linear light (a renderer's scene-linear)."""
+        depth = np.where(self.alpha > EMPTY_ALPHA, self.depth, BACKGROUND_DEPTH).astype(np.float32)
+        combined = self.rgba_straight()
+        if linear:
+            combined[..., :3] = srgb_to_linear(combined[..., :3])
+        layers = {"combined": combined, "depth": depth,
+                  "face_matte": np.clip(self.matte, 0.0, 1.0).astype(np.float32)}
+        if bottom_up:
+            layers = {k: np.ascontiguousarray(v[::-1]) for k, v in layers.items()}
+        return layers
 
     def rgba_straight(self) -> np.ndarray:
         """(H, W, 4) straight-alpha RGBA in [0, 1] (transparent background)."""
@@ -130,13 +159,40 @@ class FrameRenderer:
         self.view_defaults = dict(subject.manifest["appearance"]["view"])
 
     @torch.inference_mode()
-    def render(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera) -> Passes:
-        """vertices (V, 3) metres, weights (8,) emotion, intensity in [0, 1]."""
+    def frame(self, vertices: np.ndarray, weights: np.ndarray, intensity: float):
+        """The frame's Gaussians in subject space: vertices (V, 3) metres, weights (8,), intensity in [0, 1]."""
+        vertices = np.asarray(vertices, np.float32)
+        if vertices.shape != (self.num_vertices, 3):
+            raise InputError(f"the head mesh has {vertices.shape[0] if vertices.ndim == 2 else '?'} vertices, "
+                             f"the subject {self.num_vertices}: a modifier or an edit changed its vertex count")
+        if not np.isfinite(vertices).all():
+            raise InputError("the head mesh has NaN or infinite vertex positions")
         emotion = torch.from_numpy(condition(np.asarray(weights, np.float32)[None],
                                              np.array([intensity], np.float32))[0, :8])
-        frame = self.head.frame(torch.from_numpy(np.asarray(vertices, np.float32)).to(self.device),
-                                emotion.to(self.device))
-        out = rasterize(frame.means, frame.quats, frame.scales, frame.opacities, frame.sh,
+        return self.head.frame(torch.from_numpy(vertices).to(self.device), emotion.to(self.device))
+
+    @torch.inference_mode()
+    def render(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera,
+               object_to_world: np.ndarray | None = None, timings: dict[str, float] | None = None) -> Passes:
+        """vertices (V, 3) metres in subject space, weights (8,) emotion, intensity in [0, 1];
+        ``object_to_world`` (4, 4) places the head in the camera's world (identity when None).
+        ``timings`` (if given) receives seconds for "gaussians" and "raster"."""
+        clock = time.perf_counter()
+        frame = self.frame(vertices, weights, intensity)
+        means, quats, scales = frame.means, frame.quats, frame.scales
+        if object_to_world is not None:
+            placement = split_object_matrix(object_to_world)
+            means, quats, scales = apply_linear(means, quats, scales, placement)
+            w2c = camera.world_to_camera.double() @ torch.as_tensor(placement.rigid, dtype=torch.float64)
+            camera = Camera(camera.K, w2c.to(camera.K.dtype), camera.width, camera.height, camera.near, camera.far)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        split = time.perf_counter()
+        out = rasterize(means, quats, scales, frame.opacities, frame.sh,
                         camera.to(self.device), sh_degree=frame.sh_degree, extra=frame.matte[:, None])
         cpu = lambda t: t.detach().float().cpu().numpy()
-        return Passes(cpu(out.rgb), cpu(out.alpha), cpu(out.depth), cpu(out.extra[..., 0]))
+        passes = Passes(cpu(out.rgb), cpu(out.alpha), cpu(out.depth), cpu(out.extra[..., 0]))
+        if timings is not None:
+            timings["gaussians"] = split - clock
+            timings["raster"] = time.perf_counter() - split
+        return passes

@@ -37,7 +37,19 @@ Ops:
                   ``{"mode": "constant", "emotion": name, "intensity": x}``,
                   ``{"mode": "keys", "keys": [{frame, emotion, intensity}], "fill_from_speech": bool,
                   "reach": frames}``, ``{"mode": "speech"}``.
+``render_frame``  {subject, library?, vertices? (.npy (V,3) f32 subject space, metres; the
+                  template when absent), object_to_world? (16 numbers, row-major), emotion
+                  (8 weights), intensity, camera {K (9), world_to_camera (16, OpenCV axes),
+                  width, height, near, far}, device?, rows? ("bottom_up" for Blender),
+                  colors? ("linear": sRGB decoded to linear light), out_dir}
+                  -> arrays combined (H,W,4) straight RGBA, depth (H,W) camera z in metres
+                  (1e10 where empty), face_matte (H,W); device used, warnings, timings.
+                  The subject's Gaussians stay loaded between frames; no state is carried
+                  from one frame to the next.
 ``shutdown``      reply, then exit.
+
+On a CUDA out-of-memory error ``perform`` and ``render_frame`` redo the work on the CPU
+and say so in the result's ``warnings``.
 """
 from __future__ import annotations
 
@@ -107,6 +119,28 @@ def _save(folder: Path, name: str, array) -> str:
     return str(path)
 
 
+def _camera(spec: Any, Camera):
+    """A raster Camera from {K: 9 numbers, world_to_camera: 16 (OpenCV axes), width, height, near?, far?}."""
+    import torch
+
+    from .errors import InputError
+
+    if not isinstance(spec, dict):
+        raise InputError("render_frame needs a camera {K, world_to_camera, width, height}")
+    try:
+        K = torch.tensor([float(v) for v in spec["K"]], dtype=torch.float64).reshape(3, 3)
+        w2c = torch.tensor([float(v) for v in spec["world_to_camera"]], dtype=torch.float64).reshape(4, 4)
+        camera = Camera(K.float(), w2c.float(), int(spec["width"]), int(spec["height"]),
+                        float(spec.get("near", 0.01)), float(spec.get("far", 1e10)))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"render_frame: bad camera ({exc})") from None
+    if not (torch.isfinite(K).all() and torch.isfinite(w2c).all()):
+        raise InputError("render_frame: the camera has NaN or infinite values")
+    if camera.width * camera.height > 16384 * 16384:
+        raise InputError(f"render_frame: {camera.width}x{camera.height} pixels is more than this renderer supports")
+    return camera
+
+
 def _file_key(path: Path) -> tuple:
     st = path.stat()
     return (str(path), st.st_size, st.st_mtime_ns)
@@ -126,6 +160,7 @@ class Worker:
         self._features: dict[tuple, Any] = {}
         self._speech_emotion: dict[tuple, Any] = {}
         self._exported: dict[str, dict[str, str]] = {}            # fingerprint -> array paths
+        self._renderers: dict[tuple, Any] = {}                    # (subject path, device) -> FrameRenderer
         self._cache = None
 
     # -- helpers ---------------------------------------------------------------------
@@ -182,12 +217,10 @@ class Worker:
         self._cache.max_bytes = int(cache_mb) << 20
         return self._cache
 
-    def _runtime(self, key: str, subject, device: str, encoder: str, cache_mb: int):
-        from .device import resolve_device
+    def _runtime(self, key: str, subject, dev, encoder: str, cache_mb: int):
         from .pipeline import SubjectRuntime
         from .speech.encoder import EncoderSpec
 
-        dev = resolve_device(device or "auto")
         rkey = (key, str(dev), encoder or "")
         runtime = self._runtimes.get(rkey)
         if runtime is None:
@@ -256,35 +289,42 @@ class Worker:
         fps = _fraction(params.get("fps", 30))
         progress(0.05, "Loading the subject")
         key, subject, fingerprint = self._subject(str(params.get("subject", "")), list(params.get("library") or []))
-        runtime = self._runtime(key, subject, str(params.get("device") or "auto"), str(params.get("encoder") or ""),
-                                int(params.get("cache_mb") or 512))
         lap("subject")
         progress(0.15, "Decoding the audio")
         wave = self._waveform(str(params.get("audio", "")))
         lap("audio")
-        progress(0.25, "Speech features")
-        fkey = (wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
-        features = self._features.get(fkey)
-        features_cached = features is not None
-        if features is None:
-            features = runtime.frame_features(wave, fps)
-            self._features = {fkey: features}       # keep the latest clip's frame features
-            self._speech_emotion = {}
-        num_frames = frame_count(wave.samples.size, wave.sample_rate, fps)
-        lap("features")
+        warnings: list[str] = []
+        encoder, cache_mb = str(params.get("encoder") or ""), int(params.get("cache_mb") or 512)
 
-        delay = float(params.get("debug_delay", 0) or 0)   # testing aid: a long-running request
-        if delay > 0:
-            progress(0.3, "Waiting (debug delay)")
-            time.sleep(delay)
+        def work(device):
+            runtime = self._runtime(key, subject, device, encoder, cache_mb)
+            progress(0.25, "Speech features")
+            fkey = (wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
+            features = self._features.get(fkey)
+            cached = features is not None
+            if features is None:
+                features = runtime.frame_features(wave, fps)
+                self._features = {fkey: features}       # keep the latest clip's frame features
+                self._speech_emotion = {}
+            lap("features")
+            delay = float(params.get("debug_delay", 0) or 0)   # testing aid: a long-running request
+            if delay > 0:
+                progress(0.3, "Waiting (debug delay)")
+                time.sleep(delay)
+            progress(0.5, "Emotion track")
+            emotion = self._emotion_track(params.get("emotion") or {"mode": "speech"}, runtime, features, fkey,
+                                          frame_count(wave.samples.size, wave.sample_rate, fps), EmotionKey,
+                                          EmotionTrack, constant_track, track_from_keys)
+            lap("emotion")
+            progress(0.6, "S2GNet")
+            track = runtime.perform_features(features, fps, emotion)
+            lap("s2g")
+            return track, cached
 
-        progress(0.5, "Emotion track")
-        emotion = self._emotion_track(params.get("emotion") or {"mode": "speech"}, runtime, features, fkey,
-                                      num_frames, EmotionKey, EmotionTrack, constant_track, track_from_keys)
-        lap("emotion")
-        progress(0.6, "S2GNet")
-        track = runtime.perform_features(features, fps, emotion)
-        lap("s2g")
+        from .device import resolve_device, run_with_fallback
+
+        (track, features_cached), used = run_with_fallback(
+            work, resolve_device(str(params.get("device") or "auto")), warnings, "speech-to-geometry")
         progress(0.85, "Projecting onto the motion basis")
         displacements = track.vertices - subject.geometry.template[None]
         coefficients = subject.basis.project(displacements)
@@ -297,7 +337,7 @@ class Worker:
             "basis_rms_mm": 1000.0 * float(np.sqrt(residual_sq.mean())) if residual_sq.size else 0.0,
             "basis_max_mm": 1000.0 * float(np.sqrt(residual_sq.max())) if residual_sq.size else 0.0,
             "basis_error_frames": int(residual_sq.shape[0]),
-            "features_cached": features_cached,
+            "features_cached": features_cached, "device": str(used), "warnings": warnings,
             "arrays": {"coefficients": _save(out_dir, "coefficients", coefficients.astype(np.float32)),
                        "emotion": _save(out_dir, "emotion", track.emotion.astype(np.float32)),
                        "intensity": _save(out_dir, "intensity", track.intensity.astype(np.float32))},
@@ -308,6 +348,69 @@ class Worker:
         lap("write")
         result["timings"] = timings
         return result
+
+    def _renderer(self, key: str, subject, device):
+        from .pipeline import FrameRenderer
+
+        rkey = (key, str(device))
+        renderer = self._renderers.get(rkey)
+        if renderer is None:
+            # a FrameRenderer moves the subject's Gaussians to its device: one device per subject
+            self._renderers = {k: v for k, v in self._renderers.items() if k[0] != key}
+            renderer = FrameRenderer(subject, device)
+            self._renderers[rkey] = renderer
+        return renderer
+
+    def op_render_frame(self, params: dict, progress) -> dict:
+        import numpy as np
+
+        from .device import resolve_device, run_with_fallback
+        from .errors import InputError
+        from .raster import Camera
+
+        clock = time.perf_counter()
+        out_dir = Path(params["out_dir"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        key, subject, _ = self._subject(str(params.get("subject", "")), list(params.get("library") or []))
+        camera = _camera(params.get("camera"), Camera)
+        vertices_path = params.get("vertices")
+        if vertices_path:
+            vertices = np.load(str(vertices_path), allow_pickle=False)
+        else:
+            vertices = subject.geometry.template
+        try:
+            weights = np.asarray(params.get("emotion") or [1.0] + [0.0] * 7, np.float32).reshape(8)
+            intensity = float(params.get("intensity", 0.0))
+            matrix = params.get("object_to_world")
+            matrix = None if matrix is None else np.asarray(matrix, np.float64).reshape(4, 4)
+        except (TypeError, ValueError):
+            raise InputError("render_frame: emotion must be 8 numbers, object_to_world 16") from None
+        if not (np.isfinite(weights).all() and np.isfinite(intensity)):
+            raise InputError("render_frame: the emotion state is not finite")
+        if matrix is not None:
+            from .appearance.placement import split_object_matrix
+
+            try:
+                split_object_matrix(matrix)
+            except ValueError as exc:
+                raise InputError(f"the head object's transform cannot be rendered: {exc}") from None
+        warnings: list[str] = []
+        timings: dict[str, float] = {}
+        device = resolve_device(str(params.get("device") or "auto"))
+        timings["setup"] = time.perf_counter() - clock
+
+        def render(dev):
+            return self._renderer(key, subject, dev).render(vertices, weights, intensity, camera, matrix, timings)
+
+        passes, used = run_with_fallback(render, device, warnings, "rendering")
+        clock = time.perf_counter()
+        layers = passes.compositor_layers(bottom_up=params.get("rows") == "bottom_up",
+                                          linear=params.get("colors") == "linear")
+        arrays = {name: _save(out_dir, name, array) for name, array in layers.items()}
+        timings["write"] = time.perf_counter() - clock
+        return {"arrays": arrays, "device": str(used), "warnings": warnings,
+                "timings": {k: round(v, 6) for k, v in timings.items()},
+                "width": camera.width, "height": camera.height}
 
     def _emotion_track(self, spec: dict, runtime, features, fkey, num_frames, EmotionKey, EmotionTrack,
                        constant_track, track_from_keys):

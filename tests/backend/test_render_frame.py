@@ -1,0 +1,140 @@
+"""The worker's ``render_frame`` op, the compositor layers it writes, and CPU fallback on
+CUDA out-of-memory. The demo subject renders in a real worker process (CPU rasteriser)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emotalk3d_addon.backend.device import is_out_of_memory, run_with_fallback
+from emotalk3d_addon.backend.pipeline import BACKGROUND_DEPTH, Passes, srgb_to_linear
+from emotalk3d_addon.backend.raster.camera import intrinsics, look_at
+from emotalk3d_addon.bridge.worker_client import ADDON_DIR, WorkerClient, WorkerError
+
+SIZE = 64
+
+
+def _camera(distance=0.9, x=0.0):
+    K = intrinsics(SIZE, SIZE, 30.0, torch.float64)
+    w2c = look_at((x, -distance, 0.05), (x, 0.0, 0.05), up=(0, 0, 1), dtype=torch.float64)
+    return {"K": K.ravel().tolist(), "world_to_camera": w2c.ravel().tolist(), "width": SIZE, "height": SIZE,
+            "near": 0.05, "far": 100.0}
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = WorkerClient(sys.executable, ADDON_DIR)
+    yield c
+    c.shutdown()
+
+
+def _render(client, **params):
+    reply = client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), **params},
+                        timeout=300)
+    return {k: np.load(p, allow_pickle=False) for k, p in reply["arrays"].items()}, reply
+
+
+def test_render_frame_writes_the_three_passes(client):
+    arrays, reply = _render(client)
+    assert reply["device"] == "cpu" and reply["warnings"] == []
+    rgba, depth, matte = arrays["combined"], arrays["depth"], arrays["face_matte"]
+    assert rgba.shape == (SIZE, SIZE, 4) and depth.shape == matte.shape == (SIZE, SIZE)
+    assert rgba.dtype == depth.dtype == matte.dtype == np.float32
+    alpha = rgba[..., 3]
+    assert 0.05 < alpha.mean() < 0.9
+    assert (depth[alpha <= 1e-4] == np.float32(BACKGROUND_DEPTH)).all()
+    assert 0.6 < np.median(depth[alpha > 0.5]) < 1.0              # the face is ~0.9 m from the camera
+    assert (matte <= alpha + 1e-5).all() and matte.max() > 0.5
+
+
+def test_rows_and_colours_options(client):
+    top, _ = _render(client)
+    bottom, _ = _render(client, rows="bottom_up")
+    np.testing.assert_array_equal(bottom["combined"], top["combined"][::-1])
+    linear, _ = _render(client, colors="linear")
+    np.testing.assert_allclose(linear["combined"][..., :3], srgb_to_linear(top["combined"][..., :3]), atol=1e-6)
+    np.testing.assert_array_equal(linear["combined"][..., 3], top["combined"][..., 3])
+
+
+def test_object_matrix_and_vertices_move_the_head(client, tmp_path):
+    base, _ = _render(client)
+    M = np.eye(4)
+    M[0, 3] = 0.05
+    moved, _ = _render(client, object_to_world=M.ravel().tolist())
+    shifted, _ = _render(client, camera=_camera(x=-0.05))
+    np.testing.assert_allclose(moved["combined"], shifted["combined"], atol=1e-5)
+    from emotalk3d_addon.backend.subject import load_subject, resolve_subject
+
+    template = load_subject(resolve_subject("demo")).geometry.template
+    path = tmp_path / "v.npy"
+    np.save(path, (template + np.array([0.05, 0.0, 0.0], np.float32)).astype(np.float32))
+    from_vertices, _ = _render(client, vertices=str(path))
+    # the face follows the vertices; the hair and neck (completion Gaussians) follow their nearest face point
+    assert np.abs(from_vertices["combined"] - base["combined"]).max() > 0.1
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"camera": None}, "camera"),
+    ({"camera": {"K": [1, 2], "world_to_camera": [0] * 16, "width": 8, "height": 8}}, "camera"),
+    ({"emotion": [1, 0]}, "emotion"),
+    ({"object_to_world": [0.0] * 16}, "transform"),
+    ({"subject": "no-such-subject"}, "no-such-subject"),
+])
+def test_bad_requests_are_input_errors(client, params, needle):
+    with pytest.raises(WorkerError) as err:
+        client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), **params}, timeout=120)
+    assert err.value.kind == "input" and needle in str(err.value)
+
+
+def test_wrong_vertex_count_is_named(client, tmp_path):
+    path = tmp_path / "v.npy"
+    np.save(path, np.zeros((10, 3), np.float32))
+    with pytest.raises(WorkerError, match="vertex count"):
+        _render(client, vertices=str(path))
+
+
+def test_compositor_layers_known_values():
+    rgb = np.array([[[0.25, 0.5, 0.0]], [[0.0, 0.0, 0.0]]], np.float32)       # premultiplied, 2x1
+    passes = Passes(rgb, np.array([[0.5], [0.0]], np.float32), np.array([[2.0], [0.0]], np.float32),
+                    np.array([[0.25], [0.0]], np.float32))
+    layers = passes.compositor_layers()
+    np.testing.assert_allclose(layers["combined"][0, 0], [0.5, 1.0, 0.0, 0.5])     # straight alpha
+    np.testing.assert_allclose(layers["combined"][1, 0], [0.0, 0.0, 0.0, 0.0])
+    assert layers["depth"][0, 0] == 2.0 and layers["depth"][1, 0] == np.float32(1e10)
+    flipped = passes.compositor_layers(bottom_up=True)
+    np.testing.assert_array_equal(flipped["depth"], layers["depth"][::-1])
+    np.testing.assert_allclose(srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0])),
+                               [0.0, 0.04045 / 12.92, 0.214041, 1.0], atol=1e-6)
+
+
+def test_cuda_out_of_memory_falls_back_to_the_cpu_with_a_warning():
+    calls = []
+
+    def run(device):
+        calls.append(device.type)
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "done"
+
+    warnings: list[str] = []
+    result, used = run_with_fallback(run, torch.device("cuda"), warnings, "rendering")
+    assert (result, used.type, calls) == ("done", "cpu", ["cuda", "cpu"])
+    assert len(warnings) == 1 and "out of memory" in warnings[0] and "CPU" in warnings[0]
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 20 MiB"))
+
+
+def test_other_errors_and_cpu_errors_are_not_swallowed():
+    def boom(device):
+        raise ValueError("a real bug")
+
+    with pytest.raises(ValueError):
+        run_with_fallback(boom, torch.device("cuda"), [])
+
+    def oom_on_cpu(device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_with_fallback(oom_on_cpu, torch.device("cpu"), [])
