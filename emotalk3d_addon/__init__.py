@@ -13,16 +13,18 @@ _cli_handle = None
 def register() -> None:
     import bpy
 
-    from . import operators, panels, preferences, properties
-    from .bridge import auto, checks, compat, headless
+    from . import engine, operators, panels, preferences, properties
+    from .bridge import auto, checks, compat, compositing, headless
 
     global _cli_handle
     preferences.register()
     properties.register()
+    engine.register()
     operators.register()
     panels.register()
     auto.register()
     checks.register()
+    compositing.register()
     if compat.has_cli_commands() and _cli_handle is None:
         _cli_handle = bpy.utils.register_cli_command("emotalk3d", headless.cli_command)
 
@@ -30,8 +32,8 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import operators, panels, preferences, properties
-    from .bridge import auto, checks, jobs, worker_client
+    from . import engine, operators, panels, preferences, properties
+    from .bridge import auto, checks, compositing, jobs, worker_client
 
     global _cli_handle
     job = jobs.active_job()
@@ -41,9 +43,11 @@ def unregister() -> None:
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
+    compositing.unregister()
     checks.unregister()
     auto.unregister()
     panels.unregister()
     operators.unregister()
+    engine.unregister()
     properties.unregister()
     preferences.unregister()

@@ -2,6 +2,8 @@
 
     python -m emotalk3d_addon generate --subject S --audio FILE [...] --save OUT.blend
         the same as ``blender -b --command emotalk3d generate ...``, with bpy from PyPI
+    python -m emotalk3d_addon render FILE.blend [--frames A-B] --out DIR
+        render through the compositor, one PNG per frame (as ``blender -b FILE -s A -e B -a``)
     python -m emotalk3d_addon build [--out DIR]
         build the extension zip with Blender's own ``extension build`` (bl_pkg)
 """
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         out = argv[argv.index("--out") + 1] if "--out" in argv else "dist"
         print(build(out))
         return 0
-    if argv[:1] != ["generate"]:
+    if argv[:1] not in (["generate"], ["render"]):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     import bpy  # noqa: F401 - makes Blender's own modules (addon_utils) importable

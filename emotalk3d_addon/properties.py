@@ -100,6 +100,19 @@ class EMOTALK3D_PG_scene(PropertyGroup):
     head: PointerProperty(name="Head", type=bpy.types.Object,
                           description="The head object the performance drives (created on first Generate)")
     last_action: PointerProperty(name="Last Performance", type=bpy.types.Action)
+    # compositing (bridge/compositing.py)
+    gaussian_scene: PointerProperty(name="Gaussian Scene", type=bpy.types.Scene,
+                                    description="The scene that renders the head's Gaussians for this scene's compositor")
+    source_scene: PointerProperty(name="Source Scene", type=bpy.types.Scene,
+                                  description="The scene whose compositor this Gaussian scene feeds")
+    composite_mode: EnumProperty(name="Layering", items=[
+        ('ALPHA_OVER', "Alpha Over", "The head always in front of the scene"),
+        ('Z_COMBINE', "Z Combine", "Head and scene sorted by depth (the scene's Z pass is switched on)")],
+        default='ALPHA_OVER')
+    comp_made_tree: BoolProperty(options={'HIDDEN'})
+    comp_prev_pass_z: BoolProperty(options={'HIDDEN'})
+    comp_bg_node: StringProperty(options={'HIDDEN'})
+    comp_bg_socket: StringProperty(options={'HIDDEN'})
 
 
 class EMOTALK3D_PG_head(PropertyGroup):

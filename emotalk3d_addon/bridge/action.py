@@ -1,4 +1,4 @@
-"""A new Action with one F-curve per basis shape key, written in bulk.
+"""A new Action with one F-curve per basis shape key (and the emotion state's), written in bulk.
 
 ``keyframe_points.add(F)`` + ``foreach_set("co")`` + ``foreach_set("interpolation")``
 per curve (hundreds of times faster than ``keyframe_insert``). On 4.4+ the action is
@@ -10,7 +10,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import compat
+from . import compat, emotion_state
 
 LINEAR = 1          # Keyframe.interpolation enum value
 GROUP = "EmoTalk3D"
@@ -20,30 +20,50 @@ def data_path(key_name: str) -> str:
     return f'key_blocks["{key_name}"].value'
 
 
-def write_curves(fcurves_new, names: list[str], coefficients: np.ndarray, frame_start: float) -> list:
-    """One linear F-curve per name with ``coefficients[:, k]`` at frames frame_start + f."""
-    num_frames = coefficients.shape[0]
+def _fill(fc, values: np.ndarray, frame_start: float) -> None:
+    """Linear keys ``values`` (F,) at frames frame_start + f, replacing the curve's keys."""
+    num_frames = values.shape[0]
     co = np.empty((num_frames, 2), np.float32)
     co[:, 0] = float(frame_start) + np.arange(num_frames, dtype=np.float64)
-    interpolation = np.full(num_frames, LINEAR, np.int32)
+    co[:, 1] = values
+    points = fc.keyframe_points
+    if len(points) != num_frames:
+        points.clear()
+        points.add(num_frames)
+    points.foreach_set("co", co.ravel())
+    points.foreach_set("interpolation", np.full(num_frames, LINEAR, np.int32))
+    fc.update()
+
+
+def curve_specs(names: list[str], coefficients: np.ndarray, emotion=None, intensity=None) -> list:
+    """(data_path, index, values (F,)) for every curve of a performance: one per shape key,
+    then the emotion state's when given."""
+    specs = [(data_path(name), 0, coefficients[:, k]) for k, name in enumerate(names)]
+    if emotion is not None:
+        specs += emotion_state.curves(emotion, intensity)
+    return specs
+
+
+def write_curves(fcurves_new, specs: list, frame_start: float) -> list:
+    """One linear F-curve per (data_path, index, values) spec, keys at frames frame_start + f."""
     curves = []
-    for k, name in enumerate(names):
-        fc = fcurves_new(data_path(name))
-        fc.keyframe_points.add(num_frames)
-        co[:, 1] = coefficients[:, k]
-        fc.keyframe_points.foreach_set("co", co.ravel())
-        fc.keyframe_points.foreach_set("interpolation", interpolation)
-        fc.update()
+    for path, index, values in specs:
+        fc = fcurves_new(path, index)
+        _fill(fc, np.ascontiguousarray(values, np.float32), frame_start)
         curves.append(fc)
     return curves
 
 
 def new_shape_key_action(key: bpy.types.Key, name: str, names: list[str], coefficients: np.ndarray,
-                         frame_start: float):
-    """(action, slot): a new Action animating ``key``'s shape keys; slot is None on 4.2."""
+                         frame_start: float, emotion: np.ndarray | None = None, intensity: np.ndarray | None = None):
+    """(action, slot): a new Action animating ``key``'s shape keys (and, given (F, 8) ``emotion``
+    and (F,) ``intensity``, its emotion state); slot is None on 4.2."""
     coefficients = np.ascontiguousarray(coefficients, np.float32)
     if coefficients.ndim != 2 or coefficients.shape[1] != len(names):
         raise ValueError(f"coefficients must be (F, {len(names)}), got {coefficients.shape}")
+    specs = curve_specs(names, coefficients, emotion, intensity)
+    if emotion is not None:
+        emotion_state.ensure_props(key)
     action = bpy.data.actions.new(name)
     try:
         if compat.has_slotted_actions():
@@ -51,8 +71,8 @@ def new_shape_key_action(key: bpy.types.Key, name: str, names: list[str], coeffi
             bag = compat.channelbag(action, slot, ensure=True)
             group = bag.groups.new(GROUP) if hasattr(bag, "groups") else None
 
-            def fcurves_new(path):
-                fc = bag.fcurves.new(path, index=0)
+            def fcurves_new(path, index):
+                fc = bag.fcurves.new(path, index=index)
                 if group is not None:
                     fc.group = group
                 return fc
@@ -60,10 +80,10 @@ def new_shape_key_action(key: bpy.types.Key, name: str, names: list[str], coeffi
             slot = None
             action.id_root = 'KEY'
 
-            def fcurves_new(path):
-                return action.fcurves.new(path, index=0, action_group=GROUP)
+            def fcurves_new(path, index):
+                return action.fcurves.new(path, index=index, action_group=GROUP)
 
-        write_curves(fcurves_new, names, coefficients, frame_start)
+        write_curves(fcurves_new, specs, frame_start)
         action.use_frame_range = True
         last = float(frame_start) + max(coefficients.shape[0] - 1, 1)
         action.frame_start, action.frame_end = float(frame_start), last
@@ -74,33 +94,25 @@ def new_shape_key_action(key: bpy.types.Key, name: str, names: list[str], coeffi
     return action, slot
 
 
-def rewrite_shape_key_action(action, slot, names: list[str], coefficients: np.ndarray, frame_start: float) -> bool:
+def rewrite_shape_key_action(action, slot, names: list[str], coefficients: np.ndarray, frame_start: float,
+                             emotion: np.ndarray | None = None, intensity: np.ndarray | None = None) -> bool:
     """Replace the keys of an existing generated action in place (auto-update); False if it does not fit."""
-    curves = {fc.data_path: fc for fc in compat.action_fcurves(action, slot)}
-    if set(curves) != {data_path(n) for n in names}:
-        return False
     coefficients = np.ascontiguousarray(coefficients, np.float32)
+    specs = curve_specs(names, coefficients, emotion, intensity)
+    curves = {(fc.data_path, fc.array_index): fc for fc in compat.action_fcurves(action, slot)}
+    if set(curves) != {(path, index) for path, index, _ in specs}:
+        return False
+    for path, index, values in specs:
+        _fill(curves[(path, index)], np.ascontiguousarray(values, np.float32), frame_start)
     num_frames = coefficients.shape[0]
-    co = np.empty((num_frames, 2), np.float32)
-    co[:, 0] = float(frame_start) + np.arange(num_frames)
-    interpolation = np.full(num_frames, LINEAR, np.int32)
-    for k, name in enumerate(names):
-        fc = curves[data_path(name)]
-        points = fc.keyframe_points
-        if len(points) != num_frames:
-            points.clear()
-            points.add(num_frames)
-        co[:, 1] = coefficients[:, k]
-        points.foreach_set("co", co.ravel())
-        points.foreach_set("interpolation", interpolation)
-        fc.update()
     action.frame_start, action.frame_end = float(frame_start), float(frame_start) + max(num_frames - 1, 1)
     return True
 
 
 def read_curves(action, slot, names: list[str]) -> np.ndarray:
     """(F, K) keyframe values of the action's curves (for checks and round trips)."""
-    curves = {fc.data_path: fc for fc in compat.action_fcurves(action, slot)}
+    curves = {fc.data_path: fc for fc in compat.action_fcurves(action, slot)
+               if not emotion_state.is_emotion_path(fc.data_path)}
     cols = []
     for name in names:
         fc = curves[data_path(name)]

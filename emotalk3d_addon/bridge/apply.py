@@ -105,10 +105,12 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
         if request.reuse_action and last is not None and last.emotalk3d.generated \
                 and last.emotalk3d.fingerprint == subject["fingerprint"] and last.emotalk3d.audio == request.audio:
             slot = last.slots[0] if compat.has_slotted_actions() and len(last.slots) else None
-            if action_mod.rewrite_shape_key_action(last, slot, names, coeffs, frame_start):
+            if action_mod.rewrite_shape_key_action(last, slot, names, coeffs, frame_start,
+                                                   result.emotion, result.intensity):
                 act, reused = last, True
         if act is None:
-            act, slot = action_mod.new_shape_key_action(key, request.audio_stem, names, coeffs, frame_start)
+            act, slot = action_mod.new_shape_key_action(key, request.audio_stem, names, coeffs, frame_start,
+                                                        result.emotion, result.intensity)
             created.append(("action", act))
         mesh.widen_sliders(key, names, coeffs)
         meta = act.emotalk3d

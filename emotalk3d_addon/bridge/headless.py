@@ -1,8 +1,14 @@
-"""The ``generate`` command without the UI.
+"""The ``generate`` and ``render`` commands without the UI.
 
     blender -b --command emotalk3d generate --subject S --audio FILE
             [--emotion N --intensity X | --keys KEYS.json] [--fps F] --save OUT.blend
-    python -m emotalk3d_addon generate ...        (bpy from PyPI, no Blender install)
+    blender -b --command emotalk3d render FILE.blend [--frames A-B] --out DIR
+    python -m emotalk3d_addon generate|render ...   (bpy from PyPI, no Blender install)
+
+``render`` renders the file's scene through its compositor (so the head's Gaussian passes
+are layered as Set Up Compositing arranged them) and writes one PNG per frame,
+``DIR/frame_0001.png`` ..., exactly as ``blender -b FILE.blend -s A -e B -a`` would, without
+changing the file.
 
 It fills the scene's EmoTalk3D settings (``--keys`` become real emotion keys on the
 timeline, so the saved file can be re-generated in the UI), runs the same job as the
@@ -45,6 +51,14 @@ def build_parser(prog: str = "emotalk3d") -> argparse.ArgumentParser:
     g.add_argument("--library", action="append", default=[], help="extra subject library folder (repeatable)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="backend device (default: preferences)")
     g.add_argument("--encoder", help="speech encoder override (folder or hub id)")
+    r = sub.add_parser("render", help="render a .blend through its compositor, one PNG per frame")
+    r.add_argument("file", help="the .blend to render (it is not modified)")
+    r.add_argument("--out", required=True, help="folder for frame_####.png")
+    r.add_argument("--frames", help="A-B or N (default: the scene's frame range)")
+    r.add_argument("--scene", help="scene name (default: the file's active scene)")
+    r.add_argument("--python", help="backend interpreter (default: preferences, $EMOTALK3D_PYTHON, ...)")
+    r.add_argument("--library", action="append", default=[], help="extra subject library folder (repeatable)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), help="backend device (default: preferences)")
     return parser
 
 
@@ -55,7 +69,7 @@ def main(argv: list[str]) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        return _generate(args)
+        return _render(args) if args.command == "render" else _generate(args)
     except (ValueError, UserError, InputError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_INPUT
@@ -116,8 +130,90 @@ def _generate(args) -> int:
     out = os.path.abspath(args.save)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=out, compress=True)
+    if _relative_paths(scene, applied.head):     # portable to a render farm: paths relative to the file
+        bpy.ops.wm.save_mainfile(compress=True)
     print(message)
     print(f"saved {out}")
+    return 0
+
+
+def _relative_paths(scene, head) -> bool:
+    """Store the subject (when given as a path) and the file paths relative to the saved .blend."""
+    changed = False
+    for owner in (scene.emotalk3d, head.emotalk3d_head):
+        ref = owner.subject
+        if ref and os.path.isabs(ref):
+            try:
+                owner.subject = bpy.path.relpath(ref)
+                changed = True
+            except ValueError:                  # another drive (Windows): keep it absolute
+                pass
+    try:
+        bpy.ops.file.make_paths_relative()
+        changed = True
+    except RuntimeError:
+        pass
+    return changed
+
+
+def parse_frames(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
+    """"A-B" or "N" -> (first, last); ValueError for anything else."""
+    if not text:
+        return default
+    parts = text.split("-") if not text.startswith("-") else [text]
+    try:
+        first, last = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (None, None)
+    except ValueError:
+        first = last = None
+    if first is None or last is None or last < first:
+        raise ValueError(f"--frames must be A-B with A <= B, or one frame N; got {text!r}")
+    return first, last
+
+
+def _render(args) -> int:
+    from .. import engine, preferences
+
+    path = os.path.abspath(args.file)
+    if not os.path.isfile(path):
+        raise ValueError(f"blend file not found: {args.file}")
+    try:
+        bpy.ops.wm.open_mainfile(filepath=path, load_ui=False)
+    except RuntimeError as exc:
+        raise ValueError(f"could not open {args.file}: {' '.join(str(exc).split())}") from None
+    scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
+    if scene is None:
+        raise ValueError(f"no scene named {args.scene!r} in {args.file}")
+    prefs = preferences.get_prefs()
+    if args.python:
+        prefs.python = args.python
+    if args.device:
+        prefs.device = args.device
+    for folder in args.library:
+        if hasattr(prefs.libraries, "add"):
+            prefs.libraries.add().path = os.path.abspath(folder)
+        else:
+            prefs.libraries.append(os.path.abspath(folder))
+    first, last = parse_frames(args.frames, (scene.frame_start, scene.frame_end))
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    scene.frame_start, scene.frame_end = first, last
+    scene.render.filepath = os.path.join(out, "frame_")
+    scene.render.use_file_extension = True
+    scene.render.image_settings.file_format = 'PNG'
+    scene.render.image_settings.color_mode = 'RGBA'
+    engine.ERRORS.clear()
+    try:
+        bpy.ops.render.render(animation=True, scene=scene.name)
+    except RuntimeError as exc:
+        raise ValueError(f"render failed: {' '.join(str(exc).split())}") from None
+    if engine.ERRORS:
+        raise ValueError(engine.ERRORS[0])
+    written = [scene.render.frame_path(frame=f) for f in range(first, last + 1, max(1, scene.frame_step))]
+    missing = [p for p in written if not os.path.isfile(p)]
+    if missing:
+        print(f"error: {len(missing)} frame(s) were not written, first {missing[0]}", file=sys.stderr)
+        return 1
+    print(f"rendered {len(written)} frame(s) of {scene.name!r} into {out}")
     return 0
 
 

@@ -77,7 +77,7 @@ def build_request(scene, prefs, reuse_action: bool = False, **extra: Any) -> Gen
     if not s.subject:
         raise UserError("Choose a subject first (EmoTalk3D panel > Subject)")
     dirs = subjects.library_dirs(preferences.library_paths(prefs))
-    bundle = subjects.resolve(s.subject, dirs)
+    bundle = subjects.resolve(bpy.path.abspath(s.subject) if s.subject.startswith("//") else s.subject, dirs)
     if bundle is None:
         raise UserError(f"Subject {s.subject!r} was not found in: " + ", ".join(str(d) for d in dirs))
     if s.audio_source == 'FILE':

@@ -130,6 +130,10 @@ class Call:
     def done(self) -> bool:
         return self._done.is_set()
 
+    def ended_within(self, seconds: float) -> bool:
+        """Block up to ``seconds`` for the call to end (returns at once when it does)."""
+        return self._done.wait(seconds)
+
     def poll(self, on_progress: Progress | None = None) -> bool:
         """Take the progress messages received so far; True once the call has ended."""
         while True:

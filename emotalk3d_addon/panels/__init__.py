@@ -143,6 +143,31 @@ def _draw_generate(layout, context, compact: bool) -> None:
         layout.label(text=text[:100], icon='ERROR')
 
 
+def _draw_render(layout, context) -> None:
+    """Compositing: the Gaussian scene and how it is layered."""
+    from ..engine import ENGINE_ID, LAST_RENDER
+
+    scene = context.scene
+    s = scene.emotalk3d
+    if s.source_scene is not None:
+        layout.label(text=f"Gaussians for scene '{s.source_scene.name}'", icon='NODE_COMPOSITING')
+        return
+    row = layout.row(align=True)
+    row.prop(s, "composite_mode", text="")
+    if s.gaussian_scene is None:
+        row.operator("emotalk3d.setup_compositing", text="Set Up Compositing", icon='NODE_COMPOSITING')
+    else:
+        row.operator("emotalk3d.setup_compositing", text="Update", icon='FILE_REFRESH')
+        row.operator("emotalk3d.remove_compositing", text="", icon='X')
+        layout.label(text=f"Gaussians render in '{s.gaussian_scene.name}'", icon='SCENE_DATA')
+    if scene.camera is None:
+        layout.label(text="No active camera", icon='ERROR')
+    if LAST_RENDER.get("error") and LAST_RENDER.get("scene") in (scene.name, getattr(s.gaussian_scene, "name", "")):
+        layout.label(text=str(LAST_RENDER["error"])[:100], icon='ERROR')
+    if scene.render.engine == ENGINE_ID:
+        layout.label(text="Viewport: Rendered shading draws the Gaussians", icon='SHADING_RENDERED')
+
+
 class EMOTALK3D_PT_view3d(bpy.types.Panel):
     bl_label = "EmoTalk3D"
     bl_idname = "EMOTALK3D_PT_view3d"
@@ -168,6 +193,9 @@ class EMOTALK3D_PT_view3d(bpy.types.Panel):
         _draw_emotion(col, context, compact=False)
         col.separator()
         _draw_generate(col, context, compact=False)
+        col.separator()
+        col.label(text="Render", icon='RENDER_STILL')
+        _draw_render(col, context)
 
 
 class EMOTALK3D_PT_sequencer(bpy.types.Panel):

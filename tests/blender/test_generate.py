@@ -35,12 +35,16 @@ def test_generate_on_real_audio_writes_head_action_and_strip(scene, trained_subj
     np.testing.assert_array_equal(co.reshape(-1, 3), template)
     blocks = me.shape_keys.key_blocks
     assert [kb.name for kb in blocks] == ["Basis"] + [f"basis_{k:02d}" for k in range(num_components)]
-    # the action: named after the audio, one linear F-curve per shape key, one key per frame
+    # the action: named after the audio, one linear F-curve per shape key (and 8 + 1 for the
+    # emotion state on the key's custom properties), one key per frame
     assert act.name == speech.stem and act.emotalk3d.generated and act.use_fake_user
-    curves = _fcurves(act)
+    all_curves = _fcurves(act)
+    curves = [fc for fc in all_curves if fc.data_path.startswith("key_blocks")]
     assert len(curves) == num_components
     assert sorted(fc.data_path for fc in curves) == [f'key_blocks["basis_{k:02d}"].value' for k in range(num_components)]
-    for fc in curves:
+    emotion = sorted((fc.data_path, fc.array_index) for fc in all_curves if fc not in curves)
+    assert emotion == [('["emotalk3d_emotion"]', i) for i in range(8)] + [('["emotalk3d_intensity"]', 0)]
+    for fc in all_curves:
         assert len(fc.keyframe_points) == frames
         assert fc.keyframe_points[0].co[0] == 7 and fc.keyframe_points[-1].co[0] == 7 + frames - 1
         assert {kp.interpolation for kp in fc.keyframe_points} == {'LINEAR'}
@@ -241,7 +245,7 @@ def test_auto_update_regenerates_in_place_after_key_edits(scene, trained_subject
     bpy.ops.emotalk3d.key_emotion()
     assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
     act = s.last_action
-    names = [f"basis_{k:02d}" for k in range(len(_fcurves(act)))]
+    names = [f"basis_{k:02d}" for k in range(len([fc for fc in _fcurves(act) if fc.data_path.startswith("key_blocks")]))]
     old = action_mod.read_curves(act, act.slots[0], names)
     s.auto_update = True
     assert not auto.note_changes(scene, now=100.0)             # nothing changed yet

@@ -1,0 +1,179 @@
+"""One frame of a head's Gaussians, from Blender's evaluated scene to compositor passes.
+
+What a frame needs is read from the depsgraph at that frame only (nothing is carried
+from one frame to the next, so any frame range can be rendered on its own):
+
+* the head object: the scene's EmoTalk3D head, else the only head object in the scene;
+* its evaluated mesh (shape-key curves, hand edits and modifiers that keep the vertex
+  count all show) in object space, and its world matrix;
+* its emotion state (``emotion_state``) from the evaluated shape-key datablock;
+* the camera (``camera``).
+
+The worker renders; its arrays come back as .npy files (no pickle) and are loaded here.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import emotion_state, subjects
+from .camera import PinholeCamera
+from .jobs import UserError
+
+
+@dataclass
+class HeadFrame:
+    """Everything the backend needs to render one head at one frame."""
+
+    head_name: str
+    subject_path: str
+    vertices: np.ndarray            # (V, 3) float32, object space, metres
+    object_to_world: np.ndarray     # (4, 4) float64
+    emotion: np.ndarray             # (8,) float32
+    intensity: float
+
+
+@dataclass
+class RenderedPasses:
+    combined: np.ndarray            # (H, W, 4) float32 straight RGBA (linear light), rows bottom-up
+    depth: np.ndarray               # (H, W) float32 metres, 1e10 where empty
+    face_matte: np.ndarray          # (H, W) float32
+    device: str = ""
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def is_head(ob) -> bool:
+    info = getattr(ob, "emotalk3d_head", None)
+    return ob is not None and ob.type == 'MESH' and info is not None and bool(info.fingerprint)
+
+
+def find_head(scene):
+    """The head this scene renders; UserError when there is none (or several and none chosen)."""
+    settings = getattr(scene, "emotalk3d", None)
+    chosen = settings.head if settings is not None else None
+    if chosen is not None and chosen.name in scene.objects and is_head(chosen):
+        return chosen
+    heads = [ob for ob in scene.objects if is_head(ob)]
+    if not heads:
+        raise UserError(f"Scene {scene.name!r} has no EmoTalk3D head: generate a performance (or Add Head) first")
+    if len(heads) > 1:
+        raise UserError(f"Scene {scene.name!r} has {len(heads)} EmoTalk3D heads: choose one as the scene's Head "
+                        "in the EmoTalk3D panel")
+    return heads[0]
+
+
+def resolve_subject(ref: str, dirs: list[Path], abspath: Callable[[str], str] = lambda p: p) -> Path | None:
+    """A head's subject bundle: the stored reference (blend-relative ``//`` paths too), else a
+    bundle of the same name in the library folders (a render-farm worker has other paths)."""
+    text = (ref or "").strip()
+    if not text:
+        return None
+    found = subjects.resolve(abspath(text) if text.startswith("//") else text, dirs)
+    if found is not None:
+        return found
+    name = Path(text.replace("\\", "/")).name
+    if name.endswith(".zip"):
+        name = name[:-4]
+    return subjects.resolve(name, dirs) if name and name != text else None
+
+
+def hidden_from_render(ob) -> bool:
+    """True when Blender's renders skip ``ob`` (then its geometry is not evaluated for them)."""
+    return bool(ob.hide_render) or any(c.hide_render for c in ob.users_collection)
+
+
+def shape_key_mix(key_eval, num_vertices: int) -> np.ndarray:
+    """(V, 3) float32 relative shape-key mix of an evaluated shape-key datablock:
+    reference + Σ value·(key − its relative key) over unmuted keys, as Blender mixes them
+    (vertex groups aside). Used for heads hidden from the render, which Blender does not evaluate."""
+    blocks = list(key_eval.key_blocks)
+    coords = {}
+
+    def co(block):
+        if block.name not in coords:
+            out = np.empty(num_vertices * 3, np.float32)
+            block.data.foreach_get("co", out)
+            coords[block.name] = out.reshape(-1, 3)
+        return coords[block.name]
+
+    reference = key_eval.reference_key if key_eval.reference_key is not None else blocks[0]
+    mix = co(reference).astype(np.float64)
+    for block in blocks:
+        if block == reference or block.mute or block.value == 0.0:
+            continue
+        value = min(max(block.value, block.slider_min), block.slider_max)
+        relative = block.relative_key if block.relative_key is not None else reference
+        mix += value * (co(block).astype(np.float64) - co(relative))
+    return mix.astype(np.float32)
+
+
+def head_frame(depsgraph, head, dirs: list[Path], abspath: Callable[[str], str] = lambda p: p,
+               evaluated_mesh: bool = True) -> HeadFrame:
+    """Read ``head`` at the depsgraph's frame. ``evaluated_mesh`` False: the shape-key mix
+    (for a head hidden from renders; modifiers do not apply then)."""
+    from . import mesh
+
+    info = head.emotalk3d_head
+    path = resolve_subject(info.subject, dirs, abspath)
+    if path is None:
+        raise UserError(f"Subject {info.subject!r} of head {head.name!r} was not found in: "
+                        + ", ".join(str(d) for d in dirs) + " (add its folder in the EmoTalk3D preferences)")
+    head_eval = head.evaluated_get(depsgraph)
+    key = head.data.shape_keys
+    key_eval = key.evaluated_get(depsgraph) if key is not None else None
+    if evaluated_mesh or key_eval is None:
+        vertices = mesh.evaluated_vertices(head, depsgraph)
+    else:
+        vertices = shape_key_mix(key_eval, len(head.data.vertices))
+    weights, intensity = emotion_state.state_of(key_eval)
+    return HeadFrame(head.name, str(path), vertices, np.array(head_eval.matrix_world, np.float64),
+                     weights, intensity)
+
+
+def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path], device: str = "auto",
+                should_stop: Callable[[], bool] = lambda: False, timeout: float = 600.0,
+                linear: bool = True) -> RenderedPasses | None:
+    """Render ``frame`` through ``camera`` in the worker; None when ``should_stop`` said so
+    (the worker is killed then, and restarts on the next call). ``linear``: colours in
+    linear light (render passes); False keeps them display-encoded (viewport drawing)."""
+    from .worker_client import WorkerError
+
+    client.ensure_started()
+    in_dir = Path(client.tmp_root) / "inputs"
+    in_dir.mkdir(parents=True, exist_ok=True)
+    vertices_path = in_dir / f"vertices-{os.getpid()}-{time.monotonic_ns()}.npy"
+    np.save(vertices_path, np.ascontiguousarray(frame.vertices, np.float32), allow_pickle=False)
+    call = None
+    try:
+        call = client.submit("render_frame", {
+            "subject": frame.subject_path, "library": [str(d) for d in dirs], "vertices": str(vertices_path),
+            "object_to_world": [float(v) for v in frame.object_to_world.ravel()],
+            "emotion": [float(v) for v in frame.emotion], "intensity": float(frame.intensity),
+            "camera": camera.to_params(), "device": device, "rows": "bottom_up",
+            "colors": "linear" if linear else "srgb"})
+        deadline = time.monotonic() + timeout
+        while not call.ended_within(0.02):
+            if should_stop():
+                client.kill()
+                return None
+            if time.monotonic() > deadline:
+                client.kill()
+                raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
+        reply = call.wait(0)
+        arrays = {name: np.load(p, allow_pickle=False) for name, p in reply["arrays"].items()}
+    finally:
+        if call is not None:
+            call.cleanup()
+        vertices_path.unlink(missing_ok=True)
+    return RenderedPasses(arrays["combined"], arrays["depth"], arrays["face_matte"], str(reply.get("device", "")),
+                          list(reply.get("warnings") or []), dict(reply.get("timings") or {}))
+
+
+__all__ = ["HeadFrame", "RenderedPasses", "find_head", "head_frame", "render_head", "resolve_subject", "is_head",
+           "hidden_from_render", "shape_key_mix"]
