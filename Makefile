@@ -4,13 +4,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Blender 4.5 LTS (bpy 4.5 from PyPI) for the tests of the 4.x compositor and action APIs
+VENV45 := .venv-bpy45
+STAMP45 := $(VENV45)/.installed
 
 # Debian packages: speech synthesis (dataset generator), audio and video tools, and the
 # libraries Blender (bpy) needs to render headless.
 SYSTEM_PACKAGES := espeak-ng sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
 	libx11-6 libxi6 libxrender1 libxkbcommon0 libsm6 libxext6 libxfixes3
 
-.PHONY: venv sysdeps test demo demo-subject bench clean-venv
+.PHONY: venv venv-bpy45 sysdeps test demo demo-subject bench extension clean-venv
 
 venv: $(STAMP)
 
@@ -23,13 +26,20 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+venv-bpy45: $(STAMP45)
+
+$(STAMP45): requirements-bpy45.txt
+	test -x $(VENV45)/bin/python || $(PYTHON) -m venv $(VENV45)
+	$(VENV45)/bin/python -m pip install --quiet -r requirements-bpy45.txt
+	touch $(STAMP45)
+
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	else echo "error: missing system packages:$$missing. Run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; fi
 
-test: venv sysdeps
+test: venv venv-bpy45 sysdeps
 	$(BIN)/python -m pytest -q tests
 
 demo: venv sysdeps
@@ -39,8 +49,12 @@ demo: venv sysdeps
 demo-subject: venv sysdeps
 	$(BIN)/python -m emotalk3d_addon.backend.demo build --work build/demo
 
+# The installable extension zip (Blender's own `extension build`), into dist/
+extension: venv
+	$(BIN)/python -m emotalk3d_addon build --out dist
+
 bench: venv
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV45)

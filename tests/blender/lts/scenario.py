@@ -1,0 +1,77 @@
+"""Run inside another Blender (bpy 4.5 LTS from its own venv): generate with the demo
+subject, set up compositing on the 4.x compositor (scene.node_tree), render through it,
+and print one JSON line of findings for tests/blender/test_blender_lts.py to check.
+
+    python scenario.py REPO_ROOT WORK_DIR
+"""
+import json
+import math
+import os
+import sys
+
+root, work = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+os.environ.setdefault("BLENDER_USER_RESOURCES", os.path.join(work, "user"))
+
+import bpy  # noqa: E402
+import addon_utils  # noqa: E402
+
+found = {"version": bpy.app.version_string}
+
+
+def fail(exc):
+    raise exc
+
+
+addon_utils.enable("emotalk3d_addon", default_set=False, handle_error=fail)
+from emotalk3d_addon import engine  # noqa: E402
+from emotalk3d_addon.bridge import compat, compositing, headless  # noqa: E402
+
+try:
+    blend = os.path.join(work, "shot45.blend")
+    audio = os.path.join(root, "emotalk3d_addon", "subjects", "demo", "demo_clip.wav")
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    found["generate_rc"] = headless.main(["generate", "--subject", "demo", "--audio", audio, "--emotion", "happy",
+                                          "--save", blend])
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    scene = bpy.context.scene
+    head = scene.emotalk3d.head
+    key = head.data.shape_keys
+    act = key.animation_data.action
+    found["slotted"] = compat.has_slotted_actions()
+    found["curves"] = sorted({fc.data_path for fc in compat.action_fcurves(act, act.slots[0] if found["slotted"] else None)})
+    found["group_compositor"] = compositing.is_group_compositor()
+
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.08, -0.9, 0.1), (math.pi / 2, 0.0, 0.0)
+    scene.camera = cam
+    scene.render.engine = 'BLENDER_WORKBENCH'
+    scene.render.resolution_x = scene.render.resolution_y = 96
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = 'Standard'
+    head.hide_render = True
+    found["use_nodes_before"] = bool(scene.use_nodes)
+    bpy.ops.emotalk3d.setup_compositing(mode='ALPHA_OVER')
+    first = sorted(n.name for n in scene.node_tree.nodes), len(scene.node_tree.links)
+    bpy.ops.emotalk3d.setup_compositing(mode='ALPHA_OVER')
+    found["idempotent"] = first == (sorted(n.name for n in scene.node_tree.nodes), len(scene.node_tree.links))
+    found["nodes"] = first[0]
+    bpy.ops.wm.save_mainfile()
+
+    # render frames 2-3 through the compositor, then frame 3 alone
+    found["render_rc"] = headless.main(["render", blend, "--frames", "2-3", "--out", os.path.join(work, "anim")])
+    found["render_alone_rc"] = headless.main(["render", blend, "--frames", "3", "--out", os.path.join(work, "alone")])
+    found["last_render"] = {k: v for k, v in engine.LAST_RENDER.items() if k in ("ok", "error", "scene", "frame")}
+
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    scene = bpy.context.scene
+    bpy.ops.emotalk3d.remove_compositing()
+    found["after_remove"] = {"scenes": [s.name for s in bpy.data.scenes], "use_nodes": bool(scene.use_nodes),
+                             "ours_left": [n.name for n in scene.node_tree.nodes if n.name.startswith("EmoTalk3D")]
+                             if scene.node_tree else []}
+finally:
+    # the 4.5 wheel hangs at exit while a Python render engine that rendered is registered
+    addon_utils.disable("emotalk3d_addon", default_set=False)
+print("SCENARIO " + json.dumps(found))
+sys.stdout.flush()
