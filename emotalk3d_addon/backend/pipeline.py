@@ -108,6 +108,37 @@ BACKGROUND_DEPTH = 1e10     # metres; Blender's Z where no surface is seen
 EMPTY_ALPHA = 1e-4          # coverage below this counts as background in the depth pass
 
 
+@torch.inference_mode()
+def compositor_layers(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor, matte: torch.Tensor,
+                      bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+    """The passes a compositor expects, as float32 numpy arrays, computed where the tensors live.
+
+    In: rgb (H, W, 3) premultiplied, alpha (H, W), depth (H, W) expected camera z, matte (H, W).
+    Out: "combined" (H, W, 4) straight-alpha RGBA over a transparent background, "depth"
+    (H, W) camera z in metres with BACKGROUND_DEPTH where nothing was drawn (like Blender's
+    Z), "face_matte" (H, W) face coverage in [0, 1]. ``bottom_up`` flips rows (first row =
+    bottom, as in Blender's and OpenGL's images); ``linear`` decodes the colours, which the
+    subject learned from sRGB-encoded photos, to linear light (a renderer's scene-linear).
+    """
+    a = alpha.clamp(0.0, 1.0)
+    combined = torch.empty(alpha.shape + (4,), dtype=torch.float32, device=alpha.device)
+    straight = combined[..., :3]
+    torch.div(rgb, a.unsqueeze(-1).clamp_min(1e-8), out=straight)
+    covered = a > 0
+    straight.masked_fill_(~covered.unsqueeze(-1), 0.0).clamp_(0.0, 1.0)
+    if linear and bool(covered.any()):       # only inside the drawn area's bounding box: the rest is 0
+        rows = torch.nonzero(covered.any(dim=1)).flatten()
+        cols = torch.nonzero(covered.any(dim=0)).flatten()
+        box = straight[int(rows[0]):int(rows[-1]) + 1, int(cols[0]):int(cols[-1]) + 1]
+        box.copy_(torch.where(box <= 0.04045, box / 12.92, torch.exp(2.4 * torch.log((box + 0.055) / 1.055))))
+    combined[..., 3] = a
+    z = torch.where(alpha > EMPTY_ALPHA, depth, torch.full_like(depth, BACKGROUND_DEPTH))
+    layers = {"combined": combined, "depth": z, "face_matte": matte.clamp(0.0, 1.0)}
+    if bottom_up:
+        layers = {k: v.flip(0) for k, v in layers.items()}
+    return {k: np.ascontiguousarray(v.float().cpu().numpy()) for k, v in layers.items()}
+
+
 @dataclass
 class Passes:
     """One rendered frame. rgb premultiplied on black (H, W, 3), alpha (H, W), depth (H, W)
@@ -120,21 +151,9 @@ class Passes:
     matte: np.ndarray
 
     def compositor_layers(self, bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
-        """The passes a compositor expects, float32: "combined" (H, W, 4) straight-alpha RGBA
-        over a transparent background, "depth" (H, W) camera z in metres with
-        BACKGROUND_DEPTH where nothing was drawn (like Blender's Z), "face_matte" (H, W)
-        face coverage in [0, 1]. ``bottom_up`` flips rows (first row = bottom, as in
-        Blender's and OpenGL's images); ``linear`` decodes the colours, which the subject
-        learned from sRGB-encoded photos, to linear light (a renderer's scene-linear)."""
-        depth = np.where(self.alpha > EMPTY_ALPHA, self.depth, BACKGROUND_DEPTH).astype(np.float32)
-        combined = self.rgba_straight()
-        if linear:
-            combined[..., :3] = srgb_to_linear(combined[..., :3])
-        layers = {"combined": combined, "depth": depth,
-                  "face_matte": np.clip(self.matte, 0.0, 1.0).astype(np.float32)}
-        if bottom_up:
-            layers = {k: np.ascontiguousarray(v[::-1]) for k, v in layers.items()}
-        return layers
+        """``compositor_layers`` of these passes (numpy in, numpy out)."""
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))
+        return compositor_layers(t(self.rgb), t(self.alpha), t(self.depth), t(self.matte), bottom_up, linear)
 
     def rgba_straight(self) -> np.ndarray:
         """(H, W, 4) straight-alpha RGBA in [0, 1] (transparent background)."""
@@ -172,11 +191,7 @@ class FrameRenderer:
         return self.head.frame(torch.from_numpy(vertices).to(self.device), emotion.to(self.device))
 
     @torch.inference_mode()
-    def render(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera,
-               object_to_world: np.ndarray | None = None, timings: dict[str, float] | None = None) -> Passes:
-        """vertices (V, 3) metres in subject space, weights (8,) emotion, intensity in [0, 1];
-        ``object_to_world`` (4, 4) places the head in the camera's world (identity when None).
-        ``timings`` (if given) receives seconds for "gaussians" and "raster"."""
+    def _raster(self, vertices, weights, intensity, camera, object_to_world, timings):
         clock = time.perf_counter()
         frame = self.frame(vertices, weights, intensity)
         means, quats, scales = frame.means, frame.quats, frame.scales
@@ -190,9 +205,29 @@ class FrameRenderer:
         split = time.perf_counter()
         out = rasterize(means, quats, scales, frame.opacities, frame.sh,
                         camera.to(self.device), sh_degree=frame.sh_degree, extra=frame.matte[:, None])
-        cpu = lambda t: t.detach().float().cpu().numpy()
-        passes = Passes(cpu(out.rgb), cpu(out.alpha), cpu(out.depth), cpu(out.extra[..., 0]))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         if timings is not None:
             timings["gaussians"] = split - clock
             timings["raster"] = time.perf_counter() - split
-        return passes
+        return out
+
+    def render(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera,
+               object_to_world: np.ndarray | None = None, timings: dict[str, float] | None = None) -> Passes:
+        """vertices (V, 3) metres in subject space, weights (8,) emotion, intensity in [0, 1];
+        ``object_to_world`` (4, 4) places the head in the camera's world (identity when None).
+        ``timings`` (if given) receives seconds for "gaussians" and "raster"."""
+        out = self._raster(vertices, weights, intensity, camera, object_to_world, timings)
+        cpu = lambda t: t.detach().float().cpu().numpy()
+        return Passes(cpu(out.rgb), cpu(out.alpha), cpu(out.depth), cpu(out.extra[..., 0]))
+
+    def render_layers(self, vertices: np.ndarray, weights: np.ndarray, intensity: float, camera: Camera,
+                      object_to_world: np.ndarray | None = None, timings: dict[str, float] | None = None,
+                      bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+        """``render`` straight to ``compositor_layers`` (converted on the render device)."""
+        out = self._raster(vertices, weights, intensity, camera, object_to_world, timings)
+        clock = time.perf_counter()
+        layers = compositor_layers(out.rgb, out.alpha, out.depth, out.extra[..., 0], bottom_up, linear)
+        if timings is not None:
+            timings["layers"] = time.perf_counter() - clock
+        return layers

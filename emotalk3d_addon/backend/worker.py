@@ -400,12 +400,12 @@ class Worker:
         timings["setup"] = time.perf_counter() - clock
 
         def render(dev):
-            return self._renderer(key, subject, dev).render(vertices, weights, intensity, camera, matrix, timings)
+            return self._renderer(key, subject, dev).render_layers(
+                vertices, weights, intensity, camera, matrix, timings,
+                bottom_up=params.get("rows") == "bottom_up", linear=params.get("colors") == "linear")
 
-        passes, used = run_with_fallback(render, device, warnings, "rendering")
+        layers, used = run_with_fallback(render, device, warnings, "rendering")
         clock = time.perf_counter()
-        layers = passes.compositor_layers(bottom_up=params.get("rows") == "bottom_up",
-                                          linear=params.get("colors") == "linear")
         arrays = {name: _save(out_dir, name, array) for name, array in layers.items()}
         timings["write"] = time.perf_counter() - clock
         return {"arrays": arrays, "device": str(used), "warnings": warnings,

@@ -54,6 +54,17 @@ def for_scene(scene) -> list[str]:
 
 
 @persistent
+def on_load_pre(*_args) -> None:
+    """Another file replaces this one: a running generation was for a scene that is going away."""
+    from . import jobs
+
+    job = jobs.active_job()
+    if job is not None and not job.finished:
+        print("EmoTalk3D: a file was opened while generating; the generation was cancelled", file=sys.stderr)
+        job.cancel()
+
+
+@persistent
 def on_load_post(*_args) -> None:
     from . import auto
 
@@ -67,9 +78,13 @@ def on_load_post(*_args) -> None:
 def register() -> None:
     if on_load_post not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(on_load_post)
+    if on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(on_load_pre)
 
 
 def unregister() -> None:
     if on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(on_load_post)
+    if on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(on_load_pre)
     _WARNINGS.clear()

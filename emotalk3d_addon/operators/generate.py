@@ -60,7 +60,10 @@ class GenerateSession:
             return {'CANCELLED'}, 'WARNING', "EmoTalk3D: generation cancelled; nothing was changed"
         if job.state != "done":
             return {'CANCELLED'}, 'ERROR', f"EmoTalk3D: {job.error}"
-        scene = bpy.data.scenes.get(self.request.scene) or context.scene
+        scene = bpy.data.scenes.get(self.request.scene)
+        if scene is None:
+            return {'CANCELLED'}, 'ERROR', (f"EmoTalk3D: scene {self.request.scene!r} was removed or renamed during "
+                                            "generation; nothing was changed")
         try:
             self.applied = apply.apply_generation(context, scene, self.request, job.result)
         except jobs.UserError as exc:

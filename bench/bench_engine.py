@@ -1,0 +1,144 @@
+"""Render-engine overhead: one frame through Blender's "EmoTalk3D Gaussians" engine against the
+bare backend on the same frame (goal: engine <= 1.10 x the backend).
+
+Scene: the shipped demo subject performing its clip (generated here), a camera 0.9 m from the
+face. For each size, frames are rendered with ``bpy.ops.render.render`` on the Gaussian scene
+(the engine reads the camera and the evaluated head in Blender, the worker renders and writes
+the passes, Blender fills them). The same frames (vertices, emotion, camera) are then rendered
+by the backend in this process: ``FrameRenderer.render`` (G2ANet + fusion + rasteriser) and the
+rasteriser alone. Medians over the frames after one warm-up frame; the ratios are the figures
+to compare across machines.
+
+    python bench/bench_engine.py [--sizes 512x512,1920x1080] [--frames 6] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="emotalk3d-bench-user-"))
+
+
+def _scene(work: Path, device: str):
+    import addon_utils
+    import bpy
+
+    from emotalk3d_addon.bridge import compositing, headless
+
+    addon_utils.enable("emotalk3d_addon", default_set=True)
+    blend = work / "bench.blend"
+    audio = ROOT / "emotalk3d_addon" / "subjects" / "demo" / "demo_clip.wav"
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    assert headless.main(["generate", "--subject", "demo", "--audio", str(audio), "--emotion", "happy",
+                          "--save", str(blend)]) == 0
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+    bpy.context.preferences.addons["emotalk3d_addon"].preferences.device = device
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.0, -0.9, 0.05), (math.pi / 2, 0.0, 0.0)
+    scene.camera = cam
+    scene.emotalk3d.head.hide_render = True
+    compositing.setup(scene)
+    return scene, scene.emotalk3d.gaussian_scene
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="512x512,1920x1080")
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import bpy
+    import numpy as np
+
+    from emotalk3d_addon import engine, preferences
+    from emotalk3d_addon.bridge import camera as camera_mod
+    from emotalk3d_addon.bridge import gaussian_frame, subjects
+
+    work = Path(tempfile.mkdtemp(prefix="emotalk3d-bench-engine-"))
+    scene, gscene = _scene(work, args.device)
+    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs()))
+    print(f"EmoTalk3D engine overhead, demo subject, device {args.device}, threads "
+          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+    for size in args.sizes.split(","):
+        width, height = (int(v) for v in size.split("x"))
+        for s in (scene, gscene):
+            s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = width, height, 100
+        engine_s, worker_s, op_s, inputs = [], [], [], []
+        for i in range(args.frames + 1):
+            frame = 5 + 7 * i
+            gscene.frame_set(frame)
+            t = time.perf_counter()
+            bpy.ops.render.render(scene=gscene.name)
+            op = time.perf_counter() - t
+            info = dict(engine.LAST_RENDER)
+            assert info.get("ok"), info
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            head = gscene.emotalk3d.head
+            hf = gaussian_frame.head_frame(depsgraph, head, dirs, evaluated_mesh=False)
+            pin = camera_mod.from_blender_camera(gscene.camera, gscene)
+            if i == 0:
+                continue                      # warm-up: the worker loads the subject
+            engine_s.append(info["total_s"])
+            worker_s.append(info["worker"]["gaussians"] + info["worker"]["raster"])
+            op_s.append(op)
+            inputs.append((hf, pin))
+        bare_s, raster_s = _bare(inputs, args.device)
+        e, w, b, r, o = (statistics.median(v) for v in (engine_s, worker_s, bare_s, raster_s, op_s))
+        print(f"{width}x{height}: engine.render {e * 1000:.1f} ms (render operator {o * 1000:.1f} ms); "
+              f"worker G2ANet+raster {w * 1000:.1f} ms; bare FrameRenderer.render {b * 1000:.1f} ms, "
+              f"rasteriser alone {r * 1000:.1f} ms")
+        print(f"  engine / bare FrameRenderer = {e / b:.3f}  (overhead {100 * (e / b - 1):+.1f} %); "
+              f"engine / rasteriser alone = {e / r:.3f}")
+    from emotalk3d_addon.bridge import worker_client
+
+    worker_client.shutdown_client()
+
+
+def _bare(inputs, device: str):
+    """Per-frame seconds of FrameRenderer.render and of rasterize alone, on the engine's frames."""
+    import numpy as np
+    import torch
+
+    from emotalk3d_addon.backend.appearance.placement import apply_linear, split_object_matrix
+    from emotalk3d_addon.backend.pipeline import FrameRenderer
+    from emotalk3d_addon.backend.raster import Camera, rasterize
+    from emotalk3d_addon.backend.subject import load_subject
+
+    subject = load_subject(inputs[0][0].subject_path)
+    renderer = FrameRenderer(subject, device)
+    full, raster = [], []
+    for hf, pin in [inputs[0]] + inputs:                 # the first one again as warm-up
+        cam = Camera(torch.tensor(pin.K, dtype=torch.float32), torch.tensor(pin.world_to_camera, dtype=torch.float32),
+                     pin.width, pin.height, pin.near, pin.far)
+        t = time.perf_counter()
+        renderer.render(hf.vertices, hf.emotion, hf.intensity, cam, hf.object_to_world)
+        full.append(time.perf_counter() - t)
+        frame = renderer.frame(hf.vertices, hf.emotion, hf.intensity)
+        p = split_object_matrix(hf.object_to_world)
+        means, quats, scales = apply_linear(frame.means, frame.quats, frame.scales, p)
+        folded = Camera(cam.K, (cam.world_to_camera.double() @ torch.tensor(p.rigid)).float(), cam.width,
+                        cam.height, cam.near, cam.far).to(renderer.device)
+        if renderer.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        rasterize(means, quats, scales, frame.opacities, frame.sh, folded, sh_degree=frame.sh_degree,
+                  extra=frame.matte[:, None])
+        if renderer.device.type == "cuda":
+            torch.cuda.synchronize()
+        raster.append(time.perf_counter() - t)
+    return full[1:], raster[1:]
+
+
+if __name__ == "__main__":
+    main()
