@@ -90,6 +90,8 @@ def main() -> None:
             if i == 0:
                 continue                      # warm-up: the worker loads the subject
             engine_s.append(info["total_s"])
+            if os.environ.get("BENCH_VERBOSE"):
+                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()})
             worker_s.append(info["worker"]["gaussians"] + info["worker"]["raster"])
             op_s.append(op)
             inputs.append((hf, pin))
