@@ -77,6 +77,7 @@ def main() -> None:
         engine_s, worker_s, op_s, inputs = [], [], [], []
         for i in range(args.frames + 1):
             frame = 5 + 7 * i
+            scene.frame_set(frame)
             gscene.frame_set(frame)
             t = time.perf_counter()
             bpy.ops.render.render(scene=gscene.name)

@@ -17,6 +17,7 @@ import torch
 
 from .appearance.placement import apply_linear, split_object_matrix
 from .audio import Waveform
+from .layers import BACKGROUND_DEPTH, EMPTY_ALPHA, compositor_layers, srgb_to_linear  # noqa: F401 - re-exported
 from .emotion_keys import EmotionTrack
 from .emotions import condition
 from .errors import BundleError, InputError
@@ -96,47 +97,6 @@ class SubjectRuntime:
             vertices.add_(self.template)       # in place: a long track is gigabytes
         vertices = vertices.numpy()
         return VertexTrack(vertices, fps, emotion.weights, emotion.intensity)
-
-
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """The sRGB decoding curve (IEC 61966-2-1), element-wise, for values in [0, 1]."""
-    v = np.asarray(values, np.float32)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-BACKGROUND_DEPTH = 1e10     # metres; Blender's Z where no surface is seen
-EMPTY_ALPHA = 1e-4          # coverage below this counts as background in the depth pass
-
-
-@torch.inference_mode()
-def compositor_layers(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor, matte: torch.Tensor,
-                      bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
-    """The passes a compositor expects, as float32 numpy arrays, computed where the tensors live.
-
-    In: rgb (H, W, 3) premultiplied, alpha (H, W), depth (H, W) expected camera z, matte (H, W).
-    Out: "combined" (H, W, 4) straight-alpha RGBA over a transparent background, "depth"
-    (H, W) camera z in metres with BACKGROUND_DEPTH where nothing was drawn (like Blender's
-    Z), "face_matte" (H, W) face coverage in [0, 1]. ``bottom_up`` flips rows (first row =
-    bottom, as in Blender's and OpenGL's images); ``linear`` decodes the colours, which the
-    subject learned from sRGB-encoded photos, to linear light (a renderer's scene-linear).
-    """
-    a = alpha.clamp(0.0, 1.0)
-    combined = torch.empty(alpha.shape + (4,), dtype=torch.float32, device=alpha.device)
-    straight = combined[..., :3]
-    torch.div(rgb, a.unsqueeze(-1).clamp_min(1e-8), out=straight)
-    covered = a > 0
-    straight.masked_fill_(~covered.unsqueeze(-1), 0.0).clamp_(0.0, 1.0)
-    if linear and bool(covered.any()):       # only inside the drawn area's bounding box: the rest is 0
-        rows = torch.nonzero(covered.any(dim=1)).flatten()
-        cols = torch.nonzero(covered.any(dim=0)).flatten()
-        box = straight[int(rows[0]):int(rows[-1]) + 1, int(cols[0]):int(cols[-1]) + 1]
-        box.copy_(torch.where(box <= 0.04045, box / 12.92, torch.exp(2.4 * torch.log((box + 0.055) / 1.055))))
-    combined[..., 3] = a
-    z = torch.where(alpha > EMPTY_ALPHA, depth, torch.full_like(depth, BACKGROUND_DEPTH))
-    layers = {"combined": combined, "depth": z, "face_matte": matte.clamp(0.0, 1.0)}
-    if bottom_up:
-        layers = {k: v.flip(0) for k, v in layers.items()}
-    return {k: np.ascontiguousarray(v.float().cpu().numpy()) for k, v in layers.items()}
 
 
 @dataclass

@@ -138,3 +138,24 @@ def test_other_errors_and_cpu_errors_are_not_swallowed():
 
     with pytest.raises(torch.cuda.OutOfMemoryError):
         run_with_fallback(oom_on_cpu, torch.device("cpu"), [])
+
+
+def test_cpu_kernel_matches_the_tensor_path_and_the_exact_curve():
+    from emotalk3d_addon.backend import layers
+
+    rng = np.random.default_rng(0)
+    h, w = 37, 53
+    alpha = torch.tensor(rng.uniform(-0.1, 1.1, (h, w)), dtype=torch.float32)
+    alpha[:, :10] = 0.0
+    rgb = torch.tensor(rng.uniform(0, 1.2, (h, w, 3)), dtype=torch.float32) * alpha.clamp(0, 1).unsqueeze(-1)
+    depth = torch.tensor(rng.uniform(0.5, 2.0, (h, w)), dtype=torch.float32)
+    matte = torch.tensor(rng.uniform(-0.2, 1.2, (h, w)), dtype=torch.float32)
+    for bottom_up in (False, True):
+        for linear in (False, True):
+            fused = layers.compositor_layers(rgb, alpha, depth, matte, bottom_up, linear)
+            ref = layers._layers_torch(rgb, alpha, depth, matte, bottom_up, linear)
+            for k in ref:
+                np.testing.assert_allclose(fused[k], ref[k], atol=2e-6, rtol=0, err_msg=f"{k} {bottom_up} {linear}")
+    v = np.linspace(0, 1, 100_001, dtype=np.float32)
+    table = np.interp(v, np.linspace(0, 1, layers._LUT_SIZE + 1), layers._LUT)
+    assert np.abs(table - layers.srgb_to_linear(v)).max() < 1e-6
