@@ -14,6 +14,7 @@ The worker renders; its arrays come back as .npy files (no pickle) and are loade
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +167,10 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
                 client.kill()
                 raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
         reply = call.wait(0)
-        arrays = {name: np.load(p, allow_pickle=False) for name, p in reply["arrays"].items()}
+        # Linux: memory-mapped (the files sit in RAM, a mapping outlives the file's removal), so
+        # the only copy is into Blender's passes; elsewhere read (a mapped file cannot be deleted)
+        mmap = "r" if sys.platform.startswith("linux") else None
+        arrays = {name: np.load(p, allow_pickle=False, mmap_mode=mmap) for name, p in reply["arrays"].items()}
     finally:
         if call is not None:
             call.cleanup()

@@ -167,6 +167,15 @@ class Call:
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
 
+def _memory_tmp() -> str | None:
+    """A RAM-backed folder for the arrays that cross between Blender and the worker (render passes
+    are tens of MB a frame), when the system has one (Linux /dev/shm); None: the default temp."""
+    shm = Path("/dev/shm")
+    if sys.platform.startswith("linux") and shm.is_dir() and os.access(shm, os.W_OK):
+        return str(shm)
+    return None
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -178,7 +187,8 @@ class WorkerClient:
         self.python = str(python)
         self.package_dir = Path(package_dir)
         self.env = env if env is not None else worker_environment(self.package_dir)
-        self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.mkdtemp(prefix="emotalk3d-worker-"))
+        self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.mkdtemp(prefix="emotalk3d-worker-",
+                                                                             dir=_memory_tmp()))
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
