@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .conftest import audio_frames, bpy, evaluated
 
@@ -72,3 +73,35 @@ def test_the_blender_command_is_registered(addon):
     import emotalk3d_addon
 
     assert emotalk3d_addon._cli_handle is not None      # bpy.utils.register_cli_command("emotalk3d", ...)
+
+
+@pytest.mark.parametrize("text,want", [("1-3", (1, 3)), ("7", (7, 7)), (None, (5, 9)), ("10-10", (10, 10))])
+def test_frames_argument(text, want):
+    from emotalk3d_addon.bridge.headless import parse_frames
+
+    assert parse_frames(text, (5, 9)) == want
+
+
+@pytest.mark.parametrize("text", ["3-1", "a-b", "1-2-3", "x", ""])
+def test_bad_frames_argument(text):
+    from emotalk3d_addon.bridge.headless import parse_frames
+
+    if text == "":
+        assert parse_frames(text, (5, 9)) == (5, 9)
+        return
+    with pytest.raises(ValueError, match="--frames"):
+        parse_frames(text, (5, 9))
+
+
+def test_cli_render_bad_input_exits_2(addon, tmp_path):
+    import subprocess
+    import sys
+
+    missing = subprocess.run([sys.executable, "-m", "emotalk3d_addon", "render", str(tmp_path / "none.blend"),
+                              "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: blend file not found")
+    junk = tmp_path / "junk.blend"
+    junk.write_bytes(b"BLENDER-v999 not really")
+    bad = subprocess.run([sys.executable, "-m", "emotalk3d_addon", "render", str(junk), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "could not open" in bad.stderr.strip().splitlines()[-1]
