@@ -159,3 +159,44 @@ def test_cpu_kernel_matches_the_tensor_path_and_the_exact_curve():
     v = np.linspace(0, 1, 100_001, dtype=np.float32)
     table = np.interp(v, np.linspace(0, 1, layers._LUT_SIZE + 1), layers._LUT)
     assert np.abs(table - layers.srgb_to_linear(v)).max() < 1e-6
+
+
+def _oom_on_cuda(monkeypatch, method: str):
+    """Pretend CUDA exists and runs out of memory inside ``Worker.<method>``."""
+    from emotalk3d_addon.backend import device as device_mod
+    from emotalk3d_addon.backend import worker as worker_mod
+
+    monkeypatch.setattr(device_mod, "resolve_device", lambda name="auto": torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)       # nothing real to empty
+    original = getattr(worker_mod.Worker, method)
+    seen = []
+
+    def patched(self, key, subject, device, *rest):
+        seen.append(torch.device(device).type)
+        if torch.device(device).type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return original(self, key, subject, device, *rest)
+
+    monkeypatch.setattr(worker_mod.Worker, method, patched)
+    return worker_mod.Worker(lambda message: None), seen
+
+
+def test_render_frame_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
+    worker, seen = _oom_on_cuda(monkeypatch, "_renderer")
+    reply = worker.op_render_frame({"subject": "demo", "device": "cuda", "camera": _camera(),
+                                    "out_dir": str(tmp_path)}, None)
+    assert seen == ["cuda", "cpu"] and reply["device"] == "cpu"
+    assert len(reply["warnings"]) == 1 and "out of memory" in reply["warnings"][0]
+    assert np.load(reply["arrays"]["combined"])[..., 3].max() > 0.5
+
+
+def test_perform_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
+    from emotalk3d_addon.backend.subject import resolve_subject
+
+    worker, seen = _oom_on_cuda(monkeypatch, "_runtime")
+    audio = resolve_subject("demo") / "demo_clip.wav"
+    reply = worker.op_perform({"subject": "demo", "device": "cuda", "audio": str(audio), "fps": [25, 1],
+                               "emotion": {"mode": "constant", "emotion": "happy", "intensity": 1.0},
+                               "out_dir": str(tmp_path)}, lambda f, m: None)
+    assert seen == ["cuda", "cpu"] and reply["device"] == "cpu" and "out of memory" in reply["warnings"][0]
+    assert np.load(reply["arrays"]["coefficients"]).shape[0] == reply["num_frames"] > 0
