@@ -5,9 +5,9 @@ Scene: the shipped demo subject performing its clip (generated here), a camera 0
 face. For each size, frames are rendered with ``bpy.ops.render.render`` on the Gaussian scene
 (the engine reads the camera and the evaluated head in Blender, the worker renders and writes
 the passes, Blender fills them). The same frames (vertices, emotion, camera) are then rendered
-by the backend in this process: ``FrameRenderer.render`` (G2ANet + fusion + rasteriser) and the
-rasteriser alone. Medians over the frames after one warm-up frame; the ratios are the figures
-to compare across machines.
+by the backend alone in a fresh process: ``FrameRenderer.render`` (G2ANet + fusion +
+rasteriser) and the rasteriser alone. Medians over the frames after three warm-up frames; the
+ratios are the figures to compare across machines.
 
     python bench/bench_engine.py [--sizes 512x512,1920x1080] [--frames 6] [--device cpu|cuda]
 """
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WARMUP = 3
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="emotalk3d-bench-user-"))
 
@@ -54,7 +55,7 @@ def _scene(work: Path, device: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="512x512,1920x1080")
-    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -75,7 +76,7 @@ def main() -> None:
         for s in (scene, gscene):
             s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = width, height, 100
         engine_s, worker_s, op_s, inputs = [], [], [], []
-        for i in range(args.frames + 1):
+        for i in range(args.frames + WARMUP):
             frame = 5 + 7 * i
             scene.frame_set(frame)
             gscene.frame_set(frame)
@@ -84,19 +85,18 @@ def main() -> None:
             op = time.perf_counter() - t
             info = dict(engine.LAST_RENDER)
             assert info.get("ok"), info
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            head = gscene.emotalk3d.head
-            hf = gaussian_frame.head_frame(depsgraph, head, dirs, evaluated_mesh=False)
-            pin = camera_mod.from_blender_camera(gscene.camera, gscene)
-            if i == 0:
-                continue                      # warm-up: the worker loads the subject
-            engine_s.append(info["total_s"])
             if os.environ.get("BENCH_VERBOSE"):
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()})
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            hf = gaussian_frame.head_frame(depsgraph, gscene.emotalk3d.head, dirs, evaluated_mesh=False)
+            pin = camera_mod.from_blender_camera(gscene.camera, gscene)
+            inputs.append((hf, pin))
+            if i < WARMUP:
+                continue                                # the worker loads the subject, buffers warm up
+            engine_s.append(info["total_s"])
             worker_s.append(info["worker"]["gaussians"] + info["worker"]["raster"])
             op_s.append(op)
-            inputs.append((hf, pin))
-        bare_s, raster_s = _bare(inputs, args.device)
+        bare_s, raster_s = _bare_in_subprocess(inputs, args.device, work)
         e, w, b, r, o = (statistics.median(v) for v in (engine_s, worker_s, bare_s, raster_s, op_s))
         print(f"{width}x{height}: engine.render {e * 1000:.1f} ms (render operator {o * 1000:.1f} ms); "
               f"worker G2ANet+raster {w * 1000:.1f} ms; bare FrameRenderer.render {b * 1000:.1f} ms, "
@@ -108,25 +108,28 @@ def main() -> None:
     worker_client.shutdown_client()
 
 
-def _bare(inputs, device: str):
-    """Per-frame seconds of FrameRenderer.render and of rasterize alone, on the engine's frames."""
-    import numpy as np
-    import torch
+class Bare:
+    """The backend alone, in this process: FrameRenderer.render and rasterize on a frame's inputs."""
 
-    from emotalk3d_addon.backend.appearance.placement import apply_linear, split_object_matrix
-    from emotalk3d_addon.backend.pipeline import FrameRenderer
-    from emotalk3d_addon.backend.raster import Camera, rasterize
-    from emotalk3d_addon.backend.subject import load_subject
+    def __init__(self, device: str):
+        from emotalk3d_addon.backend.pipeline import FrameRenderer
+        from emotalk3d_addon.backend.subject import load_subject, resolve_subject
 
-    subject = load_subject(inputs[0][0].subject_path)
-    renderer = FrameRenderer(subject, device)
-    full, raster = [], []
-    for hf, pin in [inputs[0]] + inputs:                 # the first one again as warm-up
+        self.renderer = FrameRenderer(load_subject(resolve_subject("demo")), device)
+
+    def frame(self, hf, pin) -> tuple[float, float]:
+        """Seconds of FrameRenderer.render and of rasterize alone for one frame."""
+        import torch
+
+        from emotalk3d_addon.backend.appearance.placement import apply_linear, split_object_matrix
+        from emotalk3d_addon.backend.raster import Camera, rasterize
+
+        renderer = self.renderer
         cam = Camera(torch.tensor(pin.K, dtype=torch.float32), torch.tensor(pin.world_to_camera, dtype=torch.float32),
                      pin.width, pin.height, pin.near, pin.far)
         t = time.perf_counter()
         renderer.render(hf.vertices, hf.emotion, hf.intensity, cam, hf.object_to_world)
-        full.append(time.perf_counter() - t)
+        full = time.perf_counter() - t
         frame = renderer.frame(hf.vertices, hf.emotion, hf.intensity)
         p = split_object_matrix(hf.object_to_world)
         means, quats, scales = apply_linear(frame.means, frame.quats, frame.scales, p)
@@ -139,9 +142,55 @@ def _bare(inputs, device: str):
                   extra=frame.matte[:, None])
         if renderer.device.type == "cuda":
             torch.cuda.synchronize()
-        raster.append(time.perf_counter() - t)
-    return full[1:], raster[1:]
+        return full, time.perf_counter() - t
+
+
+def _bare_in_subprocess(inputs, device: str, work: Path) -> tuple[list[float], list[float]]:
+    """Run ``Bare`` on the engine's frames in a fresh process (Blender's process never runs torch,
+    and threads left spinning by it would slow the worker down)."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    path = work / f"frames-{len(inputs)}.npz"
+    np.savez(path, vertices=np.stack([hf.vertices for hf, _ in inputs]),
+             emotion=np.stack([hf.emotion for hf, _ in inputs]),
+             intensity=np.array([hf.intensity for hf, _ in inputs]),
+             matrix=np.stack([hf.object_to_world for hf, _ in inputs]),
+             K=np.stack([pin.K for _, pin in inputs]), w2c=np.stack([pin.world_to_camera for _, pin in inputs]),
+             size=np.array([[pin.width, pin.height] for _, pin in inputs]),
+             clip=np.array([[pin.near, pin.far] for _, pin in inputs]))
+    out = subprocess.run([sys.executable, __file__, "--bare", str(path), "--device", device], check=True,
+                         capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["full"][WARMUP:], result["raster"][WARMUP:]
+
+
+def bare_main(path: str, device: str) -> None:
+    import json
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    data = np.load(path)
+    bare = Bare(device)
+    full, raster = [], []
+    for i in range(data["vertices"].shape[0]):
+        hf = SimpleNamespace(vertices=data["vertices"][i], emotion=data["emotion"][i],
+                             intensity=float(data["intensity"][i]), object_to_world=data["matrix"][i])
+        pin = SimpleNamespace(K=data["K"][i], world_to_camera=data["w2c"][i], width=int(data["size"][i, 0]),
+                              height=int(data["size"][i, 1]), near=float(data["clip"][i, 0]),
+                              far=float(data["clip"][i, 1]))
+        f, r = bare.frame(hf, pin)
+        full.append(f)
+        raster.append(r)
+    print(json.dumps({"full": full, "raster": raster}))
 
 
 if __name__ == "__main__":
-    main()
+    if "--bare" in sys.argv:
+        bare_main(sys.argv[sys.argv.index("--bare") + 1],
+                  sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
+    else:
+        main()
