@@ -28,6 +28,9 @@ from .errors import AudioError
 
 TARGET_SAMPLE_RATE: int = 16_000
 MIN_DURATION_S: float = 0.1  # shorter than this after decoding -> AudioError ("too short to use")
+MIN_SAMPLE_RATE: int = 4_000
+"""Lower sample rates cannot carry speech; refusing them also bounds the output to 4x the
+input frames (a damaged 1 Hz header would otherwise turn kilobytes into gigabytes)."""
 
 READ_BLOCK_FRAMES: int = 65_536
 """Frames decoded from a file per read (all channels, float32): ~2 MiB for 8 channels."""
@@ -150,8 +153,11 @@ class _OutputBuffer:
         # a damaged header may claim absurd lengths: preallocate at most ~35 min, grow after
         self._data = np.empty(min(max(int(expected), 1024), 1 << 25), np.float32)
         self._n = 0
+        self.finite = True  # False once a non-finite sample was appended
 
     def append(self, x: np.ndarray) -> None:
+        if self.finite and not np.isfinite(x).all():
+            self.finite = False
         need = self._n + x.shape[0]
         if need > self._data.shape[0]:
             grown = np.empty(max(need, 2 * self._data.shape[0]), np.float32)
@@ -349,12 +355,16 @@ def _blocks_to_waveform(blocks: Iterable[np.ndarray], rate: int, name: str, *,
     for b in blocks:
         if not np.isfinite(b).all():
             raise AudioError(f"{name} contains NaN/Inf samples; re-export it as ordinary audio.")
-        mono = b[:, 0].copy() if b.shape[1] == 1 else b.mean(axis=1, dtype=np.float32)
+        # float64 mean: finite samples near the float32 limit must not overflow the sum
+        mono = b[:, 0].copy() if b.shape[1] == 1 else b.mean(axis=1, dtype=np.float64)
         rs.push(np.ascontiguousarray(mono, dtype=np.float32))
     if rs.total_in == 0:
         raise AudioError(f"{name} contains no audio samples.")
     _check_length(rs.total_in, rate, name)
     rs.finish()
+    if not out.finite:  # finite input so loud (~1e38) that resampling overflowed
+        raise AudioError(f"{name} holds samples far outside the normal range (-1 to 1) that "
+                         f"overflow when converted; normalise it and export it again.")
     return Waveform(out.result(), TARGET_SAMPLE_RATE)
 
 
@@ -381,6 +391,9 @@ def _check_rate(sample_rate: object, name: str) -> int:
     if rate_f != int(rate_f):
         raise AudioError(f"{name} has a fractional sample rate of {sample_rate!r} Hz; "
                          f"it must be a whole number.")
+    if rate_f < MIN_SAMPLE_RATE:
+        raise AudioError(f"{name} has a sample rate of {int(rate_f)} Hz, too low for speech; "
+                         f"it must be at least {MIN_SAMPLE_RATE} Hz.")
     return int(rate_f)
 
 

@@ -65,6 +65,12 @@ ENCODER_FILES = ("config.json", "model.safetensors")
 MAX_ZIP_MEMBERS = 10_000
 MAX_ZIP_BYTES = 2 * 1024 ** 3
 MAX_JSON_BYTES = 16 * 1024 ** 2
+MAX_PATH_CHARS = 1024  # a path inside a bundle (zip entry or manifest file key)
+# Limits on the models a manifest or encoder config may describe. Validation builds them
+# on the meta device; a hostile count of layers would take hours to build, and HuBERT
+# allocates one real (hidden_size,) tensor even there.
+MAX_MODEL_LAYERS = 256
+MAX_ENCODER_HIDDEN = 16_384
 _EXTRACTED_MARKER = ".emotalk3d-extracted"
 _MAX_LISTED = 6  # names listed in one defect line before "... and N more"
 
@@ -400,6 +406,12 @@ def _listing(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """``repr(text)``, cut in the middle when longer than ``limit`` characters."""
+    r = repr(text)
+    return r if len(r) <= limit else f"{r[: limit // 2]}...{r[-limit // 2:]} ({len(text)} characters)"
+
+
 def _within(path: Path, root: Path) -> bool:
     try:
         path.relative_to(root)
@@ -420,6 +432,8 @@ def _unsafe_relative(rel: str) -> str | None:
         return "is an absolute path"
     if ".." in PurePosixPath(rel).parts:
         return "goes outside the bundle ('..')"
+    if len(rel) > MAX_PATH_CHARS or any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in rel.split("/")):
+        return f"is too long (at most {MAX_PATH_CHARS} characters, 255 bytes per name)"
     return None
 
 
@@ -471,7 +485,7 @@ class _FolderChecker:
             return None
         why = _unsafe_relative(rel)
         if why is not None:
-            self.add(f"{MANIFEST}: {key} {rel!r} {why}")
+            self.add(f"{MANIFEST}: {key} {_short(rel)} {why}")
             return None
         path = self.root / rel
         try:
@@ -483,13 +497,18 @@ class _FolderChecker:
             self.add(f"{MANIFEST}: {key} {rel!r} leads outside the bundle (symbolic link)")
             return None
         what = "folder" if want_dir else "file"
-        if not path.exists():
+        try:
+            exists, is_dir, is_file = path.exists(), path.is_dir(), path.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            self.add(f"{MANIFEST}: {key} {_short(rel)} cannot be accessed ({exc.strerror or _first_line(exc)})")
+            return None
+        if not exists:
             self.add(f"{rel}: missing (named by {key} in {MANIFEST})")
             return None
-        if want_dir and not path.is_dir():
+        if want_dir and not is_dir:
             self.add(f"{rel}: must be a folder (named by {key} in {MANIFEST})")
             return None
-        if not want_dir and not path.is_file():
+        if not want_dir and not is_file:
             self.add(f"{rel}: must be a {what} (named by {key} in {MANIFEST})")
             return None
         return resolved
@@ -682,6 +701,9 @@ class _FolderChecker:
                 continue
             if kind == "integer" and value < 1:
                 self.add(f"{MANIFEST}: {key}.{name} must be a positive integer, got {value}")
+                ok = False
+            elif kind == "integer" and name == "layers" and value > MAX_MODEL_LAYERS:
+                self.add(f"{MANIFEST}: {key}.layers must be at most {MAX_MODEL_LAYERS}, got {value}")
                 ok = False
             if kind == "number" and name == "dropout" and not 0 <= value < 1:
                 self.add(f"{MANIFEST}: {key}.dropout must be in [0, 1), got {value!r}")
@@ -905,7 +927,8 @@ class _FolderChecker:
             if path.stat().st_size > MAX_JSON_BYTES:
                 self.add(f"{rel}: too large")
                 return None
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant,
+                              parse_float=_finite_float)
         except (ValueError, OSError, RecursionError) as exc:
             self.add(f"{rel}: not valid JSON ({_first_line(exc)})")
             return None
@@ -918,6 +941,16 @@ class _FolderChecker:
         hidden = data.get("hidden_size")
         if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
             self.add(f"{rel}: hidden_size must be a positive integer, got {hidden!r}")
+            return None
+        if hidden > MAX_ENCODER_HIDDEN:
+            self.add(f"{rel}: hidden_size must be at most {MAX_ENCODER_HIDDEN}, got {hidden}")
+            return None
+        layers, convs = data.get("num_hidden_layers", 12), data.get("conv_dim", ())
+        if isinstance(layers, int) and layers > MAX_MODEL_LAYERS:
+            self.add(f"{rel}: num_hidden_layers must be at most {MAX_MODEL_LAYERS}, got {layers}")
+            return None
+        if isinstance(convs, (list, tuple)) and len(convs) > MAX_MODEL_LAYERS:
+            self.add(f"{rel}: conv_dim must list at most {MAX_MODEL_LAYERS} layers, got {len(convs)}")
             return None
         from transformers import HubertConfig
 
@@ -963,6 +996,19 @@ class _FolderChecker:
                        encoder=self.encoder_spec, appearance=self.appearance)
 
 
+def _no_constant(name: str) -> Any:
+    """json ``parse_constant``: NaN and Infinity are not JSON and have no place in a config."""
+    raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    """json ``parse_float`` refusing numbers that overflow to infinity (e.g. 1e999)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _hubert_alias(name: str) -> str:
     """Map older / wrapped HuBERT checkpoint names onto ``HubertModel`` state-dict names."""
     if name.startswith("hubert."):
@@ -999,7 +1045,7 @@ def _zip_defects(infos: list[zipfile.ZipInfo]) -> tuple[list[str], list[tuple[zi
         if why is None and any(ord(c) < 32 for c in name):
             why = "contains a control character"
         if why is not None:
-            defects.append(f"zip entry {name!r}: path {why}")
+            defects.append(f"zip entry {_short(name)}: path {why}")
             continue
         if info.flag_bits & 0x1:
             defects.append(f"zip entry {name!r}: encrypted (not supported)")

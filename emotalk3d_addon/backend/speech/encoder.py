@@ -53,7 +53,7 @@ class WindowPlan:
     context: int
 
     def __post_init__(self) -> None:
-        if self.core % SAMPLES_PER_FEATURE or self.context % SAMPLES_PER_FEATURE or self.core <= 0:
+        if self.core % SAMPLES_PER_FEATURE or self.context % SAMPLES_PER_FEATURE or self.core <= 0 or self.context <= 0:
             raise ValueError("window core and context must be positive multiples of 320 samples")
 
     def windows(self, num_samples: int) -> list[tuple[int, int, int, int]]:
