@@ -128,10 +128,12 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
             LAST_RENDER.update(cancelled=True)
             return
         result = self.begin_result(0, 0, width, height)
+        began = time.perf_counter()
         layer = result.layers[0]
         _fill(layer, "Combined", passes.combined)
         _fill(layer, "Depth", passes.depth)
         _fill(layer, "FaceMatte", passes.face_matte)
+        filled = time.perf_counter()
         self.end_result(result)
         self.update_progress(1.0)
         for text in passes.warnings:
@@ -139,7 +141,8 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
         done = time.perf_counter()
         LAST_RENDER.update(ok=True, device=passes.device, warnings=list(passes.warnings), worker=passes.timings,
                            gather_s=gathered - started, worker_call_s=rendered - gathered,
-                           write_s=done - rendered, total_s=done - started, head=frame.head_name)
+                           write_s=done - rendered, begin_s=began - rendered, fill_s=filled - began,
+                           end_s=done - filled, total_s=done - started, head=frame.head_name)
 
     def _empty(self, width: int, height: int) -> None:
         result = self.begin_result(0, 0, width, height)
