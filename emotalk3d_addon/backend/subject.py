@@ -71,6 +71,7 @@ MAX_PATH_CHARS = 1024  # a path inside a bundle (zip entry or manifest file key)
 # allocates one real (hidden_size,) tensor even there.
 MAX_MODEL_LAYERS = 256
 MAX_ENCODER_HIDDEN = 16_384
+MAX_EMOTION_WINDOW = 4_096      # frames (80 s at 50 Hz) per emotion-extractor attention window
 _EXTRACTED_MARKER = ".emotalk3d-extracted"
 _MAX_LISTED = 6  # names listed in one defect line before "... and N more"
 
@@ -739,8 +740,9 @@ class _FolderChecker:
         data = self.get(section, "emotion_extractor.config", "object")
         if data is not None:
             cfg = self.check_config(EmotionConfig, data, "emotion_extractor.config")
-            if cfg is not None and cfg.window < 2:
-                self.add(f"{MANIFEST}: emotion_extractor.config.window must be at least 2, got {cfg.window}")
+            if cfg is not None and not 2 <= cfg.window <= MAX_EMOTION_WINDOW:
+                self.add(f"{MANIFEST}: emotion_extractor.config.window must be 2..{MAX_EMOTION_WINDOW} frames "
+                         f"(attention memory grows with its square), got {cfg.window}")
                 cfg = None
             self.emotion_config = cfg
         return path

@@ -767,3 +767,20 @@ def test_zip_of_a_zip_is_not_unpacked_twice(tiny_subject, tmp_path):
         zf.write(inner, "inner.zip")
     refused(outer, tmp_path, "outer.zip: no subject.json")
     assert not list((tmp_path / "cache").rglob(MANIFEST))
+
+
+@pytest.mark.parametrize("window", [1, 4097, 10**12])
+def test_emotion_window_outside_its_range_is_refused(tmp_path, window):
+    """A huge attention window would make memory grow with the square of a long clip."""
+    import json as _json
+
+    from emotalk3d_addon.backend.errors import BundleError
+    from emotalk3d_addon.backend.subject import MANIFEST, validate_subject
+    from tests.backend.fixtures_subject import build_tiny_subject
+
+    root = build_tiny_subject(tmp_path / "lib")
+    manifest = _json.loads((root / MANIFEST).read_text())
+    manifest["emotion_extractor"]["config"]["window"] = window
+    (root / MANIFEST).write_text(_json.dumps(manifest))
+    defects = validate_subject(root)
+    assert any("emotion_extractor.config.window" in d and str(window) in d for d in defects), defects
