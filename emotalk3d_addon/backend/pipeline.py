@@ -17,7 +17,7 @@ import torch
 
 from .appearance.placement import apply_linear, split_object_matrix
 from .audio import Waveform
-from .layers import BACKGROUND_DEPTH, EMPTY_ALPHA, compositor_layers, srgb_to_linear  # noqa: F401 - re-exported
+from .layers import compositor_layers
 from .emotion_keys import EmotionTrack
 from .emotions import condition
 from .errors import BundleError, InputError
@@ -156,7 +156,10 @@ class FrameRenderer:
         frame = self.frame(vertices, weights, intensity)
         means, quats, scales = frame.means, frame.quats, frame.scales
         if object_to_world is not None:
-            placement = split_object_matrix(object_to_world)
+            try:
+                placement = split_object_matrix(object_to_world)
+            except ValueError as exc:
+                raise InputError(f"the head object's transform cannot be rendered: {exc}") from None
             means, quats, scales = apply_linear(means, quats, scales, placement)
             w2c = camera.world_to_camera.double() @ torch.as_tensor(placement.rigid, dtype=torch.float64)
             camera = Camera(camera.K, w2c.to(camera.K.dtype), camera.width, camera.height, camera.near, camera.far)

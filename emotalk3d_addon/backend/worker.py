@@ -387,13 +387,6 @@ class Worker:
             raise InputError("render_frame: emotion must be 8 numbers, object_to_world 16") from None
         if not (np.isfinite(weights).all() and np.isfinite(intensity)):
             raise InputError("render_frame: the emotion state is not finite")
-        if matrix is not None:
-            from .appearance.placement import split_object_matrix
-
-            try:
-                split_object_matrix(matrix)
-            except ValueError as exc:
-                raise InputError(f"the head object's transform cannot be rendered: {exc}") from None
         warnings: list[str] = []
         timings: dict[str, float] = {}
         device = resolve_device(str(params.get("device") or "auto"))

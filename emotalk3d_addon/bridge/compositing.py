@@ -46,20 +46,21 @@ def compositor_tree(scene, create: bool = False):
     return scene.node_tree if scene.use_nodes else None
 
 
-def _input(node, *names):
+def _socket(node, sockets, names):
+    """The first of ``names`` among ``sockets`` (socket names differ between versions)."""
     for name in names:
-        sock = node.inputs.get(name)
+        sock = sockets.get(name)
         if sock is not None:
             return sock
-    raise KeyError(f"{node.bl_idname} has none of the inputs {names}")
+    raise KeyError(f"{node.bl_idname} has none of the sockets {names}")
+
+
+def _input(node, *names):
+    return _socket(node, node.inputs, names)
 
 
 def _output(node, *names):
-    for name in names:
-        sock = node.outputs.get(name)
-        if sock is not None:
-            return sock
-    raise KeyError(f"{node.bl_idname} has none of the outputs {names}")
+    return _socket(node, node.outputs, names)
 
 
 def output_socket(tree, create: bool):

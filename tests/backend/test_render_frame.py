@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from emotalk3d_addon.backend.device import is_out_of_memory, run_with_fallback
-from emotalk3d_addon.backend.pipeline import BACKGROUND_DEPTH, Passes, srgb_to_linear
+from emotalk3d_addon.backend.layers import BACKGROUND_DEPTH, srgb_to_linear
+from emotalk3d_addon.backend.pipeline import Passes
 from emotalk3d_addon.backend.raster.camera import intrinsics, look_at
 from emotalk3d_addon.bridge.worker_client import ADDON_DIR, WorkerClient, WorkerError
 
