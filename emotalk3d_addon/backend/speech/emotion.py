@@ -1,15 +1,19 @@
 """Emotion extractor: a transformer context network over speech features (SPEC 2.2).
 
 Predicts, per animation frame, an 8-way emotion distribution and an intensity in [0, 1].
-Long clips are processed in overlapping windows cross-faded with a Hann ramp, so memory
-and attention cost stay bounded whatever the length.
+It hears the speech, not the position in the clip: there is no absolute position
+anywhere. Order comes from a depthwise temporal convolution (relative positions), each
+frame attends only to frames within ``context`` of it, and the output is smoothed over
+``smooth`` frames, so the same audio gets the same emotion wherever it sits in a clip
+(away from the first and last ``context`` frames of what surrounds it). Long clips are
+processed in overlapping windows cross-faded with a Hann ramp, so memory stays bounded.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..emotions import NUM_EMOTIONS
@@ -23,7 +27,10 @@ class EmotionConfig:
     heads: int = 4
     ff_dim: int = 256
     dropout: float = 0.1
-    window: int = 256   # frames per inference window
+    window: int = 256        # frames per inference window
+    context: int = 50        # attention reaches this many frames either side (2 s at 25 fps)
+    conv_kernel: int = 15    # frames of the depthwise convolution that gives order
+    smooth: int = 13         # frames of the moving average over the predicted track
 
     @classmethod
     def from_dict(cls, data: dict) -> "EmotionConfig":
@@ -33,14 +40,22 @@ class EmotionConfig:
         return asdict(self)
 
 
-def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
-    """(length, dim) float32 sinusoidal position table."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return table
+def band_mask(length: int, context: int, device: torch.device) -> torch.Tensor:
+    """(length, length) bool attention mask, True where attention is NOT allowed (|i - j| > context)."""
+    i = torch.arange(length, device=device)
+    return (i[:, None] - i[None, :]).abs() > context
+
+
+def moving_average(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(F, C) -> (F, C) centred moving average over ``frames`` (edges average what exists)."""
+    if frames <= 1 or x.shape[0] < 2:
+        return x
+    kernel = torch.ones(x.shape[1], 1, frames, dtype=x.dtype, device=x.device)
+    pad = frames // 2
+    total = F.conv1d(x.T[None], kernel, padding=pad, groups=x.shape[1])[0, :, :x.shape[0]]
+    count = F.conv1d(torch.ones(1, 1, x.shape[0], dtype=x.dtype, device=x.device),
+                     kernel[:1], padding=pad)[0, 0, :x.shape[0]]
+    return (total / count).T
 
 
 class EmotionExtractor(nn.Module):
@@ -50,6 +65,8 @@ class EmotionExtractor(nn.Module):
         super().__init__()
         self.config = config
         self.input = nn.Sequential(nn.Linear(config.feature_dim, config.d_model), nn.LayerNorm(config.d_model))
+        k = config.conv_kernel | 1           # odd, so the convolution is centred
+        self.order = nn.Conv1d(config.d_model, config.d_model, k, padding=k // 2, groups=config.d_model)
         layer = nn.TransformerEncoderLayer(config.d_model, config.heads, config.ff_dim, config.dropout,
                                            batch_first=True, norm_first=True)
         self.context = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
@@ -59,13 +76,20 @@ class EmotionExtractor(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.input(features)
-        x = x + sinusoidal_positions(x.shape[1], x.shape[2]).to(x)
-        x = self.norm(self.context(x))
+        x = x + F.gelu(self.order(x.transpose(1, 2))).transpose(1, 2)
+        mask = band_mask(x.shape[1], self.config.context, x.device)
+        x = self.norm(self.context(x, mask=mask))
         return self.emotion_head(x), torch.sigmoid(self.intensity_head(x)).squeeze(-1)
 
     @torch.inference_mode()
     def predict_track(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(F, D) features -> weights (F, 8) summing to 1, intensity (F,), windowed."""
+        """(F, D) features -> weights (F, 8) summing to 1, intensity (F,), windowed and smoothed."""
+        weights, intensity = self._windowed(features)
+        smoothed = moving_average(torch.cat([weights, intensity[:, None]], 1), self.config.smooth)
+        weights = smoothed[:, :NUM_EMOTIONS]
+        return weights / weights.sum(1, keepdim=True), smoothed[:, NUM_EMOTIONS]
+
+    def _windowed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         frames, window = features.shape[0], self.config.window
         if frames <= window:
             logits, intensity = self(features[None])

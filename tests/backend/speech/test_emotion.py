@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from emotalk3d_addon.backend.speech.emotion import EmotionConfig, EmotionExtractor
+from emotalk3d_addon.backend.speech.emotion import EmotionConfig, EmotionExtractor, band_mask, moving_average
 
 
 def make(window=32):
@@ -19,10 +20,15 @@ def test_outputs_are_distributions_and_intensities():
 def test_short_clip_is_one_window_and_long_clips_are_crossfaded():
     net = make(window=32)
     feats = torch.randn(32, 10)
-    w, i = net.predict_track(feats)
     with torch.no_grad():
+        w, i = net._windowed(feats)
         logits, inten = net(feats[None])
     torch.testing.assert_close(w, logits[0].softmax(-1))
+    # the track is the window's output smoothed over config.smooth frames, renormalised
+    smooth = moving_average(torch.cat([w, i[:, None]], 1), net.config.smooth)
+    tw, ti = net.predict_track(feats)
+    torch.testing.assert_close(tw, smooth[:, :8] / smooth[:, :8].sum(1, keepdim=True))
+    torch.testing.assert_close(ti, smooth[:, 8])
     long = torch.randn(1000, 10)
     w2, i2 = net.predict_track(long)
     assert w2.shape == (1000, 8)
@@ -30,7 +36,8 @@ def test_short_clip_is_one_window_and_long_clips_are_crossfaded():
     # Where one window alone covers a frame (the very start), the result is that window's.
     with torch.no_grad():
         first, _ = net(long[None, :32])
-    torch.testing.assert_close(w2[0], first[0, 0].softmax(-1))
+        raw, _ = net._windowed(long)
+    torch.testing.assert_close(raw[0], first[0, 0].softmax(-1))
 
 
 def test_learns_a_label_from_features():
@@ -48,3 +55,32 @@ def test_learns_a_label_from_features():
     net.eval()
     pred = torch.stack([net.predict_track(f)[0].mean(0).argmax() for f in feats])
     assert torch.equal(pred, labels)
+
+
+def test_band_mask_and_moving_average():
+    m = band_mask(6, 2, torch.device("cpu"))
+    assert not m[3, 1] and not m[3, 5] and m[3, 0] and m[0, 3]
+    x = torch.arange(10, dtype=torch.float32)[:, None]
+    avg = moving_average(x, 3)
+    torch.testing.assert_close(avg[1:-1, 0], x[1:-1, 0])            # linear ramps are kept inside
+    torch.testing.assert_close(avg[0, 0], torch.tensor(0.5))         # edges average what exists
+    torch.testing.assert_close(avg[-1, 0], torch.tensor(8.5))
+
+
+@pytest.mark.parametrize("length", [90, 300])
+def test_same_audio_gets_the_same_emotion_wherever_it_sits(length):
+    """Three copies of one clip in a row: away from the joins, each copy's track equals the
+    clip's own track (no absolute position anywhere), and the track is not constant."""
+    torch.manual_seed(1)
+    net = EmotionExtractor(EmotionConfig(feature_dim=10, d_model=16, heads=2, ff_dim=32, window=128,
+                                         context=12, smooth=5)).eval()
+    clip = torch.randn(length, 10).cumsum(0) * 0.1          # smooth, varying "speech"
+    alone_w, alone_i = net.predict_track(clip)
+    w, i = net.predict_track(torch.cat([clip, clip, clip]))
+    margin = 40        # attention reach + convolution + smoothing, generously
+    inner = slice(margin, length - margin)
+    assert alone_w[inner].std(0).max() > 1e-3                 # the emotion does change over the clip
+    for k in range(3):
+        part = w[k * length:(k + 1) * length]
+        assert (part[inner] - alone_w[inner]).abs().max() < 0.02, k
+        assert (i[k * length:(k + 1) * length][inner] - alone_i[inner]).abs().max() < 0.02
