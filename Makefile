@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 VENV45 := .venv-bpy45
 STAMP45 := $(VENV45)/.installed
 
-# Debian packages: speech synthesis (dataset generator), audio and video tools, and the
-# libraries Blender (bpy) needs to render headless.
-SYSTEM_PACKAGES := espeak-ng sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
+# Debian packages: speech synthesis (dataset generator and speech corpus: espeak-ng, flite,
+# festival with two festvox voices), audio and video tools, and the libraries Blender (bpy)
+# needs to render headless.
+SYSTEM_PACKAGES := espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
 	libx11-6 libxi6 libxrender1 libxkbcommon0 libsm6 libxext6 libxfixes3
 
 .PHONY: venv venv-bpy45 sysdeps test demo demo-subject bench extension clean-venv

@@ -43,6 +43,23 @@ def trained_subject(tmp_path_factory, tiny_dataset, tiny_hubert) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_speech_dataset(tmp_path_factory) -> Path:
+    """The synthetic generator's tiny preset without images (geometry and audio only)."""
+    from emotalk3d_addon.backend.datasets.synthetic import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("speechdata") / "tiny", preset="tiny", seed=0, render=False,
+                        log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """The speech corpus's tiny preset (three engines, held-out voices, augmented copies)."""
+    from emotalk3d_addon.backend.datasets.speech_corpus.build import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "tiny", "tiny", seed=0, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
 def tiny_multiview(tmp_path_factory) -> Path:
     """The synthetic generator's tiny preset: espeak-ng speech, Blender-rendered views."""
     from emotalk3d_addon.backend.datasets.synthetic import make_dataset

@@ -1,0 +1,225 @@
+"""Build a speech corpus (``emotalk3d make-corpus``): resumable, in parallel, with progress.
+
+Each recording is one voice speaking several utterances (each with its own emotion and
+intensity, prosody from the engine) separated by pauses, like a stretch of dialogue.
+Its face motion comes from the synthesiser's phone times through the synthetic head's
+rig; augmented copies of its audio share that motion. Some voices of every engine are
+held out (split "test"); training can also leave whole engines out, for an ablation
+(``S2GTrainConfig.exclude_engines``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+
+from ...emotions import EMOTIONS, MILD, STRONG
+from ...errors import InputError
+from ...timebase import frame_count
+from ..synthetic.speech import Phoneme, SpeechError
+from .augment import apply_chain, random_chain
+from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
+    synthesize_festival
+from .layout import CORPUS_FORMAT
+from .motion import Segment, emotion_state, recording_params
+from .text import corpus_sentences
+
+CORPUS_VERSION = 1
+LEAD_S, TAIL_S = 0.3, 0.3
+PAUSE_S = (0.15, 1.1)
+
+
+@dataclass(frozen=True)
+class CorpusPreset:
+    name: str
+    hours: float                          # clean audio in the train split (augmented copies extra)
+    recording_s: float = 24.0             # target length of one recording
+    augmented_copies: int = 1             # per recording, beside the clean one
+    fps: int = 25
+    test_share: float = 0.08              # of the recordings, spoken by the held-out voices
+    engine_share: dict = field(default_factory=lambda: {"espeak-ng": 0.4, "flite": 0.35, "festival": 0.25})
+    held_out: dict = field(default_factory=lambda: {
+        "espeak-ng": ("en-029+f3", "en-gb-x-gbcwmd+m6"), "flite": ("rms",), "festival": ("kal_diphone",)})
+
+
+PRESETS = {
+    "demo": CorpusPreset("demo", hours=2.0),
+    "small": CorpusPreset("small", hours=0.25, recording_s=20.0),
+    "tiny": CorpusPreset("tiny", hours=0.01, recording_s=8.0, test_share=0.3),
+}
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    index: int
+    voice: Voice
+    split: str
+    seed: int
+
+
+def plan_recordings(preset: CorpusPreset, seed: int) -> list[RecordingSpec]:
+    """Which voice speaks each recording and in which split."""
+    train_count = max(1, int(round(preset.hours * 3600 / preset.recording_s)))
+    test_count = max(len(ENGINES), int(round(train_count * preset.test_share / (1 - preset.test_share))))
+    rng = np.random.default_rng([seed, 1])
+    engines = list(ENGINES)
+    share = np.array([preset.engine_share[e] for e in engines], np.float64)
+    specs, k = [], 0
+    for split, count, pool in (("train", train_count, lambda e: [v for v in VOICES[e] if v not in preset.held_out[e]]),
+                               ("test", test_count, lambda e: list(preset.held_out[e]))):
+        use = engines if split == "train" else list(ENGINES)
+        p = share / share.sum() if split == "train" else np.full(len(use), 1 / len(use))
+        for i in range(count):
+            engine = use[int(rng.choice(len(use), p=p))] if split == "train" else use[i % len(use)]
+            voices = pool(engine)
+            specs.append(RecordingSpec(k, Voice(engine, voices[int(rng.integers(len(voices)))]), split, seed * 100_003 + k))
+            k += 1
+    return specs
+
+
+def _draw_emotions(rng: np.random.Generator, count: int) -> list[tuple[str, float]]:
+    """Emotions of consecutive utterances: runs of one emotion, sometimes a change."""
+    out, current = [], None
+    for _ in range(count):
+        if current is None or rng.random() < 0.45:
+            emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
+            level = 0.0 if emotion == "neutral" else float(rng.choice([MILD, STRONG, rng.uniform(0.3, 1.0)]))
+            current = (emotion, level)
+        out.append(current)
+    return out
+
+
+_MODEL = None
+
+
+def _head_model():
+    global _MODEL
+    if _MODEL is None:
+        from ..synthetic.model import HeadModel
+        _MODEL = HeadModel()
+    return _MODEL
+
+
+def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPreset, out: Path) -> dict:
+    """Synthesise, animate and write one recording into ``out/<name>`` (atomic); its summary."""
+    rng = np.random.default_rng(spec.seed)
+    name = f"{spec.split}_{spec.index:05d}_{spec.voice.engine}_{spec.voice.name}".replace("+", "-")
+    final = out / name
+    if (final / "meta.json").is_file():
+        return json.loads((final / "meta.json").read_text(encoding="utf-8"))
+    # draw utterances until the recording is long enough (a guess of 2.5 s each, then trimmed)
+    guess = max(1, int(np.ceil(preset.recording_s / 2.6)))
+    texts = [sentences[int(rng.integers(len(sentences)))] for _ in range(guess)]
+    emotions = _draw_emotions(rng, guess)
+    prosodies = [emotion_prosody(e, i, rng) for e, i in emotions]
+    if spec.voice.engine == "festival":
+        utterances = synthesize_festival(spec.voice, texts, prosodies)
+    else:
+        utterances = [synthesize(spec.voice, t, p) for t, p in zip(texts, prosodies)]
+    pieces = [np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)]
+    cursor = LEAD_S
+    phones: list[Phoneme] = []
+    segments: list[Segment] = []
+    utter_meta = []
+    for utt, text, (emotion, level) in zip(utterances, texts, emotions):
+        if segments and cursor + utt.duration > preset.recording_s:
+            break
+        pieces.append(utt.samples)
+        phones += [Phoneme(p.start + cursor, p.end + cursor, p.ipa) for p in utt.phonemes]
+        segments.append(Segment(cursor, cursor + utt.duration, emotion, level))
+        utter_meta.append({"text": text, "start": round(cursor, 4), "end": round(cursor + utt.duration, 4),
+                           "emotion": emotion, "intensity": level})
+        cursor += utt.duration
+        gap = float(rng.uniform(*PAUSE_S))
+        pieces.append(np.zeros(int(round(gap * SAMPLE_RATE)), np.float32))
+        cursor = sum(p.size for p in pieces) / SAMPLE_RATE
+    pieces[-1] = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
+    clean = np.concatenate(pieces)
+    frames = frame_count(clean.size, SAMPLE_RATE, Fraction(preset.fps))
+    times = np.arange(frames) / preset.fps
+    weights, intensity = emotion_state(segments, times)
+    params = recording_params(phones, times, weights, intensity, rng)
+    model = _head_model()
+    motion = (model.pose_face(params, frames) - model.face_template[None]).astype(np.float16)
+    tmp = out / (name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    audio = [{"file": "audio.flac", "chain": "clean"}]
+    sf.write(tmp / "audio.flac", clean, SAMPLE_RATE, subtype="PCM_16")
+    for c in range(preset.augmented_copies):
+        chain = random_chain(rng)
+        sf.write(tmp / f"audio_aug{c + 1}.flac", apply_chain(clean, chain, rng), SAMPLE_RATE, subtype="PCM_16")
+        audio.append({"file": f"audio_aug{c + 1}.flac", "chain": chain.describe()})
+    np.save(tmp / "motion.npy", motion)
+    np.save(tmp / "emotion.npy", np.concatenate([weights, intensity[:, None]], 1).astype(np.float32))
+    meta = {"engine": spec.voice.engine, "voice": spec.voice.name, "split": spec.split, "fps": preset.fps,
+            "frames": frames, "duration": round(clean.size / SAMPLE_RATE, 4), "audio": audio,
+            "utterances": utter_meta,
+            "phones": [[round(p.start, 4), round(p.end, 4), p.ipa] for p in phones]}
+    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return meta
+
+
+def _build_one(args) -> dict:
+    spec, sentences, preset, out = args
+    return build_recording(spec, sentences, preset, out)
+
+
+def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: int | None = None,
+                log: Callable[[str], None] = print) -> Path:
+    """Build (or finish building) the corpus in ``out``; returns it. Safe to interrupt and rerun."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown corpus preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    for engine in ENGINES:
+        require(engine)
+    out = Path(out)
+    info_path = out / "corpus.json"
+    specs = plan_recordings(p, seed)
+    info = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "name": f"speech-{p.name}", "fps": p.fps,
+            "preset": asdict(p), "seed": seed,
+            "engines": {e: list(VOICES[e]) for e in ENGINES}, "held_out": {e: list(v) for e, v in p.held_out.items()},
+            "recordings": len(specs)}
+    if info_path.is_file():
+        old = json.loads(info_path.read_text(encoding="utf-8"))
+        settings = ("preset", "seed")
+        if {k: old.get(k) for k in settings} != json.loads(json.dumps({k: info[k] for k in settings})):
+            raise InputError(f"{out} holds a corpus built with other settings; use another folder")
+    elif out.exists() and any(out.iterdir()):
+        raise InputError(f"output folder {out} is not empty and holds no corpus")
+    (out / "recordings").mkdir(parents=True, exist_ok=True)
+    model = _head_model()
+    np.savez(out / "topology.npz", template=model.face_template, triangles=model.face_triangles.astype(np.int32),
+             uvs=model.face_uvs, face_mask=model.face_mask, landmark_names=np.array(list(model.landmarks)),
+             landmark_indices=np.array(list(model.landmarks.values()), np.int64))
+    info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    sentences = corpus_sentences(max(200, len(specs) * 12), seed)
+    todo = [s for s in specs if not any((out / "recordings").glob(f"{s.split}_{s.index:05d}_*/meta.json"))]
+    log(f"corpus {out}: {len(specs)} recordings planned, {len(specs) - len(todo)} already built")
+    started, done_s = time.perf_counter(), 0.0
+    jobs = [(s, sentences, p, out / "recordings") for s in todo]
+    workers = workers or min(2, os.cpu_count() or 1)
+    try:
+        with ProcessPoolExecutor(workers) as pool:
+            for i, meta in enumerate(pool.map(_build_one, jobs, chunksize=1), 1):
+                done_s += meta["duration"]
+                elapsed = time.perf_counter() - started
+                if i % max(1, len(todo) // 50) == 0 or i == len(todo):
+                    left = elapsed / i * (len(todo) - i)
+                    log(f"recording {i}/{len(todo)}: {done_s / 60:.1f} min of speech in {elapsed:.0f} s, "
+                        f"about {left:.0f} s left")
+    except SpeechError as exc:
+        raise InputError(f"speech synthesis failed: {exc}") from None
+    return out
