@@ -165,3 +165,14 @@ def test_real_features_are_50_hz_and_windows_agree_with_the_whole_clip():
         for lag in (-2, -1, 1, 2):
             moved = slice(core.start + lag, core.stop + lag)
             assert at > cos(windowed[core], whole[moved]) + 0.02, (start, lag)
+
+
+@needs_package
+def test_a_damaged_cache_entry_is_removed_and_converted_again(tmp_path):
+    weights = whisper.known_weights("tiny.en")
+    path = whisper.converted_weights(weights, tmp_path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(InputError, match="damaged"):
+        whisper.load_whisper_encoder(weights, tmp_path)
+    assert not path.exists()
+    assert whisper.load_whisper_encoder(weights, tmp_path).config.d_model == 384
