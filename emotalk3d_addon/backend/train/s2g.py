@@ -67,6 +67,8 @@ class S2GTrainConfig:
     min_crop_frames: int | None = None  # shortest crop (default: crop_frames, i.e. fixed length)
     corpus_basis_frames: int = 4000     # corpus frames added to the motion-basis fit
     exclude_engines: tuple[str, ...] = ()   # corpus engines left out of training (an ablation)
+    validate_every: int = 500           # steps between scores on held-out corpus voices (0: never)
+    validation_recordings: int = 16
 
 
 @dataclass
@@ -153,6 +155,62 @@ def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
     return clips
 
 
+@dataclass
+class _Held:
+    """A held-out corpus recording for validation (its clean copy)."""
+
+    clip: _Clip
+    phones: list
+    samples: np.ndarray
+
+
+def _validation_set(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None) -> list[_Held]:
+    if corpus is None or frozen is None or cfg.validate_every <= 0:
+        return []
+    cache = FeatureCache(max_bytes=0, directory=corpus.root / "features")
+    fps = parse_fps(corpus.fps)
+    held = []
+    for rec in corpus.split("test")[:cfg.validation_recordings]:
+        emo = rec.emotion()
+        cond, label, level = _labels(emo[:, :8], emo[:, 8])
+        _, feats = _audio(rec.audio_files[0], frozen, cache, rec.frames, fps)
+        motion = rec.motion()
+        clip = _Clip(rec.name, fps, rec.frames, cond, label, level,
+                     lambda a, b, m=motion: torch.from_numpy(np.asarray(m[a:b], np.float32)), [], [feats])
+        held.append(_Held(clip, list(rec.phones), load_audio(rec.audio_files[0]).samples))
+    return held
+
+
+@torch.no_grad()
+def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], template: np.ndarray,
+             lips: tuple[int, int]) -> dict[str, float]:
+    """Held-out scores: lip sync (``lipsync.py``), vertex error (mm²), emotion accuracy."""
+    from ..lipsync import lip_aperture, pooled, score
+
+    was = s2g.training, extractor.training
+    s2g.eval()
+    extractor.eval()
+    scores, errors, right, counted = [], [], 0, 0
+    for h in held:
+        c = h.clip
+        feats = c.features[0].float()
+        pred = s2g.predict(feats, c.condition).numpy()
+        target = c.target(0, c.num_frames).numpy()
+        errors.append(float((((pred - target) * MM) ** 2).sum(-1).mean()))
+        aperture = lip_aperture(pred + template[None], template, *lips)
+        scores.append(score(aperture, h.phones, h.samples, 16000, float(c.fps)))
+        weights, _ = extractor.predict_track(feats)
+        sure = c.intensity > 0.3
+        right += int((weights.argmax(1)[sure] == c.label.argmax(1)[sure]).sum())
+        counted += int(sure.sum())
+    s2g.train(was[0])
+    extractor.train(was[1])
+    p = pooled(scores)
+    return {"val_correlation": p.correlation, "val_loudness_correlation": p.loudness_correlation,
+            "val_partial": p.partial, "val_closure_share": p.closure_share,
+            "val_vertex": float(np.mean(errors)), "val_emotion_accuracy": right / max(counted, 1)}
+
+
 def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> torch.Tensor:
     if clip.features:
         return clip.features[copy % len(clip.features)].float()
@@ -220,6 +278,11 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     if resume and ckpt_path.is_file():
         step, history = load_checkpoint(ckpt_path, modules, optimizer)
         log(f"resumed from {ckpt_path} at step {step}")
+    held = _validation_set(corpus, cfg, frozen) if ddp.is_main else []
+    marks = dataset.topology.landmarks
+    lips = (marks.get("upper_lip"), marks.get("lower_lip"))
+    if None in lips:
+        held = []
     longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
     shortest = min(longest, cfg.min_crop_frames or longest)
     weights = np.array([c.num_frames for c in clips], np.float64)
@@ -256,6 +319,13 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
             log(f"step {step}/{cfg.steps}  loss {h['total']:.4f}  vertex {h['vertex']:.4f} mm²  "
                 f"velocity {h['velocity']:.4f}  emotion {h['emotion']:.3f}  "
                 f"({time.perf_counter() - started:.0f} s)")
+        if held and (step % cfg.validate_every == 0 or step == cfg.steps):
+            v = validate(s2g, extractor, held, dataset.topology.template, lips)
+            history[-1].update(v)
+            log(f"held-out voices at step {step}: aperture~phones r={v['val_correlation']:.3f} "
+                f"(loudness {v['val_loudness_correlation']:.3f}), partial {v['val_partial']:.3f}, closures "
+                f"{100 * np.nan_to_num(v['val_closure_share']):.0f} %, vertex {v['val_vertex']:.3f} mm², "
+                f"emotion accuracy {100 * v['val_emotion_accuracy']:.0f} %")
         if ddp.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt_path, modules, optimizer, step, history)
     if ddp.is_main:

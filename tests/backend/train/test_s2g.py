@@ -58,8 +58,10 @@ def test_corpus_and_whisper_train_a_subject_that_names_its_encoder(tmp_path, tin
     assert not (tmp_path / "s" / "encoder").exists()        # the weights come from the package
     assert "speech-tiny" in subject.manifest["description"]
     corpus = load_corpus(tiny_corpus)
-    copies = sum(len(r.audio_files) for r in corpus.split("train"))
+    copies = sum(len(r.audio_files) for r in corpus.split("train")) + len(corpus.split("test"))  # + validation
     assert len(list((tiny_corpus / "features").glob("*.safetensors"))) == copies    # cached for the next run
+    last = history[-1]                      # held-out voices scored at the last step
+    assert -1 <= last["val_correlation"] <= 1 and last["val_vertex"] > 0 and 0 <= last["val_emotion_accuracy"] <= 1
 
 
 def test_a_corpus_of_another_topology_is_refused(tmp_path, tiny_dataset, tiny_corpus):
