@@ -26,6 +26,17 @@ DEMO_CONFIG = FullTrainConfig(
 )
 
 
+def write_phones(sequence, path: Path) -> None:
+    """The synthesiser's phone times of a dataset sequence as "start end phone" lines (seconds,
+    IPA), the format ``evaluate-lipsync --phones`` reads."""
+    import json
+
+    meta = json.loads((sequence.folder / "meta.json").read_text(encoding="utf-8"))
+    lines = ["# start_s end_s phone (IPA; _ = pause), espeak-ng's own timings"]
+    lines += [f"{a:.4f} {b:.4f} {p.strip() or '_'}" for a, b, p in meta["phonemes"]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def build(work: Path, target: Path, log=print) -> Path:
     """Dataset + training under ``work``; the finished bundle replaces ``target``."""
     from dataclasses import replace
@@ -50,5 +61,6 @@ def build(work: Path, target: Path, log=print) -> Path:
         shutil.rmtree(target)
     shutil.copytree(subject, target)
     shutil.copyfile(test[0].audio_path, target / "demo_clip.wav")
+    write_phones(test[0], target / "demo_clip.phones.txt")
     log(f"demo subject rebuilt in {time.perf_counter() - started:.0f} s -> {target}")
     return target

@@ -42,6 +42,12 @@ def test_each_engine_gives_16_khz_audio_with_its_own_phone_times(voice):
 
 
 @needs_engines
+@pytest.mark.parametrize("voice", [Voice(e, v) for e in ENGINES for v in VOICES[e]], ids=lambda v: v.key)
+def test_every_listed_voice_exists(voice):
+    assert synthesize(voice, "Hi.", NEUTRAL).duration > 0.1
+
+
+@needs_engines
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sad_is_slower_than_fear_in_every_engine(engine):
     rng = np.random.default_rng(0)

@@ -28,8 +28,8 @@ ENGINES = ("espeak-ng", "flite", "festival")
 # The voices of each engine (Debian 12 packages espeak-ng, flite, festival + festvox voices).
 VOICES: dict[str, tuple[str, ...]] = {
     "espeak-ng": ("en-us+m3", "en+f2", "en-us+f4", "en-gb-x-rp+m1", "en-gb-scotland+m4", "en-us+f1",
-                  "en-us+m7", "en-gb+f5", "en-us-nyc+m2", "en-gb-x-gbclan+m5", "en-029+f3",
-                  "en-gb-x-gbcwmd+m6", "en-us+klatt2", "en-gb+f3"),
+                  "en-us+m7", "en+f5", "en-us-nyc+m2", "en-gb-x-gbclan+m5", "en-029+f3",
+                  "en-gb-x-gbcwmd+m6", "en-us+klatt2", "en-gb-scotland+f3"),
     "flite": ("slt", "awb", "kal16", "rms", "kal"),
     "festival": ("cmu_us_slt_arctic_hts", "kal_diphone"),
 }
