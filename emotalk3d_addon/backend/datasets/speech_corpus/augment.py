@@ -91,10 +91,10 @@ def codec_round_trip(x: np.ndarray, codec: str, bitrate_kbps: int) -> np.ndarray
     buf = io.BytesIO()
     if codec == "mp3":
         sf.write(buf, x, SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=float(np.clip(1 - (bitrate_kbps - 24) / 104, 0, 1)))
+                 compression_level=float(np.clip(1 - (bitrate_kbps - 24) / 104, 0, 0.95)))
     else:
         sf.write(buf, x, SAMPLE_RATE, format="OGG", subtype="VORBIS",
-                 compression_level=float(np.clip(1 - (bitrate_kbps - 24) / 104, 0, 1)))
+                 compression_level=float(np.clip(1 - (bitrate_kbps - 24) / 104, 0, 0.95)))
     buf.seek(0)
     y, _ = sf.read(buf, dtype="float32")
     return align_to(y, x)
