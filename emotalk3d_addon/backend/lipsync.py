@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .speech.phones import arpabet_to_ipa, is_bilabial, is_open_vowel, openness
+from .speech.phones import arpabet_to_ipa, is_bilabial, openness
 from .errors import InputError
 
 GRID_HZ = 100
@@ -112,12 +112,16 @@ def partial_correlation(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
 
 def closures(aperture: np.ndarray, phones: Phones, times: np.ndarray) -> tuple[int, int]:
     """(reached, total) p/b/m closures: min aperture within the phone (+-1 frame) under
-    ``CLOSURE_SHARE`` of the median aperture over open-vowel frames."""
+    ``CLOSURE_SHARE`` of the median aperture over open-vowel frames (a clip without open
+    vowels uses its mid vowels, then any vowel)."""
     hop = float(times[1] - times[0]) if times.size > 1 else 1.0
     open_frames = np.zeros(times.size, bool)
-    for start, stop, ipa in phones:
-        if is_open_vowel(ipa):
-            open_frames |= (times >= start) & (times < stop)
+    for level in (0.7, 0.5, 0.25):
+        for start, stop, ipa in phones:
+            if openness(ipa) >= level:
+                open_frames |= (times >= start) & (times < stop)
+        if open_frames.any():
+            break
     if not open_frames.any():
         return 0, 0
     reference = float(np.median(aperture[open_frames]))

@@ -309,7 +309,7 @@ MANIFEST_CASES = [
     ("fps-negative", _set("fps", -30), ("fps must be a positive number, got -30",)),
     ("fps-string", _set("fps", "30"), ("fps must be a number, got string",)),
     ("fps-bool", _set("fps", True), ("fps must be a number, got boolean",)),
-    ("encoder-kind", _set("encoder.kind", "cloud"), ("encoder.kind must be 'bundled' or 'pretrained'",)),
+    ("encoder-kind", _set("encoder.kind", "cloud"), ("encoder.kind must be 'whisper', 'pretrained' or 'bundled'",)),
     ("encoder-source", _set("encoder", {"kind": "pretrained"}), ("missing key 'encoder.source'",)),
     ("encoder-path", _set("encoder", {"kind": "bundled", "path": 3}), ("encoder.path must be a string",)),
     ("units", _set("space.units", "centimetres"), ("space.units must be 'metres'",)),
