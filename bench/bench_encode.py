@@ -6,6 +6,7 @@ Prints seconds and the speed-up over real time (goals: Whisper warm >= 50x, cold
 Usage: python bench/bench_encode.py [--seconds 60] [--repeats 2] [--skip-hubert]
 """
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,7 @@ with tempfile.TemporaryDirectory() as tmp:
     sf.write(clip, wave.samples, 16000)
     cmd = [sys.executable, "-m", "emotalk3d_addon.backend.cli", "predict", "--subject", "demo", "--audio", str(clip),
            "--out", str(Path(tmp) / "track.npz"), "--emotion", "happy"]
-    env = {"EMOTALK3D_CACHE_DIR": str(Path(tmp) / "cache")}      # no cached features: a cold run
-    import os
-    env = dict(os.environ, **env)
+    env = dict(os.environ, EMOTALK3D_CACHE_DIR=str(Path(tmp) / "cache"))   # no cached features: a cold run
     subprocess.run(cmd, check=True, env=env, capture_output=True)   # converts the weights into this cache once
     for f in (Path(tmp) / "cache").glob("features/*"):
         f.unlink()

@@ -44,12 +44,6 @@ def is_bilabial(ipa: str) -> bool:
     return bool(s) and s[0] in BILABIALS and not any(ch in _OPEN for ch in s)
 
 
-def is_open_vowel(ipa: str) -> bool:
-    """A vowel at least half open (the reference aperture for closures)."""
-    s = letters(ipa)
-    return any(_OPEN.get(ch, 0.0) >= 0.7 for ch in s)
-
-
 def openness(ipa: str) -> float:
     """Articulatory mouth openness of a phone in [0, 1]: vowels by height, consonants low,
     bilabials and pauses closed."""

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio import load_audio
+from ..audio import Waveform, load_audio
 from ..datasets.layout import Sequence, SpeechDataset, load_dataset
 from ..errors import DatasetError
 from ..emotions import condition, one_hot
@@ -90,9 +90,10 @@ def _labels(weights: np.ndarray, intensity: np.ndarray) -> tuple[torch.Tensor, t
         torch.from_numpy(np.asarray(intensity, np.float32))
 
 
-def _audio(path: Path, frozen: SpeechEncoder | None, cache: FeatureCache | None, frames: int,
+def _audio(source: Path | Waveform, frozen: SpeechEncoder | None, cache: FeatureCache | None, frames: int,
            fps: Fraction) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    wave = load_audio(path)
+    """(samples, None) for a trained encoder, else (None, (frames, D) float16 features)."""
+    wave = source if isinstance(source, Waveform) else load_audio(source)
     if frozen is None:
         return torch.tensor(wave.samples), None
     key = wave.content_hash()
@@ -119,7 +120,7 @@ def _dataset_clips(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list
         intensity = seq.intensity if seq.emotion != "neutral" else 0.0
         cond, label, level = _labels(np.tile(one_hot(seq.emotion), (frames, 1)), np.full(frames, intensity, np.float32))
         target = torch.from_numpy(meshes[:frames] - template[None])
-        samples, feats = _audio(seq.audio_path, frozen, None, frames, fps)
+        samples, feats = _audio(wave, frozen, None, frames, fps)
         clips.append(_Clip(seq.name, fps, frames, cond, label, level, lambda a, b, t=target: t[a:b],
                            [samples] if samples is not None else [], [feats] if feats is not None else []))
     if not clips:
