@@ -1,5 +1,5 @@
 """The speech corpus: three engines with their own phone times, timing-preserving
-augmentation, a resumable build, held-out voices."""
+augmentation, tempo copies re-timed and animated again, a resumable build, held-out voices."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.datasets.speech_corpus import augment
+from emotalk3d_addon.backend.datasets.speech_corpus.tempo import change_tempo
 from emotalk3d_addon.backend.datasets.speech_corpus.build import PRESETS, make_corpus, plan_recordings
 from emotalk3d_addon.backend.datasets.speech_corpus.engines import (ENGINES, VOICES, Prosody, Voice, available,
                                                                     emotion_prosody, synthesize)
@@ -88,6 +89,30 @@ def test_augmentation_keeps_length_and_timing(chain):
         assert abs(peak - (o + 1200)) < 128 + (240 if chain.reverb else 0), (chain.describe(), peak - o - 1200)
 
 
+@pytest.mark.parametrize("factor", [0.9, 1.1, 1.3, 1.5])
+def test_tempo_change_puts_time_t_at_t_over_the_factor(factor):
+    """Bursts at known times land at time / factor, within 12 ms (WSOLA's own jitter, under a
+    third of a 25 fps frame), and the length is the input's / factor."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(6 * 16000, np.float32)
+    starts = [0.5, 1.3, 2.2, 3.0, 4.1, 5.2]
+    for s in starts:
+        a = int(s * 16000)
+        x[a:a + 800] = rng.standard_normal(800).astype(np.float32) * 0.5 * np.hanning(800)
+    y = change_tempo(x, factor)
+    assert y.size == round(x.size / factor)
+
+    def centroid(signal, centre):
+        lo = max(0, centre - 2400)
+        energy = signal[lo:centre + 2400].astype(np.float64) ** 2
+        return (lo + (np.arange(energy.size) * energy).sum() / energy.sum()) / 16000
+
+    for s in starts:
+        before = centroid(x, int(s * 16000))
+        after = centroid(y, int(before / factor * 16000))
+        assert abs(after - before / factor) < 0.012, (s, after - before / factor)
+
+
 def test_noise_is_added_at_the_requested_snr():
     rng = np.random.default_rng(1)
     x = (0.3 * np.sin(np.arange(32000) * 0.05)).astype(np.float32)
@@ -131,12 +156,23 @@ def test_tiny_corpus_builds_resumes_and_reads_back(tmp_path):
     corpus = load_corpus(out)
     assert corpus.split("train") and corpus.split("test")
     template = corpus.topology.template
+    originals = {r.name: r for r in corpus.recordings if "tempo" not in r.meta}
+    copies = [r for r in corpus.recordings if "tempo" in r.meta]
+    # one tempo copy per training recording, none of the held-out ones
+    assert sorted(c.meta["source"] for c in copies) == sorted(r.name for r in corpus.split("train") if r in originals.values())
+    for copy in copies:
+        source, factor = originals[copy.meta["source"]], copy.meta["tempo"]
+        assert copy.split == "train" and 1.1 <= factor <= 1.5 and len(copy.audio_files) == 1
+        assert abs(copy.frames - source.frames / factor) <= 1
+        np.testing.assert_allclose(np.array([p[:2] for p in copy.phones]),
+                                   np.array([p[:2] for p in source.phones]) / factor, atol=1e-3)
+        assert [p[2] for p in copy.phones] == [p[2] for p in source.phones]
     for rec in corpus.recordings:
         motion, emo = rec.motion(), rec.emotion()
         assert motion.shape == (rec.frames, template.shape[0], 3) and motion.dtype == np.float16
         assert emo.shape == (rec.frames, 9)
         np.testing.assert_allclose(emo[:, :8].sum(1), 1.0, atol=1e-4)
-        assert len(rec.audio_files) == 2
+        assert len(rec.audio_files) == (1 if rec in copies else 2)
         import soundfile as sf
         lengths = {sf.info(str(f)).frames for f in rec.audio_files}
         assert len(lengths) == 1                               # augmented copies keep the length
@@ -152,7 +188,7 @@ def test_tiny_corpus_builds_resumes_and_reads_back(tmp_path):
     np.testing.assert_array_equal(np.asarray(load_corpus(out).recordings[0].motion()), before)
     assert kept.stat().st_mtime_ns == stamp
     info = json.loads((out / "corpus.json").read_text())
-    assert info["recordings"] == len(corpus.recordings)
+    assert info["recordings"] == len(originals)
     from emotalk3d_addon.backend.errors import InputError
     with pytest.raises(InputError, match="other settings"):
         make_corpus(out, "tiny", seed=1, log=lambda _: None)

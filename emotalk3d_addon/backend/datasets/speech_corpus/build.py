@@ -3,7 +3,8 @@
 Each recording is one voice speaking several utterances (each with its own emotion and
 intensity, prosody from the engine) separated by pauses, like a stretch of dialogue.
 Its face motion comes from the synthesiser's phone times through the synthetic head's
-rig; augmented copies of its audio share that motion. Some voices of every engine are
+rig; augmented copies of its audio share that motion. Every training recording also gets
+faster tempo copies (``tempo.py``), re-timed and animated again. Some voices of every engine are
 held out (split "test"); training can also leave whole engines out, for an ablation
 (``S2GTrainConfig.exclude_engines``).
 """
@@ -30,7 +31,8 @@ from .augment import apply_chain, random_chain
 from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
     synthesize_festival
 from .layout import CORPUS_FORMAT
-from .motion import Segment, emotion_state, recording_params
+from .motion import Segment, animate
+from .tempo import TEMPO_RANGE, build_tempo_copy, tempo_copy_name
 from .text import corpus_sentences
 
 CORPUS_VERSION = 1
@@ -44,6 +46,7 @@ class CorpusPreset:
     hours: float                          # clean audio in the train split (augmented copies extra)
     recording_s: float = 24.0             # target length of one recording
     augmented_copies: int = 1             # per recording, beside the clean one
+    tempo_copies: int = 1                 # faster re-timed copies per training recording (tempo.py)
     fps: int = 25
     test_share: float = 0.08              # of the recordings, spoken by the held-out voices
     engine_share: dict = field(default_factory=lambda: {"espeak-ng": 0.4, "flite": 0.35, "festival": 0.25})
@@ -112,7 +115,7 @@ def _head_model():
 def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPreset, out: Path) -> dict:
     """Synthesise, animate and write one recording into ``out/<name>`` (atomic); its summary."""
     rng = np.random.default_rng(spec.seed)
-    name = f"{spec.split}_{spec.index:05d}_{spec.voice.engine}_{spec.voice.name}".replace("+", "-")
+    name = recording_name(spec)
     final = out / name
     if (final / "meta.json").is_file():
         return json.loads((final / "meta.json").read_text(encoding="utf-8"))
@@ -145,11 +148,7 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
     pieces[-1] = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
     clean = np.concatenate(pieces)
     frames = frame_count(clean.size, SAMPLE_RATE, Fraction(preset.fps))
-    times = np.arange(frames) / preset.fps
-    weights, intensity = emotion_state(segments, times)
-    params = recording_params(phones, times, weights, intensity, rng)
-    model = _head_model()
-    motion = (model.pose_face(params, frames) - model.face_template[None]).astype(np.float16)
+    motion, emotion = animate(phones, segments, frames, preset.fps, _head_model(), rng)
     tmp = out / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -160,7 +159,7 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
         sf.write(tmp / f"audio_aug{c + 1}.flac", apply_chain(clean, chain, rng), SAMPLE_RATE, subtype="PCM_16")
         audio.append({"file": f"audio_aug{c + 1}.flac", "chain": chain.describe()})
     np.save(tmp / "motion.npy", motion)
-    np.save(tmp / "emotion.npy", np.concatenate([weights, intensity[:, None]], 1).astype(np.float32))
+    np.save(tmp / "emotion.npy", emotion)
     meta = {"engine": spec.voice.engine, "voice": spec.voice.name, "split": spec.split, "fps": preset.fps,
             "frames": frames, "duration": round(clean.size / SAMPLE_RATE, 4), "audio": audio,
             "utterances": utter_meta,
@@ -172,9 +171,30 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
     return meta
 
 
+def recording_name(spec: RecordingSpec) -> str:
+    return f"{spec.split}_{spec.index:05d}_{spec.voice.engine}_{spec.voice.name}".replace("+", "-")
+
+
 def _build_one(args) -> dict:
     spec, sentences, preset, out = args
     return build_recording(spec, sentences, preset, out)
+
+
+def _tempo_one(args) -> dict:
+    source, factor, seed = args
+    return build_tempo_copy(source, factor, seed, _head_model())
+
+
+def tempo_plan(specs: list[RecordingSpec], preset: CorpusPreset, seed: int, folder: Path) -> list[tuple[Path, float, int]]:
+    """(source folder, tempo factor, seed) of every tempo copy: training recordings only."""
+    jobs = []
+    for spec in specs:
+        if spec.split != "train":
+            continue
+        rng = np.random.default_rng([seed, spec.index, 7])
+        for _ in range(preset.tempo_copies):
+            jobs.append((folder / recording_name(spec), float(rng.uniform(*TEMPO_RANGE)), int(rng.integers(2 ** 31))))
+    return jobs
 
 
 def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: int | None = None,
@@ -195,7 +215,10 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
     if info_path.is_file():
         old = json.loads(info_path.read_text(encoding="utf-8"))
         settings = ("preset", "seed")
-        if {k: old.get(k) for k in settings} != json.loads(json.dumps({k: info[k] for k in settings})):
+        new = json.loads(json.dumps({k: info[k] for k in settings}))
+        if isinstance(old.get("preset"), dict):       # settings added since that build take their defaults
+            old = old | {"preset": new["preset"] | old["preset"]}
+        if {k: old.get(k) for k in settings} != new:
             raise InputError(f"{out} holds a corpus built with other settings; use another folder")
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"output folder {out} is not empty and holds no corpus")
@@ -206,7 +229,7 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
              landmark_indices=np.array(list(model.landmarks.values()), np.int64))
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
     sentences = corpus_sentences(max(200, len(specs) * 12), seed)
-    todo = [s for s in specs if not any((out / "recordings").glob(f"{s.split}_{s.index:05d}_*/meta.json"))]
+    todo = [s for s in specs if not (out / "recordings" / recording_name(s) / "meta.json").is_file()]
     log(f"corpus {out}: {len(specs)} recordings planned, {len(specs) - len(todo)} already built")
     started, done_s = time.perf_counter(), 0.0
     jobs = [(s, sentences, p, out / "recordings") for s in todo]
@@ -220,6 +243,17 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
                     left = elapsed / i * (len(todo) - i)
                     log(f"recording {i}/{len(todo)}: {done_s / 60:.1f} min of speech in {elapsed:.0f} s, "
                         f"about {left:.0f} s left")
+        copies = [j for j in tempo_plan(specs, p, seed, out / "recordings")
+                  if not (j[0].parent / tempo_copy_name(j[0].name, j[1]) / "meta.json").is_file()]
+        if copies:
+            log(f"tempo copies: {len(copies)} to make")
+            started = time.perf_counter()
+            with ProcessPoolExecutor(workers) as pool:
+                for i, _ in enumerate(pool.map(_tempo_one, copies, chunksize=1), 1):
+                    if i % max(1, len(copies) // 20) == 0 or i == len(copies):
+                        elapsed = time.perf_counter() - started
+                        log(f"tempo copy {i}/{len(copies)} in {elapsed:.0f} s, "
+                            f"about {elapsed / i * (len(copies) - i):.0f} s left")
     except SpeechError as exc:
         raise InputError(f"speech synthesis failed: {exc}") from None
     return out

@@ -78,3 +78,14 @@ def recording_params(phones: list[Phoneme], times: np.ndarray, weights: np.ndarr
             drift = 1.0 + 0.5 * variation * np.sin(2 * np.pi * speed * times + phase)
             params[name] = params.get(name, 0.0) + np.clip(w * level[:, k] * scale * drift, 0.0, 1.5)
     return params
+
+
+def animate(phones: list[Phoneme], segments: list[Segment], frames: int, fps: float, model,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's face motion of a recording: (F, V, 3) float16 displacement from the
+    template (metres) and (F, 9) float32 emotion state (8 weights + intensity)."""
+    times = np.arange(frames) / fps
+    weights, intensity = emotion_state(segments, times)
+    params = recording_params(phones, times, weights, intensity, rng)
+    motion = (model.pose_face(params, frames) - model.face_template[None]).astype(np.float16)
+    return motion, np.concatenate([weights, intensity[:, None]], 1).astype(np.float32)
