@@ -179,7 +179,8 @@ def _first_pass(samples: np.ndarray, words: list[str]):
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
-        if decoder.hyp() is not None:
+        hyp = decoder.hyp()
+        if hyp is not None and len(hyp.hypstr.split()) == len(known):   # every word placed
             return decoder, missing, pcm
     return None, missing, pcm
 
@@ -230,19 +231,21 @@ def _is_word(name: str) -> bool:
 
 
 def _halves(segments: list[tuple[str, int, int]]) -> list[tuple[int, int, list[str]]]:
-    """Word-level segments (word, start frame, end frame) cut in two near the middle, at a
-    silence's centre if one is near, else between two words: (start, end frame, words) x 2."""
+    """Word-level segments (word, start frame, end frame) cut in two: at the centre of the
+    silence nearest the middle when one lies in the middle half, else at the word boundary
+    nearest the middle. (start, end frame, words) of both halves."""
     spoken = [i for i, (w, _, _) in enumerate(segments) if _is_word(w)]
     end = segments[-1][2] + 1
     middle = 0.5 * end
-    cuts = []
+    silences, boundaries = [], []
     for i in range(spoken[0] + 1, spoken[-1] + 1):
         w, a, b = segments[i]
         if not _is_word(w):
-            cuts.append((abs((a + b) / 2 - middle) * 0.5, (a + b) // 2))   # silences preferred
-        elif any(_is_word(segments[j][0]) for j in range(spoken[0], i)):
-            cuts.append((abs(a - middle), a))
-    cut = min(cuts)[1]
+            if 0.25 * end <= (a + b) / 2 <= 0.75 * end:
+                silences.append((abs((a + b) / 2 - middle), (a + b) // 2))
+        else:
+            boundaries.append((abs(a - middle), a))
+    cut = min(silences or boundaries)[1]
     words = lambda lo, hi: [w.split("(")[0] for w, a, _ in segments if _is_word(w) and lo <= a < hi]
     return [(0, cut, words(0, cut)), (cut, end, words(cut, end))]
 
