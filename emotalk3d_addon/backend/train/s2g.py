@@ -82,6 +82,7 @@ class _Clip:
     target: Callable[[int, int], torch.Tensor]   # frames [a, b) -> (b - a, V, 3) float32 metres
     samples: list[torch.Tensor]         # per audio copy (N,) float32 16 kHz (bundled encoder only)
     features: list[torch.Tensor]        # per audio copy (F, D) float16 (frozen encoder only)
+    emotion_labelled: bool = True       # False: its emotion labels do not fit its prosody (a tempo copy)
 
 
 def _labels(weights: np.ndarray, intensity: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,7 +151,8 @@ def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
             s, f = _audio(path, frozen, cache, rec.frames, fps)
             (samples if s is not None else feats).append(s if s is not None else f)
         clips.append(_Clip(rec.name, fps, rec.frames, cond, label, level,
-                           lambda a, b, m=motion: torch.from_numpy(np.asarray(m[a:b], np.float32)), samples, feats))
+                           lambda a, b, m=motion: torch.from_numpy(np.asarray(m[a:b], np.float32)), samples, feats,
+                           emotion_labelled="tempo" not in rec.meta))
         if i % max(1, len(train) // 10) == 0 or i == len(train):
             log(f"corpus features: {i}/{len(train)} recordings ({time.perf_counter() - started:.0f} s)")
     return clips
@@ -221,15 +223,18 @@ def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> t
 
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
-           cfg: S2GTrainConfig) -> dict[str, torch.Tensor]:
+           cfg: S2GTrainConfig, labelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres,
-    label (B,L,8) emotion weights, intensity (B,L)."""
+    label (B,L,8) emotion weights, intensity (B,L); ``labelled`` (B,) bool: the clips whose
+    emotion labels the extractor learns from (all when None)."""
     pred = s2g(features, cond) * MM
     goal = target * MM
     vertex = (pred - goal).square().sum(-1).mean()
     velocity = ((pred[:, 1:] - pred[:, :-1]) - (goal[:, 1:] - goal[:, :-1])).square().sum(-1).mean()
     logits, level = extractor(features)
-    emotion = -(label * logits.log_softmax(-1)).sum(-1).mean() + (level - intensity).square().mean()
+    per_clip = -(label * logits.log_softmax(-1)).sum(-1).mean(1) + (level - intensity).square().mean(1)   # (B,)
+    weight = torch.ones_like(per_clip) if labelled is None else labelled.to(per_clip.dtype)
+    emotion = (per_clip * weight).sum() / weight.sum().clamp_min(1.0)
     total = vertex + cfg.velocity_weight * velocity + cfg.emotion_weight * emotion
     return {"total": total, "vertex": vertex, "velocity": velocity, "emotion": emotion}
 
@@ -299,7 +304,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         starts = [int(rng.integers(0, clips[i].num_frames - crop + 1)) for i in picks]
         copies = [int(rng.integers(0, 1 << 16)) for _ in picks]
         picks, starts, copies = ddp.shard(list(picks)), ddp.shard(starts), ddp.shard(copies)
-        feats, conds, targets, labels, levels = [], [], [], [], []
+        feats, conds, targets, labels, levels, labelled = [], [], [], [], [], []
         for i, start, copy in zip(picks, starts, copies):
             clip, stop = clips[i], start + crop
             feats.append(_clip_features(clip, copy, wrapped.get("encoder"))[start:stop])
@@ -307,8 +312,9 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
             targets.append(clip.target(start, stop))
             labels.append(clip.label[start:stop])
             levels.append(clip.intensity[start:stop])
+            labelled.append(clip.emotion_labelled)
         terms = losses(wrapped["s2g"], wrapped["emotion"], torch.stack(feats), torch.stack(conds), torch.stack(targets),
-                       torch.stack(labels), torch.stack(levels), cfg)
+                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled))
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

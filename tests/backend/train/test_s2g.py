@@ -88,3 +88,33 @@ def test_an_engine_can_be_left_out_of_training(tmp_path, tiny_speech_dataset, ti
                                 corpus=str(tiny_corpus), exclude_engines=("espeak-ng", "flite", "festival"))
     with pytest.raises(DatasetError, match="no training recordings left"):
         train_s2g(tiny_speech_dataset, tmp_path / "s", everything, log=lambda _: None)
+
+
+def test_the_emotion_loss_leaves_out_clips_whose_labels_do_not_fit():
+    """A clip marked unlabelled (a tempo copy) adds nothing to the emotion term, whatever its
+    labels say; with every clip labelled the term is the plain mean over the batch."""
+    import torch
+
+    from emotalk3d_addon.backend.geometry.s2gnet import S2GConfig, S2GNet
+    from emotalk3d_addon.backend.speech.emotion import EmotionConfig, EmotionExtractor
+    from emotalk3d_addon.backend.train.s2g import losses
+
+    torch.manual_seed(0)
+    s2g, extractor = S2GNet(S2GConfig(16, 5, 8, 1)), EmotionExtractor(EmotionConfig(16, d_model=16, heads=2, ff_dim=16))
+    extractor.eval()
+    b, length = 2, 12
+    feats, cond = torch.randn(b, length, 16), torch.rand(b, length, 9)
+    target = torch.randn(b, length, 5, 3) * 1e-3
+    label = torch.softmax(torch.randn(b, length, 8), -1)
+    level = torch.rand(b, length)
+    cfg = S2GTrainConfig()
+    both = losses(s2g, extractor, feats, cond, target, label, level, cfg)["emotion"]
+    first = losses(s2g, extractor, feats[:1], cond[:1], target[:1], label[:1], level[:1], cfg)["emotion"]
+    second = losses(s2g, extractor, feats[1:], cond[1:], target[1:], label[1:], level[1:], cfg)["emotion"]
+    torch.testing.assert_close(both, (first + second) / 2)
+    masked = losses(s2g, extractor, feats, cond, target, label, level, cfg, torch.tensor([True, False]))["emotion"]
+    torch.testing.assert_close(masked, first)
+    garbage = label.clone()
+    garbage[1] = torch.eye(8)[3]
+    again = losses(s2g, extractor, feats, cond, target, garbage, level, cfg, torch.tensor([True, False]))["emotion"]
+    torch.testing.assert_close(again, first)
