@@ -36,17 +36,14 @@ ERRORS: list[str] = []        # every render error since the list was last clear
 
 def _settings(context=None):
     from . import preferences
-    from .bridge import subjects
 
-    prefs = preferences.get_prefs(context)
-    return prefs, subjects.library_dirs(preferences.library_paths(prefs))
+    return preferences.current_settings(context)
 
 
-def _client(prefs):
-    from . import preferences
+def _client(settings):
     from .bridge import worker_client
 
-    return worker_client.get_client(preferences.python_path(prefs))
+    return worker_client.get_client(settings.python_path())
 
 
 def _fill(layer, name: str, array: np.ndarray) -> None:
@@ -85,7 +82,7 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
     def render(self, depsgraph):
         from .bridge import camera as camera_mod
         from .bridge import gaussian_frame
-        from .bridge.jobs import UserError
+        from .bridge.errors import UserError
         from .bridge.worker_client import WorkerError
 
         scene = depsgraph.scene
@@ -103,7 +100,8 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
                 raise UserError(str(exc)) from None
             if (cam.width, cam.height) != (width, height):
                 cam = camera_mod.PinholeCamera(cam.K, cam.world_to_camera, width, height, cam.near, cam.far)
-            prefs, dirs = _settings()
+            settings = _settings()
+            dirs = settings.library_dirs()
             head = gaussian_frame.find_head(scene)
             frame = gaussian_frame.head_frame(depsgraph, head, dirs, bpy.path.abspath,
                                               evaluated_mesh=not gaussian_frame.hidden_from_render(head))
@@ -111,10 +109,10 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
             self.update_progress(0.1)
             self.update_stats("", f"EmoTalk3D: rendering {head.name}")
             try:
-                client = _client(prefs)
+                client = _client(settings)
             except WorkerError as exc:
                 raise UserError(str(exc)) from None
-            passes = gaussian_frame.render_head(client, frame, cam, dirs, str(prefs.device or "auto"),
+            passes = gaussian_frame.render_head(client, frame, cam, dirs, str(settings.device or "auto"),
                                                 should_stop=self.test_break)
             rendered = time.perf_counter()
         except (UserError, WorkerError) as exc:
@@ -185,12 +183,13 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
             try:
                 width, height = max(1, int(region.width * scale)), max(1, int(region.height * scale))
                 cam = camera_mod.from_view_matrices(rv3d.view_matrix, rv3d.window_matrix, width, height)
-                prefs, dirs = _settings(context)
+                settings = _settings(context)
+                dirs = settings.library_dirs()
                 scene = depsgraph.scene
                 head = gaussian_frame.find_head(scene)
                 frame = gaussian_frame.head_frame(depsgraph, head, dirs, bpy.path.abspath,
                                                   evaluated_mesh=head.visible_get())
-                passes = gaussian_frame.render_head(_client(prefs), frame, cam, dirs, str(prefs.device or "auto"),
+                passes = gaussian_frame.render_head(_client(settings), frame, cam, dirs, str(settings.device or "auto"),
                                                     linear=False)
                 self._drawn = drawn = (key, scale, _texture(passes.combined), width, height)
                 self._draw_error = ""

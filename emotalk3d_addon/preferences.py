@@ -7,8 +7,8 @@ from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringPrope
 from bpy.types import AddonPreferences, PropertyGroup
 
 from .bridge import subjects
+from .bridge.settings import ADDON_ID, Settings
 
-ADDON_ID = __package__
 DEVICE_ITEMS = [("auto", "Auto", "CUDA when the backend sees a GPU, else the CPU"),
                 ("cpu", "CPU", "Always the CPU"),
                 ("cuda", "CUDA", "An NVIDIA GPU (fails clearly when none is available)")]
@@ -47,7 +47,7 @@ class EMOTALK3D_Preferences(AddonPreferences):
         row.prop(self, "python")
         box = col.box()
         try:
-            python = python_path(self)
+            python = Settings.from_prefs(self).python_path()
             box.label(text=f"Interpreter: {python}", icon='CHECKMARK')
         except worker_client.WorkerError as exc:
             box.label(text=str(exc)[:120], icon='ERROR')
@@ -103,28 +103,9 @@ def get_prefs(context=None):
     return DefaultPreferences()
 
 
-def library_paths(prefs) -> list[str]:
-    return [lib.path if hasattr(lib, "path") else str(lib) for lib in prefs.libraries
-            if (getattr(lib, "path", lib) or "").strip()]
-
-
-def user_env_dir():
-    """The folder 'Install backend' builds its environment in (None when not an installed extension)."""
-    from pathlib import Path
-
-    from .bridge import compat, worker_client
-
-    base = compat.extension_user_dir(ADDON_ID, create=False)
-    if base is None:
-        return None
-    return Path(base) / worker_client.BACKEND_ENV_DIRNAME
-
-
-def python_path(prefs) -> str:
-    from .bridge import worker_client
-
-    module_mode = not bpy.app.binary_path   # bpy from PyPI: this interpreter is a normal Python
-    return worker_client.resolve_python(prefs.python, user_env_dir(), module_mode)
+def current_settings(context=None) -> Settings:
+    """The preferences as plain values (``bridge.settings``), read now."""
+    return Settings.from_prefs(get_prefs(context))
 
 
 CLASSES = (EMOTALK3D_PG_library, EMOTALK3D_Preferences)
@@ -140,4 +121,4 @@ def unregister() -> None:
         bpy.utils.unregister_class(cls)
 
 
-__all__ = ["get_prefs", "library_paths", "python_path", "user_env_dir"]
+__all__ = ["current_settings", "get_prefs"]

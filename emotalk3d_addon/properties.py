@@ -28,9 +28,9 @@ _SUBJECT_REFS: list[str] = []
 
 
 def _library_dirs(context=None):
-    from .preferences import get_prefs, library_paths
+    from .preferences import current_settings
 
-    return subjects.library_dirs(library_paths(get_prefs(context)))
+    return current_settings(context).library_dirs()
 
 
 def subject_entries(context=None) -> list[subjects.SubjectEntry]:

@@ -7,6 +7,8 @@ mesh        the subject's head: mesh, UVs, the motion basis as shape keys
 action      a new Action with one F-curve per basis shape key, written in bulk
 keys        the keyframed emotion/intensity properties -> the backend's key list
 subjects    subject library folders and manifests (read as JSON, no torch)
+settings    the add-on preferences as plain values, read once; the backend interpreter
+errors      UserError: what the artist must fix, said in their terms
 worker_client  the worker process and its JSON-lines protocol
 jobs        one generation: request -> worker -> arrays (runs off the UI thread)
 apply       write a finished generation into the scene in one step (rollback on failure)

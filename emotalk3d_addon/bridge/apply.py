@@ -13,7 +13,8 @@ import numpy as np
 
 from . import action as action_mod
 from . import compat, mesh, sequencer
-from .jobs import GenerateRequest, GenerationResult, UserError
+from .errors import UserError
+from .jobs import GenerateRequest, GenerationResult
 
 
 @dataclass

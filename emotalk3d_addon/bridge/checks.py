@@ -38,7 +38,7 @@ def check_scene(scene, dirs) -> list[str]:
 def check_all() -> dict[str, list[str]]:
     from .. import preferences
 
-    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs()))
+    dirs = preferences.current_settings().library_dirs()
     _WARNINGS.clear()
     for scene in bpy.data.scenes:
         found = check_scene(scene, dirs)

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import emotion_state, subjects
 from .camera import PinholeCamera
-from .jobs import UserError
+from .errors import UserError
 
 
 @dataclass

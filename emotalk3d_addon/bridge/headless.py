@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from types import SimpleNamespace
 
 import bpy
 
@@ -65,7 +64,7 @@ def build_parser(prog: str = "emotalk3d") -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     from ..backend.errors import InputError
     from . import worker_client
-    from .jobs import UserError
+    from .errors import UserError
 
     try:
         args = build_parser().parse_args(argv)
@@ -77,14 +76,14 @@ def main(argv: list[str]) -> int:
         worker_client.shutdown_client()
 
 
-def _prefs(args):
+def _settings(args):
     from .. import preferences
+    from .settings import Settings
 
-    prefs = preferences.get_prefs()
-    return SimpleNamespace(python=args.python or prefs.python,
-                           libraries=list(args.library) + preferences.library_paths(prefs),
-                           encoder=args.encoder if args.encoder is not None else prefs.encoder,
-                           device=args.device or prefs.device, cache_mb=prefs.cache_mb)
+    prefs = preferences.current_settings()
+    return Settings(python=args.python or prefs.python, libraries=tuple(args.library) + prefs.libraries,
+                    encoder=args.encoder if args.encoder is not None else prefs.encoder,
+                    device=args.device or prefs.device, cache_mb=prefs.cache_mb)
 
 
 def _generate(args) -> int:
@@ -116,7 +115,7 @@ def _generate(args) -> int:
     else:
         s.fill_from_speech = True                  # no emotion given: heard in the speech
 
-    session = GenerateSession(jobs.build_request(scene, _prefs(args)))
+    session = GenerateSession(jobs.build_request(scene, _settings(args)))
     print(f"EmoTalk3D: generating from {args.audio} with subject {args.subject} ...", file=sys.stderr)
     session.run()
     result, level, message = session.finish(bpy.context)

@@ -18,14 +18,12 @@ from typing import Any
 import numpy as np
 
 from . import worker_client
+from .errors import UserError
+from .settings import Settings
 from .worker_client import WorkerError
 
 _ACTIVE: "Job | None" = None
 _ACTIVE_LOCK = threading.Lock()
-
-
-class UserError(Exception):
-    """Settings that cannot be generated from; the message says what to fix."""
 
 
 def active_job() -> "Job | None":
@@ -66,17 +64,16 @@ class GenerateRequest:
         return Path(self.audio).stem or "speech"
 
 
-def build_request(scene, prefs, reuse_action: bool = False, **extra: Any) -> GenerateRequest:
-    """Everything a generation needs from the scene; UserError naming what is missing."""
+def build_request(scene, settings: Settings, reuse_action: bool = False, **extra: Any) -> GenerateRequest:
+    """Everything a generation needs from the scene and the settings; UserError naming what is missing."""
     import bpy
 
-    from .. import preferences
     from . import keys, sequencer, subjects, timing
 
     s = scene.emotalk3d
     if not s.subject:
         raise UserError("Choose a subject first (EmoTalk3D panel > Subject)")
-    dirs = subjects.library_dirs(preferences.library_paths(prefs))
+    dirs = settings.library_dirs()
     bundle = subjects.resolve(bpy.path.abspath(s.subject) if s.subject.startswith("//") else s.subject, dirs)
     if bundle is None:
         raise UserError(f"Subject {s.subject!r} was not found in: " + ", ".join(str(d) for d in dirs))
@@ -96,14 +93,14 @@ def build_request(scene, prefs, reuse_action: bool = False, **extra: Any) -> Gen
             raise UserError(f"The sound strip's file is missing: {audio}")
         start, strip_name = float(strip.frame_start), strip.name
     try:
-        python = preferences.python_path(prefs)
+        python = settings.python_path()
     except WorkerError as exc:
         raise UserError(str(exc)) from None
     return GenerateRequest(
         python=python, subject=str(bundle), subject_ref=s.subject, audio=audio, audio_is_file=s.audio_source == 'FILE',
         start_frame=start, strip=strip_name, fps=timing.effective_fps(scene.render.fps, scene.render.fps_base),
-        emotion=keys.emotion_spec(scene, s, start), scene=scene.name, device=prefs.device, encoder=prefs.encoder,
-        cache_mb=int(prefs.cache_mb), push_to_nla=bool(s.push_to_nla), reuse_action=reuse_action, **extra)
+        emotion=keys.emotion_spec(scene, s, start), scene=scene.name, device=settings.device,
+        encoder=settings.encoder, cache_mb=settings.cache_mb, push_to_nla=bool(s.push_to_nla), reuse_action=reuse_action, **extra)
 
 
 # --------------------------------------------------------------------------- jobs

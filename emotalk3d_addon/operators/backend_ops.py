@@ -15,10 +15,10 @@ class EMOTALK3D_OT_check_backend(bpy.types.Operator):
     bl_label = "Check Backend"
 
     def execute(self, context):
-        from ..preferences import get_prefs, python_path
+        from ..preferences import current_settings
 
         try:
-            python = python_path(get_prefs(context))
+            python = current_settings(context).python_path()
         except worker_client.WorkerError as exc:
             self.report({'ERROR'}, f"EmoTalk3D: {exc}")
             return {'CANCELLED'}
@@ -58,7 +58,8 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
         return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
-        from ..preferences import get_prefs, user_env_dir
+        from ..bridge.settings import user_env_dir
+        from ..preferences import current_settings
 
         if not getattr(bpy.app, "online_access", True):
             self.report({'ERROR'}, "EmoTalk3D: online access is disabled (Preferences > System > Network); "
@@ -73,7 +74,7 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
                                    "set the Backend Python instead")
             return {'CANCELLED'}
         env_dir.parent.mkdir(parents=True, exist_ok=True)
-        cuda = get_prefs(context).device == "cuda"
+        cuda = current_settings(context).device == "cuda"
         commands = install.install_commands(sys.executable, Path(env_dir), cuda=cuda)
         install.start_install(commands, Path(env_dir).parent / "install.log")
         worker_client.shutdown_client()

@@ -29,11 +29,11 @@ class GenerateSession:
 
     @classmethod
     def from_context(cls, context, reuse_action: bool = False, **extra) -> "GenerateSession":
-        from ..preferences import get_prefs
+        from ..preferences import current_settings
 
         if jobs.active_job() is not None and not jobs.active_job().finished:
             raise jobs.UserError("A generation is already running (Esc cancels it)")
-        return cls(jobs.build_request(context.scene, get_prefs(context), reuse_action=reuse_action, **extra))
+        return cls(jobs.build_request(context.scene, current_settings(context), reuse_action=reuse_action, **extra))
 
     def start(self) -> "GenerateSession":
         self.job.start()

@@ -4,7 +4,7 @@ import bpy
 from bpy.props import EnumProperty
 
 from ..bridge import compositing, gaussian_frame
-from ..bridge.jobs import UserError
+from ..bridge.errors import UserError
 
 
 class EMOTALK3D_OT_setup_compositing(bpy.types.Operator):

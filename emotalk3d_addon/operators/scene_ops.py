@@ -69,13 +69,13 @@ class EMOTALK3D_OT_add_head(bpy.types.Operator):
         from ..bridge import subjects
 
         s = context.scene.emotalk3d
-        prefs = preferences.get_prefs(context)
-        bundle = subjects.resolve(s.subject, subjects.library_dirs(preferences.library_paths(prefs)))
+        settings = preferences.current_settings(context)
+        bundle = subjects.resolve(s.subject, settings.library_dirs())
         if bundle is None:
             self.report({'ERROR'}, f"EmoTalk3D: subject {s.subject!r} not found")
             return {'CANCELLED'}
         try:
-            python = preferences.python_path(prefs)
+            python = settings.python_path()
         except Exception as exc:  # noqa: BLE001
             self.report({'ERROR'}, f"EmoTalk3D: {exc}")
             return {'CANCELLED'}

@@ -29,7 +29,7 @@ def _entry(context):
     s = context.scene.emotalk3d
     if not s.subject:
         return None
-    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs(context)))
+    dirs = preferences.current_settings(context).library_dirs()
     return subjects.describe(s.subject, dirs)
 
 

@@ -345,12 +345,12 @@ def test_a_render_stopped_mid_frame_kills_only_the_worker(shot):
     """test_break (Esc) while the worker renders: no result, the worker ends, the next frame restarts it."""
     scene = shot
     from emotalk3d_addon import preferences
-    from emotalk3d_addon.bridge import gaussian_frame, subjects, worker_client
+    from emotalk3d_addon.bridge import gaussian_frame, worker_client
 
-    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs()))
+    dirs = preferences.current_settings().library_dirs()
     depsgraph = bpy.context.evaluated_depsgraph_get()
     frame = gaussian_frame.head_frame(depsgraph, scene.emotalk3d.head, dirs, bpy.path.abspath, evaluated_mesh=False)
-    client = worker_client.get_client(preferences.python_path(preferences.get_prefs()))
+    client = worker_client.get_client(preferences.current_settings().python_path())
     client.ensure_started()
     pid = client.pid
     assert gaussian_frame.render_head(client, frame, _pinhole(scene), dirs, "cpu", should_stop=lambda: True) is None

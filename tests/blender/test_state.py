@@ -177,9 +177,9 @@ def test_scene_removed_while_generating(scene, trained_subject, speech):
     setup_scene(other, trained_subject, speech)
     from emotalk3d_addon.bridge import jobs
     from emotalk3d_addon.operators.generate import GenerateSession
-    from emotalk3d_addon.preferences import get_prefs
+    from emotalk3d_addon.preferences import current_settings
 
-    session = GenerateSession(jobs.build_request(other, get_prefs(), debug_delay=1.0)).start()
+    session = GenerateSession(jobs.build_request(other, current_settings(), debug_delay=1.0)).start()
     _wait_for(session, "debug delay")
     bpy.data.scenes.remove(other)
     before = snapshot()

@@ -225,7 +225,5 @@ class GaussianSet:
 
 assert tuple(f.name for f in fields(GaussianSet)) == _FIELDS
 
-from .ply import read_ply, write_ply  # noqa: E402  (re-export; ply.py imports GaussianSet)
-
-__all__ = ["GaussianSet", "read_ply", "write_ply", "num_sh_coeffs", "sh_degree_for", "rgb_to_sh0",
+__all__ = ["GaussianSet", "num_sh_coeffs", "sh_degree_for", "rgb_to_sh0",
            "SH_C0", "MAX_SH_DEGREE"]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from emotalk3d_addon.backend.appearance.gaussians import GaussianSet, read_ply, write_ply
+from emotalk3d_addon.backend.appearance.gaussians import GaussianSet
+from emotalk3d_addon.backend.appearance.ply import read_ply, write_ply
 from emotalk3d_addon.backend.appearance.ply import ply_dtype
 from emotalk3d_addon.backend.errors import InputError
 
