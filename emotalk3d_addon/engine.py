@@ -25,6 +25,8 @@ import weakref
 import bpy
 import numpy as np
 
+from .backend.protocol import BACKGROUND_DEPTH
+
 ENGINE_ID = "EMOTALK3D_GAUSSIANS"
 PASSES = (("Combined", 4, "RGBA", 'COLOR'), ("Depth", 1, "Z", 'VALUE'), ("FaceMatte", 1, "X", 'VALUE'))
 PREVIEW_SCALE = 0.25          # viewport resolution while navigating
@@ -146,7 +148,7 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
         result = self.begin_result(0, 0, width, height)
         layer = result.layers[0]
         _fill(layer, "Combined", np.zeros((height, width, 4), np.float32))
-        _fill(layer, "Depth", np.full((height, width), 1e10, np.float32))
+        _fill(layer, "Depth", np.full((height, width), BACKGROUND_DEPTH, np.float32))
         _fill(layer, "FaceMatte", np.zeros((height, width), np.float32))
         self.end_result(result)
 

@@ -11,8 +11,8 @@ import numba
 import numpy as np
 import torch
 
-BACKGROUND_DEPTH = 1e10     # metres; Blender's Z where no surface is seen
-EMPTY_ALPHA = 1e-4          # coverage below this counts as background in the depth pass
+from .protocol import BACKGROUND_DEPTH, EMPTY_ALPHA
+
 _LUT_SIZE = 4096
 
 

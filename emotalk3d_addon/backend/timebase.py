@@ -10,10 +10,10 @@ from fractions import Fraction
 
 from .errors import InputError
 
-_NTSC = {Fraction("23.976"): Fraction(24000, 1001),
-         Fraction("29.97"): Fraction(30000, 1001),
-         Fraction("47.952"): Fraction(48000, 1001),
-         Fraction("59.94"): Fraction(60000, 1001)}
+NTSC = {Fraction("23.976"): Fraction(24000, 1001),      # typed rate -> the exact NTSC rate
+        Fraction("29.97"): Fraction(30000, 1001),
+        Fraction("47.952"): Fraction(48000, 1001),
+        Fraction("59.94"): Fraction(60000, 1001)}
 MAX_FPS = 1000
 
 
@@ -23,7 +23,7 @@ def parse_fps(value: float | str | Fraction) -> Fraction:
         fps = value if isinstance(value, Fraction) else Fraction(str(value)).limit_denominator(1_000_000)
     except (ValueError, ZeroDivisionError):
         raise InputError(f"frame rate must be a positive number, got {value!r}") from None
-    fps = _NTSC.get(fps, fps)
+    fps = NTSC.get(fps, fps)
     if not 0 < fps <= MAX_FPS:
         raise InputError(f"frame rate must be in (0, {MAX_FPS}], got {value!r}")
     return fps

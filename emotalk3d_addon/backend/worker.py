@@ -64,7 +64,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-PROTOCOL = 1
+from .protocol import OP_SHUTDOWN, OPS, PROTOCOL
+
 FILL_REACH_DEFAULT = 12.0
 MAX_ERROR_FRAMES = 600      # the reported basis error is measured on at most this many frames (evenly spread)
 
@@ -501,10 +502,10 @@ def serve(stdin, proto) -> int:
             continue
         rid, op = request.get("id"), str(request.get("op", ""))
         params = request.get("params") or {}
-        if op == "shutdown":
+        if op == OP_SHUTDOWN:
             send({"id": rid, "type": "result", "ok": True})
             return 0
-        handler = getattr(worker, f"op_{op}", None)
+        handler = getattr(worker, f"op_{op}", None) if op in OPS else None
         if handler is None:
             send({"id": rid, "type": "error", "kind": "protocol", "message": f"unknown op {op!r}"})
             continue

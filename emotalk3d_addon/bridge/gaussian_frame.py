@@ -24,6 +24,7 @@ import numpy as np
 
 from . import emotion_state, subjects
 from .camera import PinholeCamera
+from ..backend.protocol import OP_RENDER_FRAME
 from .errors import UserError
 
 
@@ -152,7 +153,7 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
     np.save(vertices_path, np.ascontiguousarray(frame.vertices, np.float32), allow_pickle=False)
     call = None
     try:
-        call = client.submit("render_frame", {
+        call = client.submit(OP_RENDER_FRAME, {
             "subject": frame.subject_path, "library": [str(d) for d in dirs], "vertices": str(vertices_path),
             "object_to_world": [float(v) for v in frame.object_to_world.ravel()],
             "emotion": [float(v) for v in frame.emotion], "intensity": float(frame.intensity),

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.protocol import OP_LOAD_SUBJECT, OP_PERFORM
 from . import worker_client
 from .errors import UserError
 from .settings import Settings
@@ -217,7 +218,7 @@ class GenerateJob(Job):
 
     def _work(self) -> GenerationResult:
         client = self._client()
-        call = client.submit("perform", self.request.params())
+        call = client.submit(OP_PERFORM, self.request.params())
         try:
             reply = call.wait(on_progress=lambda f, m: self._progress(0.05 + 0.85 * f, m))
             self._check()
@@ -244,7 +245,7 @@ class SubjectJob(Job):
     def _work(self) -> dict:
         client = self._client()
         self._progress(0.5, "Loading the subject")
-        call = client.submit("load_subject", {"subject": self.subject})
+        call = client.submit(OP_LOAD_SUBJECT, {"subject": self.subject})
         try:
             reply = call.wait()
             subject = dict(reply["subject"])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-NTSC = {Fraction("23.976"): Fraction(24000, 1001), Fraction("29.97"): Fraction(30000, 1001),
-        Fraction("47.952"): Fraction(48000, 1001), Fraction("59.94"): Fraction(60000, 1001)}
+from ..backend.errors import InputError
+from ..backend.timebase import parse_fps
 
 
 def effective_fps(fps: int, fps_base: float = 1.0) -> Fraction:
@@ -21,12 +21,12 @@ def effective_fps(fps: int, fps_base: float = 1.0) -> Fraction:
 
 
 def parse_rate(value: str | float | Fraction) -> Fraction:
-    """A typed rate ("29.97", 25, "30000/1001") as an exact Fraction; NTSC spellings snapped."""
-    rate = value if isinstance(value, Fraction) else Fraction(str(value)).limit_denominator(1_000_000)
-    rate = NTSC.get(rate, rate)
-    if not 0 < rate <= 1000:
-        raise ValueError(f"frame rate must be in (0, 1000], got {value!r}")
-    return rate
+    """A typed rate ("29.97", 25, "30000/1001") as an exact Fraction; NTSC spellings snapped
+    (the backend's own rule, ``timebase.parse_fps``); ValueError when unusable."""
+    try:
+        return parse_fps(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def scene_rate_settings(rate: Fraction) -> tuple[int, float]:

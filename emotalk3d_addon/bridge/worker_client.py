@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-PROTOCOL = 1
+from ..backend.protocol import OP_PING, OP_SHUTDOWN, PROTOCOL
 ADDON_DIR = Path(__file__).resolve().parent.parent
 ENV_PYTHON = "EMOTALK3D_PYTHON"
 BACKEND_ENV_DIRNAME = "backend-env"
@@ -224,7 +224,7 @@ class WorkerClient:
                 return self.info
             proc = self._proc if self.alive else self._spawn()
         self._wait_hello(proc)
-        info = self.submit("ping", {}).wait(timeout=self.start_timeout)
+        info = self.submit(OP_PING, {}).wait(timeout=self.start_timeout)
         self.info = info
         return info
 
@@ -363,7 +363,7 @@ class WorkerClient:
         proc = self._proc
         if proc is not None and proc.poll() is None:
             try:
-                self.submit("shutdown", {}).wait(timeout)
+                self.submit(OP_SHUTDOWN, {}).wait(timeout)
             except WorkerError:
                 pass
             try:
