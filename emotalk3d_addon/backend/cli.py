@@ -161,7 +161,8 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          encoder=None if args.bundled_encoder else args.encoder,
                          bundled_encoder=args.bundled_encoder or "small", hidden=args.hidden, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, corpus=args.corpus,
-                         min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine))
+                         min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine),
+                         lip_weight=args.lip_weight)
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
     return 0
 
@@ -286,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop-frames", type=int, default=90)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lip-weight", type=float, default=0.0,
+                   help="weight of the lip-gap error beside the vertex error (0: off)")
     p.add_argument("--hidden", type=int, default=256)
     _add_encoder_args(p)
     p.add_argument("--corpus", help="a speech corpus (make-corpus) to train on beside the dataset")

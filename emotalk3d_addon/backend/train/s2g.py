@@ -56,6 +56,7 @@ class S2GTrainConfig:
     lr: float = 1e-3
     velocity_weight: float = 10.0
     emotion_weight: float = 0.1
+    lip_weight: float = 0.0             # weight of the lip-gap error (upper to lower lip landmark, mm²)
     hidden: int = 256
     layers: int = 2
     encoder: str | None = None          # "whisper:<model>" or a HuBERT hub id / folder (frozen)
@@ -223,10 +224,13 @@ def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> t
 
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
-           cfg: S2GTrainConfig, labelled: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+           cfg: S2GTrainConfig, labelled: torch.Tensor | None = None,
+           lips: tuple[int, int, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres,
     label (B,L,8) emotion weights, intensity (B,L); ``labelled`` (B,) bool: the clips whose
-    emotion labels the extractor learns from (all when None)."""
+    emotion labels the extractor learns from (all when None); ``lips`` (upper, lower landmark
+    vertex, template upper - lower (3,) mm): adds the lip gap's error, weighted by
+    ``cfg.lip_weight`` (the vertex term alone averages the lips away among all vertices)."""
     pred = s2g(features, cond) * MM
     goal = target * MM
     vertex = (pred - goal).square().sum(-1).mean()
@@ -236,7 +240,13 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
     weight = torch.ones_like(per_clip) if labelled is None else labelled.to(per_clip.dtype)
     emotion = (per_clip * weight).sum() / weight.sum().clamp_min(1.0)
     total = vertex + cfg.velocity_weight * velocity + cfg.emotion_weight * emotion
-    return {"total": total, "vertex": vertex, "velocity": velocity, "emotion": emotion}
+    terms = {"vertex": vertex, "velocity": velocity, "emotion": emotion}
+    if lips is not None:
+        upper, lower, rest = lips
+        gap = lambda d: (rest + d[:, :, upper] - d[:, :, lower]).norm(dim=-1)      # (B, L) mm
+        terms["lip"] = (gap(pred) - gap(goal)).square().mean()
+        total = total + cfg.lip_weight * terms["lip"]
+    return {"total": total} | terms
 
 
 def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bool = False,
@@ -289,6 +299,10 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     lips = (marks.get("upper_lip"), marks.get("lower_lip"))
     if None in lips:
         held = []
+    lip_term = None
+    if cfg.lip_weight > 0 and None not in lips:
+        rest = dataset.topology.template[lips[0]] - dataset.topology.template[lips[1]]
+        lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM))
     longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
     shortest = min(longest, cfg.min_crop_frames or longest)
     weights = np.array([c.num_frames for c in clips], np.float64)
@@ -314,7 +328,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
             levels.append(clip.intensity[start:stop])
             labelled.append(clip.emotion_labelled)
         terms = losses(wrapped["s2g"], wrapped["emotion"], torch.stack(feats), torch.stack(conds), torch.stack(targets),
-                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled))
+                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled), lip_term)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -118,3 +118,41 @@ def test_the_emotion_loss_leaves_out_clips_whose_labels_do_not_fit():
     garbage[1] = torch.eye(8)[3]
     again = losses(s2g, extractor, feats, cond, target, garbage, level, cfg, torch.tensor([True, False]))["emotion"]
     torch.testing.assert_close(again, first)
+
+
+def test_the_lip_gap_term_measures_the_opening_error_in_mm():
+    """With ``lips``, the loss adds (predicted - true lip gap)², mm²: zero when the lips match,
+    the squared difference of the openings otherwise, weighted into the total."""
+    import torch
+
+    from emotalk3d_addon.backend.train.s2g import MM, losses
+
+    class Fixed(torch.nn.Module):          # "predicts" a given displacement, metres
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, features, cond):
+            return self.out
+
+    class NoEmotion(torch.nn.Module):
+        def forward(self, features):
+            return torch.zeros(*features.shape[:2], 8), torch.zeros(features.shape[:2])
+
+    b, length, v = 1, 4, 3
+    rest = torch.tensor([0.0, 0.0, 2.0])                  # template upper - lower lip, mm
+    goal = torch.zeros(b, length, v, 3)
+    goal[:, :, 0, 2] = 0.004                              # the true mouth opens 4 mm more
+    open_more = goal.clone()
+    open_more[:, :, 0, 2] = 0.007                         # the prediction opens 7 mm more
+    feats, cond = torch.zeros(b, length, 2), torch.zeros(b, length, 9)
+    label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
+    cfg = S2GTrainConfig(lip_weight=0.5)
+    same = losses(Fixed(goal), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    assert float(same["lip"]) == 0.0
+    off = losses(Fixed(open_more), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    assert abs(float(off["lip"]) - (9.0 - 6.0) ** 2) < 1e-4          # gaps 9 mm vs 6 mm
+    without = losses(Fixed(open_more), NoEmotion(), feats, cond, goal, label, level, cfg)
+    assert "lip" not in without
+    torch.testing.assert_close(off["total"], without["total"] + 0.5 * off["lip"])
+    assert MM == 1000.0
