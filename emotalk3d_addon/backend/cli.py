@@ -360,6 +360,10 @@ COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validat
             "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance}
 
 
+SOURCE_ONLY = ("emotalk3d_addon.backend.train", "emotalk3d_addon.backend.datasets",
+               "emotalk3d_addon.backend.demo_build", "emotalk3d_addon.synth_render")   # not in the extension zip
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -375,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             message = " ".join(str(exc).split())
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(SOURCE_ONLY):
+            raise
+        print(f"error: '{argv[0] if argv else ''}' needs {exc.name}, which only a source checkout holds (the "
+              "Blender extension leaves the dataset, training and demo-build tools out): run it from the "
+              "repository", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # unreadable input, unwritable output
         if debug:

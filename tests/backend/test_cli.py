@@ -113,3 +113,15 @@ def test_console_script_and_debug_traceback(tmp_path, audio):
     r = subprocess.run(cmd + ["--debug", "predict", "--subject", str(tmp_path), "--audio", str(audio),
                               "--out", str(tmp_path / "x.npz")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_a_training_command_without_the_training_tools_says_where_they_are(tmp_path, capsys, monkeypatch):
+    """The extension zip leaves train/ and datasets/ out: a command that needs them exits 2
+    with one line naming the missing part, not a traceback."""
+    for name in [m for m in sys.modules if m.startswith("emotalk3d_addon.backend.train")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "emotalk3d_addon.backend.train", None)     # as if not shipped
+    code = main(["train-s2g", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "emotalk3d_addon.backend.train" in err and "source checkout" in err
