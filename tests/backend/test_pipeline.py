@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.audio import load_audio
-from emotalk3d_addon.backend.emotions import condition
+from emotalk3d_addon.backend.emotions import EMOTIONS, condition
 from emotalk3d_addon.backend.emotion_keys import EmotionKey, constant_track, track_from_keys
 from emotalk3d_addon.backend.pipeline import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject
@@ -94,9 +94,20 @@ def test_regeneration_reuses_cached_features(runtime, audio, monkeypatch):
 
 
 def test_emotion_from_speech_fills_the_track(runtime, audio):
-    track = runtime.perform(audio, Fraction(25))
+    """Without keys, the track's emotion is the extractor's, frame by frame, and S2GNet is
+    conditioned on exactly that: the same as passing the extractor's track in by hand, and
+    not what another emotion gives."""
+    fps = Fraction(25)
+    track = runtime.perform(audio, fps)
     np.testing.assert_allclose(track.emotion.sum(1), 1.0, atol=1e-5)
     assert np.all((track.intensity >= 0) & (track.intensity <= 1))
+    heard = runtime.emotion_from_speech(runtime.frame_features(audio, fps))
+    np.testing.assert_array_equal(track.emotion, heard.weights)
+    np.testing.assert_array_equal(track.intensity, heard.intensity)
+    np.testing.assert_array_equal(track.vertices, runtime.perform(audio, fps, heard).vertices)
+    other = EMOTIONS[(int(heard.weights.mean(0).argmax()) + 4) % len(EMOTIONS)]
+    elsewhere = runtime.perform(audio, fps, constant_track(other, 1.0, track.num_frames)).vertices
+    assert np.abs(elsewhere - track.vertices).max() > 1e-4          # metres: the condition is used
 
 
 def test_chunked_gru_matches_one_sequential_pass(runtime, audio):
