@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emotalk3d_addon.backend.raster import Camera, ForwardStats, intrinsics, look_at, rasterize  # noqa: E402
 from emotalk3d_addon.backend.raster import cpu as raster_cpu  # noqa: E402
+from emotalk3d_addon.backend.raster import cpu_binning  # noqa: E402
 from emotalk3d_addon.backend.raster.cpu_projection import project_features  # noqa: E402
 from emotalk3d_addon.backend.raster.projection import project  # noqa: E402
 
@@ -96,8 +97,8 @@ def main(argv=None) -> dict:
         p, feats = project_features(m, q, s, o, c, cam, args.sh_degree, e)
         t_proj = best_of(lambda: project_features(m, q, s, o, c, cam, args.sh_degree, e), args.repeats)
         t_proj_torch = best_of(lambda: project(m, q, s, o, c, cam, args.sh_degree), args.repeats)
-        bins = raster_cpu.bin_gaussians(p.means2d, p.conics, o, p.depths, p.visible, cam.width, cam.height)
-        t_bin = best_of(lambda: raster_cpu.bin_gaussians(p.means2d, p.conics, o, p.depths, p.visible,
+        bins = cpu_binning.bin_gaussians(p.means2d, p.conics, o, p.depths, p.visible, cam.width, cam.height)
+        t_bin = best_of(lambda: cpu_binning.bin_gaussians(p.means2d, p.conics, o, p.depths, p.visible,
                                                          cam.width, cam.height), args.repeats)
         t_comp = best_of(lambda: raster_cpu.composite(p.means2d, p.conics, feats, o, bins), args.repeats)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from . import cpu as _cpu
+from .cpu_binning import bin_gaussians
 from .camera import Camera
 from .cpu_projection import project_features
 from .projection import project
@@ -90,7 +91,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
         feats = torch.cat(parts, dim=-1)
     else:  # inference: the fused numba projection (same numbers, one parallel pass)
         p, feats = project_features(means, quats, scales, opacities, colors, cam, sh_degree, extra)
-    bins = _cpu.bin_gaussians(p.means2d, p.conics, opacities, p.depths, p.visible, cam.width, cam.height)
+    bins = bin_gaussians(p.means2d, p.conics, opacities, p.depths, p.visible, cam.width, cam.height)
     img, alpha = _cpu.composite(p.means2d, p.conics, feats, opacities, bins, stats)
     depth = img[..., 3] / alpha.clamp_min(1e-10)
     out = RasterOutput(img[..., :3], alpha, depth, img[..., 4:] if extra is not None else None)

@@ -12,7 +12,7 @@ import torch
 from numba import njit, prange
 
 from .camera import Camera
-from .cpu import GAUSS_CHUNK, _chunked
+from .cpu_binning import GAUSS_CHUNK, _chunked
 from .projection import ALPHA_MIN, EPS2D, Projected
 from .sh import SH_C0, SH_C1, SH_C2, SH_C3
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emotalk3d_addon.backend.raster import cpu
+from emotalk3d_addon.backend.raster import cpu, cpu_binning
 
 
 def _brute_pixels(mx, my, a, b, c, o, w, h):
@@ -37,27 +37,27 @@ def test_spans_and_tiles_cover_every_contributing_pixel(e):
     a, b, c = prec[0, 0], prec[0, 1], prec[1, 1]
     w, h = 45, 37
     want = _brute_pixels(mx, my, a, b, c, o, w, h)
-    smax, det, hx, hy = cpu._extent(a, b, c, o)
+    smax, det, hx, hy = cpu_binning._extent(a, b, c, o)
     if smax < 0:
         assert not want
         return
     # per-row spans (as the raster kernels use them)
     got = set()
-    gd = np.zeros((1, cpu.G_FIELDS))
-    gd[0, [cpu.G_MX, cpu.G_MY, cpu.G_A, cpu.G_B, cpu.G_C, cpu.G_O, cpu.G_SMAX, cpu.G_DET, cpu.G_HX, cpu.G_HY,
-           cpu.G_INVA]] = [mx, my, a, b, c, o, smax, det, hx, hy, 1 / a]
-    i0, i1 = cpu._row_range.py_func(my, hy, 0, h - 1)
+    gd = np.zeros((1, cpu_binning.G_FIELDS))
+    gd[0, [cpu_binning.G_MX, cpu_binning.G_MY, cpu_binning.G_A, cpu_binning.G_B, cpu_binning.G_C, cpu_binning.G_O, cpu_binning.G_SMAX, cpu_binning.G_DET, cpu_binning.G_HX, cpu_binning.G_HY,
+           cpu_binning.G_INVA]] = [mx, my, a, b, c, o, smax, det, hx, hy, 1 / a]
+    i0, i1 = cpu_binning._row_range.py_func(my, hy, 0, h - 1)
     for i in range(i0, i1 + 1):
         j0, j1 = cpu._row_span.py_func(gd, 0, my - (i + 0.5), 0, w - 1)
         got |= {(i, j) for j in range(j0, j1 + 1)}
     assert want <= got
     assert len(got) <= len(want) + 2 * (i1 - i0 + 1) + 2  # spans are tight (at most a pixel per side)
     # tiles (row-band exact) contain every contributing pixel
-    bins = cpu.bin_gaussians(torch.tensor([[mx, my]]), torch.tensor([[a, b, c]]), torch.tensor([o]),
+    bins = cpu_binning.bin_gaussians(torch.tensor([[mx, my]]), torch.tensor([[a, b, c]]), torch.tensor([o]),
                              torch.tensor([1.0]), torch.tensor([True]), w, h)
-    tw = math.ceil(w / cpu.TILE)
+    tw = math.ceil(w / cpu_binning.TILE)
     tiles = {t for t in range(len(bins.offsets) - 1) if bins.offsets[t + 1] > bins.offsets[t]}
-    assert {(i // cpu.TILE) * tw + j // cpu.TILE for i, j in want} <= tiles
+    assert {(i // cpu_binning.TILE) * tw + j // cpu_binning.TILE for i, j in want} <= tiles
 
 
 def test_tile_lists_are_depth_sorted_and_stable():
@@ -68,7 +68,7 @@ def test_tile_lists_are_depth_sorted_and_stable():
     opac = torch.full((n,), 0.5, dtype=torch.float64)
     depths = torch.randint(0, 20, (n,), generator=g).double() + 1  # many ties
     visible = torch.rand(n, generator=g) > 0.1
-    bins = cpu.bin_gaussians(means2d, conics, opac, depths, visible, w, h)
+    bins = cpu_binning.bin_gaussians(means2d, conics, opac, depths, visible, w, h)
     assert bins.offsets[0] == 0 and bins.offsets[-1] == bins.n_pairs
     seen = set()
     for t in range(len(bins.offsets) - 1):
@@ -82,10 +82,10 @@ def test_tile_lists_are_depth_sorted_and_stable():
 
 def test_negative_and_float32_depths_sort():
     d = np.array([3.0, -1.0, 0.5, -1.0, 2.0, 0.5, 1e-30, -0.0, 0.0], np.float32)
-    order = cpu._depth_order(d, np.ones(d.size, np.bool_))
+    order = cpu_binning._depth_order(d, np.ones(d.size, np.bool_))
     assert list(order) == sorted(range(d.size), key=lambda i: (float(d[i]), i))
     d64 = np.array([2.0, 1.0 + 1e-15, 1.0, 1.0 + 1e-15])  # float64 keys keep full precision
-    assert list(cpu._depth_order(d64, np.array([1, 1, 0, 1], np.bool_))) == [1, 3, 0]  # invisible: left out
+    assert list(cpu_binning._depth_order(d64, np.array([1, 1, 0, 1], np.bool_))) == [1, 3, 0]  # invisible: left out
 
 
 def test_polynomial_exp():

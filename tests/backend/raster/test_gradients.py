@@ -6,7 +6,7 @@ import torch
 from torch.autograd import gradcheck
 
 from emotalk3d_addon.backend.raster import Camera, intrinsics, look_at, rasterize
-from emotalk3d_addon.backend.raster import cpu
+from emotalk3d_addon.backend.raster import cpu, cpu_binning
 
 D = torch.float64
 
@@ -99,11 +99,11 @@ def test_composite_function_gradcheck():
     colors = torch.rand(n, 5, generator=g, dtype=D)
     opac = torch.rand(n, generator=g, dtype=D) * 0.6 + 0.35
     depths = torch.rand(n, generator=g, dtype=D) + 1
-    bins = cpu.bin_gaussians(means2d, conics, opac, depths, torch.ones(n, dtype=torch.bool), w, h)
+    bins = cpu_binning.bin_gaussians(means2d, conics, opac, depths, torch.ones(n, dtype=torch.bool), w, h)
 
     def f(m, q, c, o):
         # bins/records are built from the unperturbed values; rebuild them so finite differences see the change
-        b = cpu.bin_gaussians(m, q, o, depths, torch.ones(n, dtype=torch.bool), w, h)
+        b = cpu_binning.bin_gaussians(m, q, o, depths, torch.ones(n, dtype=torch.bool), w, h)
         return cpu.composite(m, q, c, o, b)
 
     assert bins.n_pairs > n
