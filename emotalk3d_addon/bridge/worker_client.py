@@ -192,6 +192,7 @@ class WorkerClient:
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
+        self.hello: dict[str, Any] = {}       # the running worker's hello (its protocol, pid, versions)
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._calls: dict[int, Call] = {}
@@ -224,6 +225,12 @@ class WorkerClient:
                 return self.info
             proc = self._proc if self.alive else self._spawn()
         self._wait_hello(proc)
+        spoken = self.hello.get("protocol")
+        if spoken != PROTOCOL:
+            self.kill()
+            raise WorkerError(f"the backend at {self.python} speaks worker protocol {spoken!r}, this add-on "
+                              f"speaks {PROTOCOL}: use the backend that came with this version of the add-on",
+                              "protocol")
         info = self.submit(OP_PING, {}).wait(timeout=self.start_timeout)
         self.info = info
         return info
@@ -231,6 +238,7 @@ class WorkerClient:
     def _spawn(self) -> subprocess.Popen:
         self._killed = False
         self._hello.clear()
+        self.hello = {}
         self.info = {}
         self._starts += 1
         self._log_path = self.tmp_root / f"worker-{self._starts}.log"

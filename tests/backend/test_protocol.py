@@ -35,3 +35,30 @@ def test_the_protocol_module_imports_nothing():
     tree = ast.parse(Path(protocol.__file__).read_text(encoding="utf-8"))
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in imports)
+
+
+def test_a_worker_speaking_another_protocol_is_refused_with_a_message(tmp_path):
+    """A backend whose hello names another protocol version is stopped before any call, with
+    a WorkerError of kind "protocol" that says which versions met."""
+    import sys
+
+    import pytest
+
+    package = tmp_path / "otherpkg"
+    (package / "backend").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "backend" / "__init__.py").write_text("")
+    (package / "backend" / "worker.py").write_text(
+        "import json, sys\n"
+        "print(json.dumps({'type': 'hello', 'protocol': 99, 'pid': 0}), flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    pass\n")
+    client = worker_client.WorkerClient(sys.executable, package_dir=package, tmp_root=tmp_path / "tmp",
+                                        start_timeout=60)
+    try:
+        with pytest.raises(worker_client.WorkerError) as err:
+            client.ensure_started()
+        assert err.value.kind == "protocol" and "99" in str(err.value) and str(protocol.PROTOCOL) in str(err.value)
+        assert not client.alive
+    finally:
+        client.shutdown()

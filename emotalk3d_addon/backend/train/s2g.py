@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..audio import Waveform, load_audio
-from ..datasets.layout import Sequence, SpeechDataset, load_dataset
+from ..datasets.layout import SpeechDataset, load_dataset
 from ..errors import DatasetError
 from ..emotions import condition, one_hot
 from ..geometry.basis import fit_motion_basis
