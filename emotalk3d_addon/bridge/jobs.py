@@ -101,7 +101,8 @@ def build_request(scene, settings: Settings, reuse_action: bool = False, **extra
         python=python, subject=str(bundle), subject_ref=s.subject, audio=audio, audio_is_file=s.audio_source == 'FILE',
         start_frame=start, strip=strip_name, fps=timing.effective_fps(scene.render.fps, scene.render.fps_base),
         emotion=keys.emotion_spec(scene, s, start), scene=scene.name, device=settings.device,
-        encoder=settings.encoder, cache_mb=settings.cache_mb, push_to_nla=bool(s.push_to_nla), reuse_action=reuse_action, **extra)
+        encoder=settings.encoder, cache_mb=settings.cache_mb, push_to_nla=bool(s.push_to_nla),
+        reuse_action=reuse_action, **extra)
 
 
 # --------------------------------------------------------------------------- jobs

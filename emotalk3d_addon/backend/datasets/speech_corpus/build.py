@@ -58,8 +58,8 @@ class CorpusPreset:
 PRESETS = {
     "demo": CorpusPreset("demo", hours=2.0),
     "small": CorpusPreset("small", hours=0.25, recording_s=20.0),
-    # tempo copies keep their source's emotion labels although speaking rate is itself an
-    # emotion cue: until the emotion loss leaves them out, only "tiny" (tests) makes them
+    # only "tiny" (tests) makes tempo copies: trained with them, the demo's closures on real
+    # speech did not improve (BENCHMARKS.md, real human speech)
     "tiny": CorpusPreset("tiny", hours=0.01, recording_s=8.0, test_share=0.3, tempo_copies=1),
 }
 
@@ -188,7 +188,8 @@ def _tempo_one(args) -> dict:
     return build_tempo_copy(source, factor, seed, _head_model())
 
 
-def tempo_plan(specs: list[RecordingSpec], preset: CorpusPreset, seed: int, folder: Path) -> list[tuple[Path, float, int]]:
+def tempo_plan(specs: list[RecordingSpec], preset: CorpusPreset, seed: int,
+               folder: Path) -> list[tuple[Path, float, int]]:
     """(source folder, tempo factor, seed) of every tempo copy: training recordings only."""
     jobs = []
     for spec in specs:

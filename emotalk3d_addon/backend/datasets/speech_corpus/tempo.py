@@ -79,4 +79,3 @@ def build_tempo_copy(source: Path, factor: float, seed: int, model) -> dict:
         shutil.rmtree(final)
     os.replace(tmp, final)
     return out
-
