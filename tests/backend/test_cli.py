@@ -115,6 +115,21 @@ def test_console_script_and_debug_traceback(tmp_path, audio):
     assert r.returncode == 2 and "Traceback" in r.stderr
 
 
+def test_console_script_leaves_a_complete_track_and_its_message(tmp_path, trained_subject, audio):
+    """The console entry skips the interpreter's teardown: the track it wrote must be whole
+    and its stdout line must still arrive through a pipe."""
+    exe = Path(sys.executable).with_name("emotalk3d")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotalk3d_addon.backend.cli"]
+    out = tmp_path / "t.npz"
+    r = subprocess.run(cmd + ["predict", "--subject", str(trained_subject), "--audio", str(audio),
+                              "--out", str(out), "--emotion", "happy"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"wrote {out}: ")
+    frames = int(r.stdout.split(": ")[1].split()[0])
+    with np.load(out) as track:
+        assert track["vertices"].shape[0] == frames and np.isfinite(track["vertices"]).all()
+
+
 def test_a_training_command_without_the_training_tools_says_where_they_are(tmp_path, capsys, monkeypatch):
     """The extension zip leaves train/ and datasets/ out: a command that needs them exits 2
     with one line naming the missing part, not a traceback."""
