@@ -94,7 +94,7 @@ def main() -> None:
             if i < WARMUP:
                 continue                                # the worker loads the subject, buffers warm up
             engine_s.append(info["total_s"])
-            worker_s.append(info["worker"]["gaussians"] + info["worker"]["raster"])
+            worker_s.append(info["worker"]["raster"])
             op_s.append(op)
         bare_s, raster_s = _bare_in_subprocess(inputs, args.device, work)
         e, w, b, r, o = (statistics.median(v) for v in (engine_s, worker_s, bare_s, raster_s, op_s))
@@ -112,7 +112,7 @@ class Bare:
     """The backend alone, in this process: FrameRenderer.render and rasterize on a frame's inputs."""
 
     def __init__(self, device: str):
-        from emotalk3d_addon.backend.pipeline import FrameRenderer
+        from emotalk3d_addon.backend.render.frame import FrameRenderer
         from emotalk3d_addon.backend.subject import load_subject, resolve_subject
 
         self.renderer = FrameRenderer(load_subject(resolve_subject("demo")), device)

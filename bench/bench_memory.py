@@ -15,8 +15,8 @@ import soundfile as sf
 from common import hubert_base_encoder, peak_rss_mb, speech, subject
 
 from emotalk3d_addon.backend.audio import load_audio
-from emotalk3d_addon.backend.emotion_keys import constant_track
-from emotalk3d_addon.backend.pipeline import SubjectRuntime
+from emotalk3d_addon.backend.performance.emotion_track import constant_track
+from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.timebase import frame_count
 
 minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0

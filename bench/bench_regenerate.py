@@ -7,8 +7,8 @@ from fractions import Fraction
 
 from common import best_of, hubert_base_encoder, speech, subject
 
-from emotalk3d_addon.backend.emotion_keys import EmotionKey, track_from_keys
-from emotalk3d_addon.backend.pipeline import SubjectRuntime
+from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, track_from_keys
+from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.timebase import frame_count
 
 fps = Fraction(30)

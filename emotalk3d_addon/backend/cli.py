@@ -37,32 +37,23 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .audio import load_audio
-    from .device import resolve_device
-    from .emotion_keys import constant_track, read_keys_json, track_from_keys
-    from .pipeline import SubjectRuntime
-    from .speech.cache import FeatureCache
-    from .speech.encoder import encoder_spec_from_name
-    from .paths import default_cache_dir
-    from .subject import load_subject, resolve_subject
-    from .timebase import frame_count, parse_fps
+    from .performance.emotion_track import read_keys_json
+    from .performance.service import Performance
+    from .protocol.requests import EmotionSpec, PerformRequest
+    from .timebase import parse_fps
 
     if args.emotion and args.keys:
         raise InputError("give either --emotion/--intensity or --keys, not both")
     fps = parse_fps(args.fps)
-    device = resolve_device(args.device)
-    keys = read_keys_json(args.keys) if args.keys else None
-    waveform = load_audio(args.audio)
-    subject = load_subject(resolve_subject(args.subject))
-    encoder = encoder_spec_from_name(args.encoder) if args.encoder else None
-    runtime = SubjectRuntime(subject, device, FeatureCache(directory=default_cache_dir() / "features"), encoder)
-    frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
-    emotion = None
     if args.emotion:
-        emotion = constant_track(args.emotion, args.intensity, frames)
-    elif keys:
-        emotion = track_from_keys(keys, frames)
-    track = runtime.perform(waveform, fps, emotion)
+        emotion = EmotionSpec.constant(args.emotion, args.intensity)
+    elif args.keys:
+        emotion = EmotionSpec.keyed(read_keys_json(args.keys))
+    else:
+        emotion = EmotionSpec.speech()
+    request = PerformRequest(args.subject, args.audio, (fps.numerator, fps.denominator), emotion,
+                             device=args.device, encoder=args.encoder or "")
+    track = Performance().perform(request).track
     track.save_npz(args.out)
     print(f"wrote {args.out}: {track.num_frames} frames at {float(fps):g} fps, "
           f"{track.vertices.shape[1]} vertices")
@@ -102,11 +93,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from .device import resolve_device
-    from .pipeline import FrameRenderer
-    from .render_io import parse_frames, write_passes
+    from .performance.basis_frames import basis_vertices
+    from .render.files import parse_frames, write_layers
+    from .render.frame import FrameRenderer
+    from .render.layers import frame_layers
+    from .render.views import orbit_camera, parse_view
     from .subject import load_subject, resolve_subject
     from .track import VertexTrack
-    from .views import orbit_camera, parse_view
 
     parse_view(args.view)
     device = resolve_device(args.device)
@@ -120,9 +113,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     camera = orbit_camera(renderer.view_defaults, args.view, args.width, args.height)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    worst = 0.0
     for f in frames:
-        write_passes(renderer.render(track.vertices[f], track.emotion[f], float(track.intensity[f]), camera), out, f)
-    print(f"wrote {len(frames)} frames ({camera.width}x{camera.height}, view {args.view}) to {out}")
+        vertices, error = basis_vertices(subject, track.vertices[f:f + 1])   # what Blender's shape keys show
+        worst = max(worst, error.max_mm)
+        write_layers(frame_layers(renderer.render(vertices[0], track.emotion[f], float(track.intensity[f]), camera)),
+                     out, f)
+    print(f"wrote {len(frames)} frames ({camera.width}x{camera.height}, view {args.view}) to {out}; "
+          f"motion-basis error at most {worst:.2f} mm")
     return 0
 
 
@@ -132,18 +130,20 @@ def _cmd_render_ply(args: argparse.Namespace) -> int:
 
     from .appearance.ply import read_ply
     from .device import resolve_device
-    from .raster import Camera, rasterize
+    from .protocol.requests import CameraSpec
+    from .raster import rasterize
+    from .render.views import raster_camera
 
     device = resolve_device(args.device)
     try:
-        cam = json.loads(Path(args.camera).read_text(encoding="utf-8"))
-        K = torch.tensor(cam["K"], dtype=torch.float32)
-        w2c = torch.tensor(cam["world_to_camera"], dtype=torch.float32)
-        camera = Camera(K, w2c, args.width, args.height)
+        camera = raster_camera(CameraSpec.from_dict(json.loads(Path(args.camera).read_text(encoding="utf-8")),
+                                                    args.width, args.height))
     except FileNotFoundError:
         raise InputError(f"camera file not found: {args.camera}") from None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError(f"{args.camera} must hold {{\"K\": 3x3, \"world_to_camera\": 4x4}}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{args.camera}: {exc}") from None
     gs = read_ply(args.ply).to(device)
     with torch.inference_mode():
         out = rasterize(gs.means, gs.unit_quats, gs.scales, gs.opacities, gs.sh, camera.to(device),

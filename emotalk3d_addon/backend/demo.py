@@ -35,31 +35,35 @@ def run(out: Path) -> int:
         print(f"error: the embedded demo subject is missing ({DEMO_DIR}); rebuild it with `make demo-subject`",
               file=sys.stderr)
         return 1
-    from .audio import load_audio
-    from .emotion_keys import EmotionKey, track_from_keys
-    from .pipeline import FrameRenderer, SubjectRuntime
-    from .render_io import write_passes
-    from .subject import load_subject
+    from .performance.service import Performance
+    from .protocol.requests import EmotionKey, EmotionSpec, PerformRequest
+    from .render.files import write_layers
+    from .render.frame import FrameRenderer
+    from .render.layers import frame_layers
+    from .render.views import orbit_camera
     from .timebase import frame_count
-    from .views import orbit_camera
 
     started = time.perf_counter()
-    subject = load_subject(DEMO_DIR)
-    wave = load_audio(clip)
+    performance = Performance()
+    loaded = performance.subject(str(DEMO_DIR))
+    wave = performance.waveform(clip)
     frames = frame_count(wave.samples.size, wave.sample_rate, DEMO_FPS)
     keys = [EmotionKey(0, "neutral", 1.0), EmotionKey(frames // 3, "happy", 1.0),
             EmotionKey(2 * frames // 3, "surprised", 1.0), EmotionKey(frames - 1, "surprised", 1.0)]
-    track = SubjectRuntime(subject).perform(wave, DEMO_FPS, track_from_keys(keys, frames))
+    result = performance.perform(PerformRequest(str(DEMO_DIR), str(clip), (DEMO_FPS.numerator, DEMO_FPS.denominator),
+                                                EmotionSpec.keyed(keys), device="cpu"))
+    track = result.track
     out.mkdir(parents=True, exist_ok=True)
     track.save_npz(out / "demo_track.npz")
-    (out / "demo_keys.json").write_text(json.dumps([k.__dict__ for k in keys], indent=1))
-    renderer = FrameRenderer(subject)
+    (out / "demo_keys.json").write_text(json.dumps([k.to_dict() for k in keys], indent=1))
+    renderer = FrameRenderer(loaded.subject)
+    shown = result.shape_key_vertices()           # the frames as Blender's shape keys show them
     for view in VIEWS:
         camera = orbit_camera(renderer.view_defaults, view)
         folder = out / view
         folder.mkdir(exist_ok=True)
         for f in range(track.num_frames):
-            write_passes(renderer.render(track.vertices[f], track.emotion[f], float(track.intensity[f]), camera),
+            write_layers(frame_layers(renderer.render(shown[f], track.emotion[f], float(track.intensity[f]), camera)),
                          folder, f)
     print(f"rendered {track.num_frames} frames x {len(VIEWS)} views in {time.perf_counter() - started:.0f} s")
     video = _video(out, clip)

@@ -25,13 +25,14 @@ from .appearance.g2anet import G2ANet
 from .audio import load_audio
 from .datasets.layout import load_dataset
 from .datasets.multiview import load_cameras, read_rgba, views
-from .emotion_keys import constant_track
 from .errors import DatasetError, InputError
 from .metrics import landmark_distance, lip_vertex_error, lip_vertices, project
-from .pipeline import FrameRenderer, SubjectRuntime
+from .performance.service import Performance
+from .protocol.requests import EmotionSpec
+from .render.frame import FrameRenderer, render_head
 from .subject import Subject
-from .timebase import frame_count, parse_fps
-from .train.appearance import emotion_vector, render_head
+from .timebase import parse_fps
+from .train.appearance import emotion_vector
 from .train.image_losses import psnr, ssim
 
 
@@ -57,7 +58,8 @@ def evaluate(subject: Subject, data: str | Path, split: str = "test", max_images
         raise DatasetError(f"{data} has no sequences in the {split!r} split")
     if subject.geometry.num_vertices != dataset.topology.template.shape[0]:
         raise InputError("the subject and the dataset have different mesh topologies")
-    runtime = SubjectRuntime(subject)
+    performance = Performance()
+    loaded = performance.add_subject(subject)
     lips = lip_vertices(subject.geometry.template, subject.geometry.landmarks)
     names = sorted(subject.geometry.landmarks)
     landmark_idx = np.array([subject.geometry.landmarks[n] for n in names])
@@ -67,8 +69,8 @@ def evaluate(subject: Subject, data: str | Path, split: str = "test", max_images
     for seq in sequences:
         wave = load_audio(seq.audio_path)
         fps = parse_fps(seq.fps)
-        frames = frame_count(wave.samples.size, wave.sample_rate, fps)
-        track = runtime.perform(wave, fps, constant_track(seq.emotion, seq.intensity, frames))
+        track = performance.perform_waveform(loaded, wave, fps, EmotionSpec.constant(seq.emotion, seq.intensity),
+                                             device="cpu").track
         truth = np.asarray(seq.meshes(), np.float32)
         predicted[seq.name] = track.vertices
         lve.append(lip_vertex_error(track.vertices, truth, lips))
@@ -106,7 +108,7 @@ def _appearance_scores(subject, sequences, cameras, predicted, max_images, log) 
             e = emotion_vector(v.sequence.emotion, v.sequence.intensity if v.sequence.emotion != "neutral" else 0.0)
             for key, head, mesh in (("full_chain", full, pred), ("tracked_mesh", full, truth),
                                     ("canonical_only", canonical_only, truth)):
-                scores[key].add(render_head(head, mesh, e, v.camera).rgb.clamp(0, 1), target)
+                scores[key].add(render_head(head, mesh, e, v.camera.camera).rgb.clamp(0, 1), target)
     out = {k: s.summary() for k, s in scores.items()}
     log("renders: " + ", ".join(f"{k} PSNR {v['psnr']:.2f} dB SSIM {v['ssim']:.3f}" for k, v in out.items()))
     return {"renders": out}

@@ -19,7 +19,7 @@ import numpy as np
 from .audio import load_audio
 from .errors import InputError
 from .lipsync import LipSyncScore, lip_aperture, pooled, read_phones, score
-from .pipeline import SubjectRuntime
+from .performance.runtime import SubjectRuntime
 from .subject import Subject
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backend.protocol.requests import CameraSpec
+
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -27,12 +29,15 @@ class PinholeCamera:
     near: float
     far: float
 
+    def spec(self) -> CameraSpec:
+        """The camera as the worker's ``render_frame`` takes it."""
+        return CameraSpec(tuple(float(v) for v in self.K.ravel()),
+                          tuple(float(v) for v in self.world_to_camera.ravel()),
+                          int(self.width), int(self.height), float(self.near), float(self.far))
+
     def to_params(self) -> dict:
-        """The camera as the worker's ``render_frame`` expects it."""
-        return {"K": [float(v) for v in self.K.ravel()],
-                "world_to_camera": [float(v) for v in self.world_to_camera.ravel()],
-                "width": int(self.width), "height": int(self.height),
-                "near": float(self.near), "far": float(self.far)}
+        """``spec``'s wire form."""
+        return self.spec().to_dict()
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """(N, 2) pixel coordinates (x right, y down from the top-left corner) of (N, 3) world points."""

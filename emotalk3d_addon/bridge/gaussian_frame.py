@@ -25,6 +25,7 @@ import numpy as np
 from . import emotion_state, subjects
 from .camera import PinholeCamera
 from ..backend.protocol import OP_RENDER_FRAME
+from ..backend.protocol.requests import RenderFrameRequest
 from .errors import UserError
 
 
@@ -153,12 +154,12 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
     np.save(vertices_path, np.ascontiguousarray(frame.vertices, np.float32), allow_pickle=False)
     call = None
     try:
-        call = client.submit(OP_RENDER_FRAME, {
-            "subject": frame.subject_path, "library": [str(d) for d in dirs], "vertices": str(vertices_path),
-            "object_to_world": [float(v) for v in frame.object_to_world.ravel()],
-            "emotion": [float(v) for v in frame.emotion], "intensity": float(frame.intensity),
-            "camera": camera.to_params(), "device": device, "rows": "bottom_up",
-            "colors": "linear" if linear else "srgb"})
+        request = RenderFrameRequest(
+            frame.subject_path, camera.spec(), str(vertices_path),
+            tuple(float(v) for v in frame.object_to_world.ravel()), tuple(float(v) for v in frame.emotion),
+            float(frame.intensity), tuple(str(d) for d in dirs), device, "bottom_up",
+            "linear" if linear else "srgb")
+        call = client.submit(OP_RENDER_FRAME, request.to_dict())
         deadline = time.monotonic() + timeout
         while not call.ended_within(0.02):
             if should_stop():

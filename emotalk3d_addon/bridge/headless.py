@@ -87,7 +87,7 @@ def _settings(args):
 
 
 def _generate(args) -> int:
-    from ..backend.emotion_keys import read_keys_json
+    from ..backend.performance.emotion_track import read_keys_json
     from ..backend.emotions import EMOTIONS, check_intensity, emotion_index
     from ..operators.generate import GenerateSession
     from . import jobs, keys, timing

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.protocol import OP_LOAD_SUBJECT, OP_PERFORM
+from ..backend.protocol.requests import EmotionSpec, PerformRequest
 from . import worker_client
 from .errors import UserError
 from .settings import Settings
@@ -55,10 +56,11 @@ class GenerateRequest:
     debug_delay: float = 0.0
 
     def params(self) -> dict:
-        return {"subject": self.subject, "audio": self.audio, "fps": [self.fps.numerator, self.fps.denominator],
-                "emotion": self.emotion, "device": self.device, "encoder": self.encoder,
-                "cache_mb": int(self.cache_mb), "return_vertices": bool(self.return_vertices),
-                "debug_delay": float(self.debug_delay)}
+        """The worker's ``perform`` request (``PerformRequest``'s wire form)."""
+        return PerformRequest(self.subject, self.audio, (self.fps.numerator, self.fps.denominator),
+                              EmotionSpec.from_dict(self.emotion), device=self.device, encoder=self.encoder,
+                              cache_mb=int(self.cache_mb), return_vertices=bool(self.return_vertices),
+                              debug_delay=float(self.debug_delay)).to_dict()
 
     @property
     def audio_stem(self) -> str:

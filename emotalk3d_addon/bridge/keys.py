@@ -9,6 +9,7 @@ extractor's track is used everywhere).
 from __future__ import annotations
 
 from ..backend.emotions import EMOTIONS
+from ..backend.protocol.requests import EmotionKey, EmotionSpec
 from . import compat
 
 EMOTION_PATH = "emotalk3d.emotion"
@@ -44,14 +45,16 @@ def scene_keys(scene, settings, strip_start: float) -> list[dict]:
 
 
 def emotion_spec(scene, settings, strip_start: float) -> dict:
-    """The worker's ``emotion`` parameter for this scene."""
+    """The worker's ``emotion`` parameter for this scene (``EmotionSpec``'s wire form)."""
     keys = scene_keys(scene, settings, strip_start)
     if keys:
-        return {"mode": "keys", "keys": keys, "fill_from_speech": bool(settings.fill_from_speech),
-                "reach": float(settings.fill_reach)}
-    if settings.fill_from_speech:
-        return {"mode": "speech"}
-    return {"mode": "constant", "emotion": settings.emotion, "intensity": float(settings.intensity)}
+        spec = EmotionSpec.keyed([EmotionKey(k["frame"], k["emotion"], k["intensity"]) for k in keys],
+                                 bool(settings.fill_from_speech), float(settings.fill_reach))
+    elif settings.fill_from_speech:
+        spec = EmotionSpec.speech()
+    else:
+        spec = EmotionSpec.constant(settings.emotion, float(settings.intensity))
+    return spec.to_dict()
 
 
 def signature(scene) -> tuple:

@@ -14,7 +14,7 @@ import pytest
 
 from emotalk3d_addon.backend.audio import Waveform, load_audio
 from emotalk3d_addon.backend.lipsync import lip_aperture, read_phones, score
-from emotalk3d_addon.backend.pipeline import SubjectRuntime
+from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject
 from emotalk3d_addon.backend.timebase import frame_count
 

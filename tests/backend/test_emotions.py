@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from emotalk3d_addon.backend.emotion_keys import (EmotionKey, constant_track, read_keys_json,
+from emotalk3d_addon.backend.performance.emotion_track import (EmotionKey, constant_track, read_keys_json,
                                                   track_from_keys)
 from emotalk3d_addon.backend.emotions import EMOTIONS, condition, one_hot
 from emotalk3d_addon.backend.errors import InputError

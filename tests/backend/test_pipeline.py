@@ -5,8 +5,8 @@ import pytest
 
 from emotalk3d_addon.backend.audio import load_audio
 from emotalk3d_addon.backend.emotions import EMOTIONS, condition
-from emotalk3d_addon.backend.emotion_keys import EmotionKey, constant_track, track_from_keys
-from emotalk3d_addon.backend.pipeline import SubjectRuntime
+from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, constant_track, track_from_keys
+from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject
 from emotalk3d_addon.backend.timebase import frame_count
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from emotalk3d_addon.backend.device import is_out_of_memory, run_with_fallback
-from emotalk3d_addon.backend.layers import BACKGROUND_DEPTH, srgb_to_linear
-from emotalk3d_addon.backend.pipeline import Passes
+from emotalk3d_addon.backend.render.layers import BACKGROUND_DEPTH, frame_layers, srgb_to_linear
+from emotalk3d_addon.backend.raster import RasterOutput
 from emotalk3d_addon.backend.raster.camera import intrinsics, look_at
 from emotalk3d_addon.bridge.worker_client import ADDON_DIR, WorkerClient, WorkerError
 
@@ -99,13 +99,15 @@ def test_wrong_vertex_count_is_named(client, tmp_path):
 
 def test_compositor_layers_known_values():
     rgb = np.array([[[0.25, 0.5, 0.0]], [[0.0, 0.0, 0.0]]], np.float32)       # premultiplied, 2x1
-    passes = Passes(rgb, np.array([[0.5], [0.0]], np.float32), np.array([[2.0], [0.0]], np.float32),
-                    np.array([[0.25], [0.0]], np.float32))
-    layers = passes.compositor_layers()
+    t = torch.from_numpy
+    passes = RasterOutput(rgb=t(rgb), alpha=t(np.array([[0.5], [0.0]], np.float32)),
+                          depth=t(np.array([[2.0], [0.0]], np.float32)),
+                          extra=t(np.array([[[0.25]], [[0.0]]], np.float32)))
+    layers = frame_layers(passes)
     np.testing.assert_allclose(layers["combined"][0, 0], [0.5, 1.0, 0.0, 0.5])     # straight alpha
     np.testing.assert_allclose(layers["combined"][1, 0], [0.0, 0.0, 0.0, 0.0])
     assert layers["depth"][0, 0] == 2.0 and layers["depth"][1, 0] == np.float32(1e10)
-    flipped = passes.compositor_layers(bottom_up=True)
+    flipped = frame_layers(passes, bottom_up=True)
     np.testing.assert_array_equal(flipped["depth"], layers["depth"][::-1])
     np.testing.assert_allclose(srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0])),
                                [0.0, 0.04045 / 12.92, 0.214041, 1.0], atol=1e-6)
@@ -142,7 +144,7 @@ def test_other_errors_and_cpu_errors_are_not_swallowed():
 
 
 def test_cpu_kernel_matches_the_tensor_path_and_the_exact_curve():
-    from emotalk3d_addon.backend import layers
+    from emotalk3d_addon.backend.render import layers
 
     rng = np.random.default_rng(0)
     h, w = 37, 53
@@ -162,28 +164,34 @@ def test_cpu_kernel_matches_the_tensor_path_and_the_exact_curve():
     assert np.abs(table - layers.srgb_to_linear(v)).max() < 1e-6
 
 
-def _oom_on_cuda(monkeypatch, method: str):
-    """Pretend CUDA exists and runs out of memory inside ``Worker.<method>``."""
+def _oom_on_cuda(monkeypatch, owner, method: str):
+    """Pretend CUDA exists and runs out of memory inside ``owner.<method>`` (whose arguments
+    include the device)."""
     from emotalk3d_addon.backend import device as device_mod
     from emotalk3d_addon.backend import worker as worker_mod
+    from emotalk3d_addon.backend.performance import service as service_mod
 
-    monkeypatch.setattr(device_mod, "resolve_device", lambda name="auto": torch.device("cuda"))
+    for module in (device_mod, service_mod):
+        monkeypatch.setattr(module, "resolve_device", lambda name="auto": torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)       # nothing real to empty
-    original = getattr(worker_mod.Worker, method)
+    original = getattr(owner, method)
     seen = []
 
-    def patched(self, key, subject, device, *rest):
-        seen.append(torch.device(device).type)
-        if torch.device(device).type == "cuda":
+    def patched(self, *args):
+        device = next(a for a in args if isinstance(a, torch.device))
+        seen.append(device.type)
+        if device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
-        return original(self, key, subject, device, *rest)
+        return original(self, *args)
 
-    monkeypatch.setattr(worker_mod.Worker, method, patched)
+    monkeypatch.setattr(owner, method, patched)
     return worker_mod.Worker(lambda message: None), seen
 
 
 def test_render_frame_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
-    worker, seen = _oom_on_cuda(monkeypatch, "_renderer")
+    from emotalk3d_addon.backend.worker import Worker
+
+    worker, seen = _oom_on_cuda(monkeypatch, Worker, "_renderer")
     reply = worker.op_render_frame({"subject": "demo", "device": "cuda", "camera": _camera(),
                                     "out_dir": str(tmp_path)}, None)
     assert seen == ["cuda", "cpu"] and reply["device"] == "cpu"
@@ -194,7 +202,9 @@ def test_render_frame_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
 def test_perform_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
     from emotalk3d_addon.backend.subject import resolve_subject
 
-    worker, seen = _oom_on_cuda(monkeypatch, "_runtime")
+    from emotalk3d_addon.backend.performance.service import Performance
+
+    worker, seen = _oom_on_cuda(monkeypatch, Performance, "runtime")
     audio = resolve_subject("demo") / "demo_clip.wav"
     reply = worker.op_perform({"subject": "demo", "device": "cuda", "audio": str(audio), "fps": [25, 1],
                                "emotion": {"mode": "constant", "emotion": "happy", "intensity": 1.0},

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from emotalk3d_addon.backend.errors import InputError
-from emotalk3d_addon.backend.views import orbit_camera, parse_view
+from emotalk3d_addon.backend.render.views import orbit_camera, parse_view
 
 DEFAULTS = {"target": [0.0, 0.01, 0.02], "distance": 1.5, "fov_x_deg": 30.0, "width": 64, "height": 48}
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotalk3d_addon.backend.worker import blend_keys_with_speech
 from emotalk3d_addon.bridge.worker_client import (ADDON_DIR, WorkerClient, WorkerError, resolve_python,
                                                   worker_command, worker_environment)
 
@@ -67,8 +66,8 @@ def test_perform_coefficients_reproduce_the_backend(client, trained_subject, aud
     """Coefficients (F, K) = project(vertices - template), the least-squares ones; expanded they
     match the pipeline within the basis error the worker reports (exactly that error), at an NTSC rate."""
     from emotalk3d_addon.backend.audio import load_audio
-    from emotalk3d_addon.backend.emotion_keys import constant_track
-    from emotalk3d_addon.backend.pipeline import SubjectRuntime
+    from emotalk3d_addon.backend.performance.emotion_track import constant_track
+    from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
     from emotalk3d_addon.backend.subject import load_subject
     from emotalk3d_addon.backend.timebase import frame_count
 
@@ -161,16 +160,6 @@ def test_keys_and_fill_from_speech(client, trained_subject, audio):
     np.testing.assert_allclose(ef[10:30], es[10:30], atol=1e-6)            # speech fills the gap
     assert not np.allclose(ek[10:30], es[10:30], atol=1e-3)
     np.testing.assert_allclose(_load(filled["arrays"]["intensity"])[39], 0.5, atol=1e-6)
-
-
-def test_blend_keys_with_speech_is_convex():
-    rng = np.random.default_rng(0)
-    kw, sw = rng.dirichlet(np.ones(8), 50).astype(np.float32), rng.dirichlet(np.ones(8), 50).astype(np.float32)
-    w, i = blend_keys_with_speech(kw, np.ones(50), sw, np.zeros(50), [10, 12], reach=4)
-    np.testing.assert_allclose(w.sum(1), 1, atol=1e-5)
-    np.testing.assert_allclose(w[10], kw[10], atol=1e-6)
-    np.testing.assert_allclose(w[30:], sw[30:], atol=1e-6)
-    assert i[11] == pytest.approx(0.75) and i[8] == pytest.approx(0.5) and i[20] == 0
 
 
 def test_bad_input_is_an_error_reply_and_the_worker_lives_on(client, trained_subject, tmp_path):

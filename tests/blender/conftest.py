@@ -79,8 +79,8 @@ import json, sys
 from fractions import Fraction
 import numpy as np
 from emotalk3d_addon.backend.audio import load_audio
-from emotalk3d_addon.backend.emotion_keys import EmotionKey, constant_track, track_from_keys
-from emotalk3d_addon.backend.pipeline import SubjectRuntime
+from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, constant_track, track_from_keys
+from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject
 from emotalk3d_addon.backend.timebase import frame_count
 subject, audio, jobs, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]

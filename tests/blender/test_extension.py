@@ -89,7 +89,7 @@ def test_manifest_is_valid_for_blender(built_zip):
 
 def test_zip_holds_the_extension_and_nothing_else(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
-    assert {"blender_manifest.toml", "__init__.py", "backend/worker.py", "backend/pipeline.py",
+    assert {"blender_manifest.toml", "__init__.py", "backend/worker.py", "backend/performance/runtime.py",
             "bridge/worker_client.py", "operators/generate.py", "panels/__init__.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("tests/", ".venv"))]
 

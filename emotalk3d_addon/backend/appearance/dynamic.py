@@ -35,6 +35,8 @@ compositor can grade or hold out the face with ``matte`` (or ``matte / alpha``).
 """
 from __future__ import annotations
 
+import copy
+
 import math
 from dataclasses import dataclass
 
@@ -168,6 +170,12 @@ class AnimatedHead:
         """``compose_frame`` for a mesh frame (V, 3) metres and an emotion vector (E,)."""
         return compose_frame(self.canonical, self.binding, self.otf, self.net, vertices, emotion,
                              drop_hidden=drop_hidden)
+
+    def to(self, device: torch.device | str) -> "AnimatedHead":
+        """A copy on ``device`` in eval mode; this head (a subject's) is left as it was."""
+        device = torch.device(device)
+        net = copy.deepcopy(self.net).to(device).eval()
+        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net)
 
     @property
     def weights(self) -> torch.Tensor:

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DatasetError
+from ..errors import DatasetError, InputError
+from ..protocol.requests import CameraSpec
 from ..raster.camera import Camera
+from ..render.views import raster_camera
 from .layout import Sequence
 
 
@@ -29,14 +31,10 @@ def load_cameras(root: str | Path) -> list[NamedCamera]:
     path = Path(root) / "cameras.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        cameras = []
-        for c in data["cameras"]:
-            K = torch.tensor(c["K"], dtype=torch.float32)
-            w2c = torch.tensor(c["world_to_camera"], dtype=torch.float32)
-            cameras.append(NamedCamera(str(c["name"]), Camera(K, w2c, int(c["width"]), int(c["height"]))))
+        cameras = [NamedCamera(str(c["name"]), raster_camera(CameraSpec.from_dict(c))) for c in data["cameras"]]
     except FileNotFoundError:
         raise DatasetError(f"dataset file missing: {path} (the appearance stages need cameras)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
         raise DatasetError(f"{path} is not a valid camera file: {exc}") from None
     if not cameras:
         raise DatasetError(f"{path} lists no cameras")

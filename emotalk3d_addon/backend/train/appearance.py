@@ -25,9 +25,9 @@ from ..appearance.g2anet import G2AConfig
 from ..appearance.gaussians import GaussianSet
 from ..datasets.layout import SpeechDataset
 from ..datasets.multiview import NamedCamera, View, read_rgba, views
-from ..emotions import condition, one_hot
+from ..emotions import one_hot
 from ..errors import DatasetError
-from ..raster import RasterOutput, rasterize
+from ..render.frame import emotion_input, render_head
 from .image_losses import photometric_loss
 
 
@@ -57,18 +57,8 @@ class AppearanceTrainConfig:
 
 
 def emotion_vector(emotion: str, intensity: float) -> torch.Tensor:
-    """(8,) G2ANet emotion input: the intensity-blended emotion weights."""
-    return torch.from_numpy(condition(one_hot(emotion)[None], np.array([intensity], np.float32))[0, :8])
-
-
-def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tensor, camera: NamedCamera,
-                sh_degree: int | None = None) -> RasterOutput:
-    """Render one frame of the animated head (fused static + dynamic Gaussians, matte in extra)."""
-    frame = head.frame(vertices, emotion)
-    degree = frame.sh_degree if sh_degree is None else min(sh_degree, frame.sh_degree)
-    sh = frame.sh[:, : (degree + 1) ** 2]
-    return rasterize(frame.means, frame.quats, frame.scales, frame.opacities, sh, camera.camera,
-                     sh_degree=degree, extra=frame.matte[:, None])
+    """(8,) G2ANet emotion input of one emotion at ``intensity`` (``render.frame.emotion_input``)."""
+    return emotion_input(one_hot(emotion), intensity)
 
 
 class _ViewBank:
@@ -97,7 +87,7 @@ class _ViewBank:
 
 def _loss(head: AnimatedHead, bank: _ViewBank, i: int, cfg: AppearanceTrainConfig,
           sh_degree: int | None = None) -> torch.Tensor:
-    out = render_head(head, bank.vertices[i], bank.emotions[i], bank.views[i].camera, sh_degree)
+    out = render_head(head, bank.vertices[i], bank.emotions[i], bank.views[i].camera.camera, sh_degree=sh_degree)
     render = torch.cat([out.rgb, out.alpha[..., None]], dim=-1)
     return photometric_loss(render, bank.image(i), cfg.ssim_weight)
 

@@ -47,7 +47,7 @@ def test_predict_then_render_writes_passes(tmp_path, capsys, full_subject, tiny_
 def test_render_ply_renders_the_canonical_gaussians(tmp_path, full_subject):
     subject = load_subject(full_subject)
     view = subject.manifest["appearance"]["view"]
-    from emotalk3d_addon.backend.views import orbit_camera
+    from emotalk3d_addon.backend.render.views import orbit_camera
 
     cam = orbit_camera(view, "front", 48, 48)
     (tmp_path / "cam.json").write_text(json.dumps({"K": cam.K.tolist(), "world_to_camera": cam.world_to_camera.tolist()}))

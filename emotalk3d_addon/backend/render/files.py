@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def parse_frames(spec: str | None, num_frames: int) -> range:
@@ -30,8 +30,9 @@ def to_png(image: np.ndarray, path: Path) -> None:
     Image.fromarray(data).save(path)
 
 
-def write_passes(passes, out: Path, frame: int) -> None:
-    """Write one frame's passes under ``out``."""
-    to_png(passes.rgba_straight(), out / f"rgba_{frame:04d}.png")
-    np.save(out / f"depth_{frame:04d}.npy", passes.depth.astype(np.float32))
-    to_png(passes.matte, out / f"matte_{frame:04d}.png")
+def write_layers(layers: dict[str, np.ndarray], out: Path, frame: int) -> None:
+    """Write one frame's compositor layers (``layers.frame_layers``, rows top-down) under ``out``:
+    straight-alpha RGBA, depth in metres (BACKGROUND_DEPTH where empty) and the face matte."""
+    to_png(layers["combined"], out / f"rgba_{frame:04d}.png")
+    np.save(out / f"depth_{frame:04d}.npy", layers["depth"].astype(np.float32))
+    to_png(layers["face_matte"], out / f"matte_{frame:04d}.png")

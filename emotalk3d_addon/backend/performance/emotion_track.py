@@ -9,18 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .emotions import NUM_EMOTIONS, check_intensity, one_hot
-from .errors import InputError
-
-
-@dataclass(frozen=True)
-class EmotionKey:
-    frame: float
-    emotion: str
-    intensity: float
+from ..emotions import NUM_EMOTIONS, check_intensity, one_hot
+from ..errors import InputError
+from ..protocol.requests import EmotionKey, EmotionSpec, parse_keys
 
 
 @dataclass(frozen=True)
@@ -56,29 +51,48 @@ def track_from_keys(keys: list[EmotionKey], num_frames: int) -> EmotionTrack:
 
 
 def read_keys_json(path: str | Path) -> list[EmotionKey]:
-    """KEYS.json: ``[{"frame": f, "emotion": name, "intensity": x}, ...]``."""
+    """KEYS.json: ``[{"frame": f, "emotion": name, "intensity": x}, ...]`` (``protocol.parse_keys``)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"keys file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"keys file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, list) or not data:
-        raise InputError(f"keys file {path} must hold a non-empty JSON list of keys")
-    keys = []
-    for n, item in enumerate(data):
-        if not isinstance(item, dict) or set(item) - {"frame", "emotion", "intensity"} or \
-                not {"frame", "emotion"} <= set(item):
-            raise InputError(f"keys file {path}: key {n} must be an object with 'frame', 'emotion' "
-                             "and optionally 'intensity'")
-        frame, emotion, intensity = item["frame"], item["emotion"], item.get("intensity", 1.0)
-        if isinstance(frame, bool) or not isinstance(frame, (int, float)) or not np.isfinite(frame) \
-                or frame < 0:
-            raise InputError(f"keys file {path}: key {n} has an invalid frame {frame!r}")
-        if not isinstance(emotion, str):
-            raise InputError(f"keys file {path}: key {n} has an invalid emotion {emotion!r}")
-        if isinstance(intensity, bool) or not isinstance(intensity, (int, float)):
-            raise InputError(f"keys file {path}: key {n} has an invalid intensity {intensity!r}")
-        one_hot(emotion)
-        keys.append(EmotionKey(float(frame), emotion.strip().lower(), check_intensity(intensity)))
-    return keys
+    return parse_keys(data, f"keys file {path}")
+
+
+def blend_keys_with_speech(keyed: EmotionTrack, speech: EmotionTrack, key_frames: list[float],
+                           reach: float) -> EmotionTrack:
+    """Emotion from speech fills the gaps between keys.
+
+    Each key pins the emotion at its frame; its influence falls off linearly to zero
+    ``reach`` frames away, and the speech track holds wherever no key reaches. Weights
+    stay convex combinations (rows sum to 1).
+    """
+    num_frames = keyed.num_frames
+    t = np.arange(num_frames, dtype=np.float64)
+    alpha = np.zeros(num_frames, np.float64)
+    reach = max(float(reach), 1e-6)
+    for k in key_frames:
+        np.maximum(alpha, np.clip(1.0 - np.abs(t - float(k)) / reach, 0.0, 1.0), out=alpha)
+    a = alpha[:, None]
+    weights = a * keyed.weights + (1.0 - a) * speech.weights
+    intensity = alpha * keyed.intensity + (1.0 - alpha) * speech.intensity
+    return EmotionTrack(weights.astype(np.float32), intensity.astype(np.float32))
+
+
+def emotion_track(spec: EmotionSpec, num_frames: int, from_speech: Callable[[], EmotionTrack]) -> EmotionTrack:
+    """The (F, 8) emotion track ``spec`` asks for; ``from_speech`` gives the extractor's track
+    (called only when the spec needs it)."""
+    if spec.mode == "constant":
+        return constant_track(spec.emotion, spec.intensity, num_frames)
+    if spec.mode == "speech":
+        return from_speech()
+    keyed = track_from_keys(list(spec.keys), num_frames)
+    if not spec.fill_from_speech:
+        return keyed
+    return blend_keys_with_speech(keyed, from_speech(), [k.frame for k in spec.keys], spec.reach)
+
+
+__all__ = ["EmotionKey", "EmotionTrack", "blend_keys_with_speech", "constant_track", "emotion_track",
+           "read_keys_json", "track_from_keys"]

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import torch
 
-from .protocol import BACKGROUND_DEPTH, EMPTY_ALPHA
+from ..protocol import BACKGROUND_DEPTH, EMPTY_ALPHA
 
 _LUT_SIZE = 4096
 
@@ -88,4 +88,10 @@ def compositor_layers(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tenso
     return {"combined": combined, "depth": z, "face_matte": face}
 
 
-__all__ = ["compositor_layers", "srgb_to_linear", "BACKGROUND_DEPTH", "EMPTY_ALPHA"]
+def frame_layers(out, bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+    """``compositor_layers`` of a rendered frame (``render.frame.render_head``'s RasterOutput,
+    face matte in ``extra[..., 0]``)."""
+    return compositor_layers(out.rgb, out.alpha, out.depth, out.extra[..., 0], bottom_up, linear)
+
+
+__all__ = ["compositor_layers", "frame_layers", "srgb_to_linear", "BACKGROUND_DEPTH", "EMPTY_ALPHA"]

@@ -1,4 +1,6 @@
-"""Named views for ``render --view``: cameras orbiting the subject at head height.
+"""Cameras for rendering: named views orbiting the subject, and cameras from requests.
+
+Named views for ``render --view`` are cameras orbiting the subject at head height.
 
 ``front`` looks at the face (camera on -Y, subject space); ``yaw:DEG`` turns the camera
 about +Z by DEG degrees toward the subject's left (+X); ``left`` = yaw:45, ``right`` = yaw:-45.
@@ -9,8 +11,11 @@ from __future__ import annotations
 
 import math
 
-from .errors import InputError
-from .raster.camera import Camera, intrinsics, look_at
+import torch
+
+from ..errors import InputError
+from ..protocol.requests import CameraSpec
+from ..raster.camera import Camera, intrinsics, look_at
 
 NAMED_YAW = {"front": 0.0, "left": 45.0, "right": -45.0}
 
@@ -41,3 +46,10 @@ def orbit_camera(defaults: dict, view: str = "front", width: int | None = None,
     d = defaults["distance"]
     eye = (tx + d * math.sin(yaw), ty - d * math.cos(yaw), tz)
     return Camera(intrinsics(w, h, defaults["fov_x_deg"]), look_at(eye, (tx, ty, tz), up=(0.0, 0.0, 1.0)), w, h)
+
+
+def raster_camera(spec: CameraSpec) -> Camera:
+    """The rasteriser's camera for a validated ``protocol.CameraSpec``."""
+    K = torch.tensor(spec.K, dtype=torch.float64).reshape(3, 3).float()
+    w2c = torch.tensor(spec.world_to_camera, dtype=torch.float64).reshape(4, 4).float()
+    return Camera(K, w2c, spec.width, spec.height, spec.near, spec.far)

@@ -1,0 +1,221 @@
+"""The Performance service: speech -> a subject's performance, with one cache policy.
+
+The worker, ``emotalk3d predict``, the demo and ``evaluate`` all perform through it:
+
+    PerformRequest -> subject (loaded once) -> waveform -> frame features -> emotion track
+                   -> S2GNet vertices -> (on demand) basis coefficients and their error
+
+Cache policy, the same for every caller:
+
+* subjects: kept by bundle path, loaded again when the bundle or its manifest changes;
+* runtimes (encoder, extractor, S2GNet): one per subject, device and encoder;
+* waveforms: the 8 most recent audio files (by path, size and modification time);
+* frame features and the emotion heard in them: the latest clip only (a key edit re-uses
+  both, so a re-generation only re-runs S2GNet);
+* encoder outputs: ``FeatureCache`` (memory within a byte budget, plus disk).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..audio import Waveform, load_audio
+from ..device import resolve_device, run_with_fallback
+from ..errors import AudioError
+from ..geometry.basis import BasisError
+from ..paths import default_cache_dir
+from ..protocol.requests import EmotionSpec, PerformRequest
+from ..speech.cache import FeatureCache
+from ..speech.encoder import encoder_spec_from_name
+from ..subject import Subject, load_subject, resolve_subject
+from ..timebase import frame_count, parse_fps
+from ..track import VertexTrack
+from .basis_frames import basis_error, project_track, shape_key_vertices
+from .emotion_track import EmotionTrack, emotion_track
+from .runtime import SubjectRuntime
+
+Progress = Callable[[float, str], None]
+MAX_WAVEFORMS = 8
+
+
+@dataclass(frozen=True)
+class LoadedSubject:
+    """A subject as the service holds it: its bundle path (the cache key) and a fingerprint
+    of its mesh and basis (16 hex digits; the Blender side re-uses its shape keys while it holds)."""
+
+    path: str
+    subject: Subject
+    fingerprint: str
+    stamp: tuple
+
+
+@dataclass
+class PerformanceResult:
+    """A performance: the raw S2GNet track, and its motion-basis form on demand."""
+
+    loaded: LoadedSubject
+    track: VertexTrack                     # vertices (F, V, 3) float32 metres, subject space
+    features_cached: bool
+    device: str
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    _coefficients: np.ndarray | None = None
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """(F, K) float32 basis coefficients of the track (what Blender's shape keys are keyed with)."""
+        if self._coefficients is None:
+            self._coefficients = project_track(self.loaded.subject, self.track.vertices)
+        return self._coefficients
+
+    def basis_error(self) -> tuple[BasisError, int]:
+        """The track's basis error (mm) on at most ``MAX_ERROR_FRAMES`` frames, and that count."""
+        return basis_error(self.loaded.subject, self.track.vertices)
+
+    def shape_key_vertices(self) -> np.ndarray:
+        """(F, V, 3) float32: the frames as Blender shows them (template + basis mix)."""
+        return shape_key_vertices(self.loaded.subject, self.coefficients)
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    manifest = path / "subject.json"
+    inner = manifest.stat().st_mtime_ns if manifest.is_file() else 0
+    return (st.st_mtime_ns, st.st_size if path.is_file() else 0, inner)
+
+
+def _fingerprint(subject: Subject) -> str:
+    h = hashlib.sha256()
+    for arr in (subject.geometry.template, subject.geometry.triangles, subject.basis.components):
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()[:16]
+
+
+class Performance:
+    """Speech -> geometry for one process, with the cache policy above."""
+
+    def __init__(self, cache: FeatureCache | None = None):
+        self.cache = cache if cache is not None else FeatureCache(directory=default_cache_dir() / "features")
+        self._subjects: dict[str, LoadedSubject] = {}
+        self._runtimes: dict[tuple, SubjectRuntime] = {}
+        self._waveforms: dict[tuple, Waveform] = {}
+        self._latest: dict[str, object] = {}     # the latest clip: key, frame features, emotion from speech
+
+    # -- what a performance is made from ------------------------------------------
+
+    def subject(self, name: str, library: tuple[str, ...] | list[str] = ()) -> LoadedSubject:
+        """The subject ``name`` (a library name or a bundle path), loaded once per bundle version."""
+        path = resolve_subject(name, list(library))
+        key, stamp = str(path), _stamp(path)
+        hit = self._subjects.get(key)
+        if hit is None or hit.stamp != stamp:
+            subject = load_subject(path)
+            hit = LoadedSubject(key, subject, _fingerprint(subject), stamp)
+            self._subjects[key] = hit
+            self._runtimes = {k: v for k, v in self._runtimes.items() if k[0] != key}
+        return hit
+
+    def add_subject(self, subject: Subject) -> LoadedSubject:
+        """A subject already in memory (training and evaluation), kept under its root."""
+        key = str(subject.root or f"<{subject.name}>")
+        hit = LoadedSubject(key, subject, _fingerprint(subject), ("loaded", id(subject)))
+        self._subjects[key] = hit
+        return hit
+
+    def runtime(self, loaded: LoadedSubject, device: torch.device, encoder: str = "") -> SubjectRuntime:
+        key = (loaded.path, str(device), encoder)
+        runtime = self._runtimes.get(key)
+        if runtime is None or runtime.subject is not loaded.subject:
+            spec = encoder_spec_from_name(encoder) if encoder else None
+            runtime = SubjectRuntime(loaded.subject, device, self.cache, spec)
+            self._runtimes[key] = runtime
+        return runtime
+
+    def waveform(self, audio: str | Path) -> Waveform:
+        path = Path(audio).expanduser()
+        if not path.is_file():
+            raise AudioError(f"audio file not found: {audio}")
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        wave = self._waveforms.get(key)
+        if wave is None:
+            wave = load_audio(path)
+            if len(self._waveforms) >= MAX_WAVEFORMS:
+                self._waveforms.pop(next(iter(self._waveforms)))
+            self._waveforms[key] = wave
+        return wave
+
+    # -- performing ----------------------------------------------------------------
+
+    def perform(self, request: PerformRequest, progress: Progress | None = None) -> PerformanceResult:
+        """The performance a request asks for (its ``out_dir`` is the caller's business)."""
+        progress = progress or (lambda fraction, message: None)
+        self.cache.max_bytes = int(request.cache_mb) << 20
+        clock = [time.perf_counter()]
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            timings[name] = round(now - clock[0], 4)
+            clock[0] = now
+
+        fps = parse_fps(Fraction(*request.fps) if isinstance(request.fps, tuple) else request.fps)
+        progress(0.05, "Loading the subject")
+        loaded = self.subject(request.subject, request.library)
+        lap("subject")
+        progress(0.15, "Decoding the audio")
+        wave = self.waveform(request.audio)
+        lap("audio")
+        result = self.perform_waveform(loaded, wave, fps, request.emotion, request.device, request.encoder,
+                                       progress, request.debug_delay)
+        result.timings = timings | result.timings
+        return result
+
+    def perform_waveform(self, loaded: LoadedSubject, wave: Waveform, fps: Fraction, emotion: EmotionSpec,
+                         device: str = "auto", encoder: str = "", progress: Progress | None = None,
+                         debug_delay: float = 0.0) -> PerformanceResult:
+        """The performance of ``wave`` at ``fps`` with the emotion ``emotion`` asks for."""
+        progress = progress or (lambda fraction, message: None)
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        num_frames = frame_count(wave.samples.size, wave.sample_rate, fps)
+
+        def work(dev: torch.device):
+            clock = time.perf_counter()
+            runtime = self.runtime(loaded, dev, encoder)
+            progress(0.25, "Speech features")
+            key = (wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
+            cached = self._latest.get("key") == key
+            if not cached:
+                self._latest = {"key": key, "features": runtime.frame_features(wave, fps)}
+            features = self._latest["features"]
+            timings["features"] = round(time.perf_counter() - clock, 4)
+            if debug_delay > 0:
+                progress(0.3, "Waiting (debug delay)")
+                time.sleep(debug_delay)
+            clock = time.perf_counter()
+            progress(0.5, "Emotion track")
+            track = emotion_track(emotion, num_frames, lambda: self._speech_emotion(runtime, features))
+            timings["emotion"] = round(time.perf_counter() - clock, 4)
+            clock = time.perf_counter()
+            progress(0.6, "S2GNet")
+            vertices = runtime.perform_features(features, fps, track)
+            timings["s2g"] = round(time.perf_counter() - clock, 4)
+            return vertices, cached
+
+        (track, cached), used = run_with_fallback(work, resolve_device(device), warnings, "speech-to-geometry")
+        return PerformanceResult(loaded, track, cached, str(used), warnings, timings)
+
+    def _speech_emotion(self, runtime: SubjectRuntime, features: torch.Tensor) -> EmotionTrack:
+        track = self._latest.get("speech_emotion")
+        if track is None:
+            track = runtime.emotion_from_speech(features)
+            self._latest["speech_emotion"] = track
+        return track
