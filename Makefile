@@ -44,11 +44,11 @@ test: venv venv-bpy45 sysdeps
 	$(BIN)/python -m pytest -q tests
 
 demo: venv sysdeps
-	$(BIN)/python -m emotalk3d_addon.backend.demo run --out out
+	$(BIN)/python -m emotalk3d_addon.backend.tools.demo run --out out
 
 # Rebuild the shipped demo subject from scratch (fixed seed): dataset + full training.
 demo-subject: venv sysdeps
-	$(BIN)/python -m emotalk3d_addon.backend.demo build --work build/demo
+	$(BIN)/python -m emotalk3d_addon.backend.tools.demo build --work build/demo
 
 # The installable extension zip (Blender's own `extension build`), into dist/
 extension: venv

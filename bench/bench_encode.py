@@ -37,7 +37,7 @@ print(f"whisper tiny.en warm: {t:.2f} s for {windows} windows of 30 s  {args.sec
 with tempfile.TemporaryDirectory() as tmp:
     clip = Path(tmp) / "speech.wav"
     sf.write(clip, wave.samples, 16000)
-    cmd = [sys.executable, "-m", "emotalk3d_addon.backend.cli", "predict", "--subject", "demo", "--audio", str(clip),
+    cmd = [sys.executable, "-m", "emotalk3d_addon.backend.tools.cli", "predict", "--subject", "demo", "--audio", str(clip),
            "--out", str(Path(tmp) / "track.npz"), "--emotion", "happy"]
     env = dict(os.environ, EMOTALK3D_CACHE_DIR=str(Path(tmp) / "cache"))   # no cached features: a cold run
     subprocess.run(cmd, check=True, env=env, capture_output=True)   # converts the weights into this cache once

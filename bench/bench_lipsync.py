@@ -19,8 +19,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus  # noqa: E402
-from emotalk3d_addon.backend.evaluate_lipsync import evaluate_corpus, format_report, format_row  # noqa: E402
-from emotalk3d_addon.backend.lipsync import lip_aperture, pooled, score  # noqa: E402
+from emotalk3d_addon.backend.tools.evaluate_lipsync import evaluate_corpus, format_report, format_row  # noqa: E402
+from emotalk3d_addon.backend.tools.lipsync import lip_aperture, pooled, score  # noqa: E402
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject  # noqa: E402
 
 parser = argparse.ArgumentParser()

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from real_speech import prepare_all  # noqa: E402
 
-from emotalk3d_addon.backend.audio import Waveform, load_audio  # noqa: E402
+from emotalk3d_addon.backend.io.audio import Waveform, load_audio  # noqa: E402
 from emotalk3d_addon.backend.emotions import EMOTIONS  # noqa: E402
-from emotalk3d_addon.backend.evaluate_lipsync import evaluate_recordings, format_row  # noqa: E402
+from emotalk3d_addon.backend.tools.evaluate_lipsync import evaluate_recordings, format_row  # noqa: E402
 from emotalk3d_addon.backend.performance.runtime import SubjectRuntime  # noqa: E402
 from emotalk3d_addon.backend.timebase import frame_count  # noqa: E402
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject  # noqa: E402

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, resource, sys, time
-from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.io.audio import load_audio
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 w = load_audio(sys.argv[1])

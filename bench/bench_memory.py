@@ -14,7 +14,7 @@ import soundfile as sf
 
 from common import hubert_base_encoder, peak_rss_mb, speech, subject
 
-from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.io.audio import load_audio
 from emotalk3d_addon.backend.performance.emotion_track import constant_track
 from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.timebase import frame_count

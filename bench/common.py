@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emotalk3d_addon.backend.audio import Waveform  # noqa: E402
+from emotalk3d_addon.backend.io.audio import Waveform  # noqa: E402
 from emotalk3d_addon.backend.geometry.basis import MotionBasis  # noqa: E402
 from emotalk3d_addon.backend.geometry.s2gnet import S2GConfig, S2GNet  # noqa: E402
 from emotalk3d_addon.backend.speech.emotion import EmotionConfig, EmotionExtractor  # noqa: E402

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emotalk3d_addon.backend.audio import load_audio  # noqa: E402
+from emotalk3d_addon.backend.io.audio import load_audio  # noqa: E402
 
 INDEX = "https://pypi.org/simple"
 ALIGN_RATE = 16000

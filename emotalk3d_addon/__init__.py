@@ -2,7 +2,7 @@
 
 Importing this package never imports bpy or torch, so the backend
 (``emotalk3d_addon.backend``) stays usable on machines without Blender, and the worker
-process (``python -m <package>.backend.worker``) can import it. Inside Blender, torch is
+process (``python -m <package>.backend.tools.worker``) can import it. Inside Blender, torch is
 never loaded: the backend runs in that worker.
 """
 from __future__ import annotations

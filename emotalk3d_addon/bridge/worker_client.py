@@ -1,6 +1,6 @@
-"""Blender's side of the worker protocol (see ``backend/worker.py``); no bpy, no torch.
+"""Blender's side of the worker protocol (see ``backend/tools/worker.py``); no bpy, no torch.
 
-A ``WorkerClient`` starts ``python -m <package>.backend.worker`` with the interpreter
+A ``WorkerClient`` starts ``python -m <package>.backend.tools.worker`` with the interpreter
 chosen in the preferences, keeps it alive between calls (models and speech features stay
 loaded there), and talks JSON lines. A background thread reads the worker's stdout into
 per-call queues; callers poll (the modal operator's timer) or wait (headless). The
@@ -77,7 +77,7 @@ def resolve_python(configured: str = "", user_env_dir: Path | None = None, modul
 
 def worker_command(python: str, package_dir: Path = ADDON_DIR) -> list[str]:
     """Command line of the worker: the extension's package run as a top-level package."""
-    return [str(python), "-u", "-m", f"{package_dir.name}.backend.worker"]
+    return [str(python), "-u", "-m", f"{package_dir.name}.backend.tools.worker"]
 
 
 def worker_environment(package_dir: Path = ADDON_DIR, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -12,8 +12,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from emotalk3d_addon.backend.audio import Waveform, load_audio
-from emotalk3d_addon.backend.lipsync import lip_aperture, read_phones, score
+from emotalk3d_addon.backend.io.audio import Waveform, load_audio
+from emotalk3d_addon.backend.tools.lipsync import lip_aperture, read_phones, score
 from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject
 from emotalk3d_addon.backend.timebase import frame_count

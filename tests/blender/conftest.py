@@ -78,7 +78,7 @@ def backend_tracks(subject: Path, audio: Path, jobs: dict[str, dict], out_dir: P
 import json, sys
 from fractions import Fraction
 import numpy as np
-from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.io.audio import load_audio
 from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, constant_track, track_from_keys
 from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
 from emotalk3d_addon.backend.subject import load_subject

@@ -47,7 +47,7 @@ client = sys.modules[module + ".bridge.worker_client"].current_client()
 out["worker_package_dir"] = str(client.package_dir)
 pid = client.pid
 out["torch_in_blender"] = "torch" in sys.modules
-out["backend_models_in_blender"] = [m for m in sys.modules if m.endswith((".pipeline", ".s2gnet", ".speech.encoder"))]
+out["backend_models_in_blender"] = [m for m in sys.modules if m.endswith((".performance.runtime", ".performance.service", ".s2gnet", ".speech.encoder"))]
 bpy.ops.preferences.addon_disable(module=module)
 out["disabled"] = module not in bpy.context.preferences.addons and not hasattr(bpy.types.Scene, "emotalk3d")
 try:
@@ -89,7 +89,7 @@ def test_manifest_is_valid_for_blender(built_zip):
 
 def test_zip_holds_the_extension_and_nothing_else(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
-    assert {"blender_manifest.toml", "__init__.py", "backend/worker.py", "backend/performance/runtime.py",
+    assert {"blender_manifest.toml", "__init__.py", "backend/tools/worker.py", "backend/performance/runtime.py",
             "bridge/worker_client.py", "operators/generate.py", "panels/__init__.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("tests/", ".venv"))]
 

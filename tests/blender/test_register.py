@@ -33,7 +33,7 @@ def test_register_and_unregister_in_blender(tmp_path):
 
 
 def test_backend_never_imports_bpy():
-    code = ("import sys, emotalk3d_addon.backend.cli, emotalk3d_addon.backend.performance.runtime, "
-            "emotalk3d_addon.backend.worker, emotalk3d_addon.backend.train.s2g; "
+    code = ("import sys, emotalk3d_addon.backend.tools.cli, emotalk3d_addon.backend.performance.runtime, "
+            "emotalk3d_addon.backend.tools.worker, emotalk3d_addon.backend.train.s2g; "
             "assert 'bpy' not in sys.modules, 'bpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

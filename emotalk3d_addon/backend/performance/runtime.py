@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from ..audio import Waveform
+from ..io.audio import Waveform
 from .emotion_track import EmotionTrack
 from ..emotions import condition
 from ..errors import BundleError
@@ -24,7 +24,7 @@ from ..speech.encoder import EncoderSpec, SpeechEncoder, load_encoder
 from ..speech.framerate import features_to_frames
 from ..subject import Subject
 from ..timebase import frame_count
-from ..track import VertexTrack
+from ..io.track import VertexTrack
 
 
 def _load_module(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, where: str) -> None:

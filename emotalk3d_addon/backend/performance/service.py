@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio import Waveform, load_audio
+from ..io.audio import Waveform, load_audio
 from ..device import resolve_device, run_with_fallback
 from ..errors import AudioError
 from ..geometry.basis import BasisError
@@ -36,7 +36,7 @@ from ..speech.cache import FeatureCache
 from ..speech.encoder import encoder_spec_from_name
 from ..subject import Subject, load_subject, resolve_subject
 from ..timebase import frame_count, parse_fps
-from ..track import VertexTrack
+from ..io.track import VertexTrack
 from .basis_frames import basis_error, project_track, shape_key_vertices
 from .emotion_track import EmotionTrack, emotion_track
 from .runtime import SubjectRuntime

@@ -1,6 +1,6 @@
 """What crosses the worker boundary, defined once for both sides.
 
-The worker (``backend/worker.py``) and the Blender side (``bridge/worker_client.py`` and
+The worker (``backend/tools/worker.py``) and the Blender side (``bridge/worker_client.py`` and
 its callers) import these. This module imports nothing, so Blender's Python can read it
 without torch or numpy; ``protocol.requests`` holds the typed requests.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio import Waveform
+from ..io.audio import Waveform
 from ..errors import InputError
 
 SAMPLES_PER_FEATURE = 320   # HuBERT hop at 16 kHz (50 Hz features)
@@ -185,6 +185,19 @@ class WhisperSpeechEncoder(SpeechEncoder):
         mel = self.mel([c.numpy() for c in chunks]).to(self.device)
         hidden = self.model(mel).last_hidden_state
         return [hidden[i, :self.num_features(c.numel())] for i, c in enumerate(chunks)]
+
+
+def hubert_state_name(name: str) -> str:
+    """A HuBERT checkpoint's tensor name as ``HubertModel``'s state dict spells it: wrapped
+    checkpoints prefix ``hubert.``, older ones keep the positional convolution's weight norm
+    as ``weight_g``/``weight_v`` (``from_pretrained`` maps both the same way)."""
+    if name.startswith("hubert."):
+        name = name[len("hubert."):]
+    if name.endswith("pos_conv_embed.conv.weight_g"):
+        name = name[: -len("weight_g")] + "parametrizations.weight.original0"
+    elif name.endswith("pos_conv_embed.conv.weight_v"):
+        name = name[: -len("weight_v")] + "parametrizations.weight.original1"
+    return name
 
 
 def load_encoder(spec: EncoderSpec, device: str | torch.device = "cpu",

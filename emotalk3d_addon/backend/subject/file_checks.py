@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..appearance.storage import load_appearance
+from ..speech.encoder import hubert_state_name
 from .format import (MANIFEST, MAX_ENCODER_HIDDEN, MAX_JSON_BYTES, MAX_MODEL_LAYERS, _FLOAT_DTYPES,
                      _first_line, _json_type, _listing, _within)
 from .geometry import Geometry
@@ -157,7 +158,7 @@ class _FileChecks:
         if expected is None:
             self.read_tensors(weights, None, keep=False)  # still report unreadable / non-finite
             return
-        self.read_tensors(weights, expected, keep=False, alias=_hubert_alias)
+        self.read_tensors(weights, expected, keep=False, alias=hubert_state_name)
 
     def read_encoder_config(self, path: Path, rel: str) -> Any:
         try:
@@ -230,14 +231,3 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is not a finite number")
     return value
-
-
-def _hubert_alias(name: str) -> str:
-    """Map older / wrapped HuBERT checkpoint names onto ``HubertModel`` state-dict names."""
-    if name.startswith("hubert."):
-        name = name[len("hubert."):]
-    if name.endswith("pos_conv_embed.conv.weight_g"):
-        name = name[: -len("weight_g")] + "parametrizations.weight.original0"
-    elif name.endswith("pos_conv_embed.conv.weight_v"):
-        name = name[: -len("weight_v")] + "parametrizations.weight.original1"
-    return name

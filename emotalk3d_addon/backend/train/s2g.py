@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio import Waveform, load_audio
+from ..io.audio import Waveform, load_audio
 from ..datasets.layout import SpeechDataset, load_dataset
 from ..errors import DatasetError
 from ..emotions import condition, one_hot
@@ -189,7 +189,7 @@ def _validation_set(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None) -
 def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], template: np.ndarray,
              lips: tuple[int, int]) -> dict[str, float]:
     """Held-out scores: lip sync (``lipsync.py``), vertex error (mm²), emotion accuracy."""
-    from ..lipsync import lip_aperture, pooled, score
+    from ..tools.lipsync import lip_aperture, pooled, score
 
     was = s2g.training, extractor.training
     s2g.eval()

@@ -1,4 +1,4 @@
-"""The worker protocol's one definition (``backend/protocol.py``): every op it names has a
+"""The worker protocol's one definition (``backend/protocol/__init__.py``): every op it names has a
 handler in the worker, both sides speak its version, and the Blender side names ops only
 through it."""
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from emotalk3d_addon.backend import protocol, worker
+from emotalk3d_addon.backend import protocol
+from emotalk3d_addon.backend.tools import worker
 from emotalk3d_addon.bridge import worker_client
 
 BRIDGE = Path(worker_client.__file__).resolve().parent
@@ -45,10 +46,10 @@ def test_a_worker_speaking_another_protocol_is_refused_with_a_message(tmp_path):
     import pytest
 
     package = tmp_path / "otherpkg"
-    (package / "backend").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "backend" / "__init__.py").write_text("")
-    (package / "backend" / "worker.py").write_text(
+    (package / "backend" / "tools").mkdir(parents=True)
+    for folder in (package, package / "backend", package / "backend" / "tools"):
+        (folder / "__init__.py").write_text("")
+    (package / "backend" / "tools" / "worker.py").write_text(
         "import json, sys\n"
         "print(json.dumps({'type': 'hello', 'protocol': 99, 'pid': 0}), flush=True)\n"
         "for line in sys.stdin:\n"

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from emotalk3d_addon.backend.cli import main
+from emotalk3d_addon.backend.tools.cli import main
 from emotalk3d_addon.backend.render.frame import FrameRenderer
 from emotalk3d_addon.backend.render.views import orbit_camera
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject
-from emotalk3d_addon.backend.worker import Worker
+from emotalk3d_addon.backend.tools.worker import Worker
 from emotalk3d_addon.bridge.gaussian_frame import shape_key_mix
 
 SIZE = 96

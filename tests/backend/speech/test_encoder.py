@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotalk3d_addon.backend.audio import Waveform
+from emotalk3d_addon.backend.io.audio import Waveform
 from emotalk3d_addon.backend.errors import InputError
 from emotalk3d_addon.backend.speech.encoder import (EncoderSpec, WindowPlan, load_encoder, num_features)
 from tests.backend.fixtures_data import speech_like, write_tiny_hubert

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotalk3d_addon.backend.audio import Waveform
+from emotalk3d_addon.backend.io.audio import Waveform
 from emotalk3d_addon.backend.errors import InputError
 from emotalk3d_addon.backend.speech import whisper
 from emotalk3d_addon.backend.speech.encoder import (SAMPLES_PER_FEATURE, EncoderSpec, WhisperSpeechEncoder,

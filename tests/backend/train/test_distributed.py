@@ -20,12 +20,12 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_dataset, tiny_hubert
     args = ["train-s2g", "--data", str(tiny_dataset), "--encoder", str(tiny_hubert), "--steps", "8",
             "--batch", "4", "--crop-frames", "12", "--hidden", "16", "--checkpoint-every", "100"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "emotalk3d_addon.backend.cli", *args, "--out",
+    single = subprocess.run([sys.executable, "-m", "emotalk3d_addon.backend.tools.cli", *args, "--out",
                              str(tmp_path / "one")], capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     multi = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
-                            "emotalk3d_addon.backend.cli", *args, "--out", str(tmp_path / "two")],
+                            "emotalk3d_addon.backend.tools.cli", *args, "--out", str(tmp_path / "two")],
                            capture_output=True, text=True, env=env, timeout=300)
     assert multi.returncode == 0, multi.stderr[-3000:]
     one = history(tmp_path / "one.checkpoints" / "s2g.safetensors")

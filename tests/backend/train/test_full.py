@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from emotalk3d_addon.backend.appearance.storage import CANONICAL_PLY
-from emotalk3d_addon.backend.cli import main
-from emotalk3d_addon.backend.evaluate import evaluate
+from emotalk3d_addon.backend.tools.cli import main
+from emotalk3d_addon.backend.tools.evaluate import evaluate
 from emotalk3d_addon.backend.subject import load_subject, validate_subject
 
 
@@ -51,7 +51,7 @@ def test_render_ply_renders_the_canonical_gaussians(tmp_path, full_subject):
 
     cam = orbit_camera(view, "front", 48, 48)
     (tmp_path / "cam.json").write_text(json.dumps({"K": cam.K.tolist(), "world_to_camera": cam.world_to_camera.tolist()}))
-    r = subprocess.run([sys.executable, "-m", "emotalk3d_addon.backend.cli", "render-ply", "--ply",
+    r = subprocess.run([sys.executable, "-m", "emotalk3d_addon.backend.tools.cli", "render-ply", "--ply",
                         str(full_subject / CANONICAL_PLY), "--camera", str(tmp_path / "cam.json"), "--width", "48",
                         "--height", "48", "--out", str(tmp_path / "o.npz")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

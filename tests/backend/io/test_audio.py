@@ -1,4 +1,4 @@
-"""Tests for backend.audio: real files written with soundfile into tmp_path, no mocks."""
+"""Tests for backend.io.audio: real files written with soundfile into tmp_path, no mocks."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +13,8 @@ import torchaudio.functional as taf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emotalk3d_addon.backend import audio
-from emotalk3d_addon.backend.audio import (
+from emotalk3d_addon.backend.io import audio
+from emotalk3d_addon.backend.io.audio import (
     MIN_DURATION_S,
     TARGET_SAMPLE_RATE,
     Waveform,

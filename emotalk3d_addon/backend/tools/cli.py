@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import InputError
+from ..errors import InputError
 
 EXIT_INPUT = 2
 
@@ -37,10 +37,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .performance.emotion_track import read_keys_json
-    from .performance.service import Performance
-    from .protocol.requests import EmotionSpec, PerformRequest
-    from .timebase import parse_fps
+    from ..performance.emotion_track import read_keys_json
+    from ..performance.service import Performance
+    from ..protocol.requests import EmotionSpec, PerformRequest
+    from ..timebase import parse_fps
 
     if args.emotion and args.keys:
         raise InputError("give either --emotion/--intensity or --keys, not both")
@@ -61,7 +61,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .subject import load_subject, resolve_subject
+    from ..subject import load_subject, resolve_subject
 
     subject = load_subject(resolve_subject(args.subject))
     info = dict(subject.manifest)
@@ -79,7 +79,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .subject import validate_subject
+    from ..subject import validate_subject
 
     defects = validate_subject(args.path)
     if defects:
@@ -92,14 +92,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .device import resolve_device
-    from .performance.basis_frames import basis_vertices
-    from .render.files import parse_frames, write_layers
-    from .render.frame import FrameRenderer
-    from .render.layers import frame_layers
-    from .render.views import orbit_camera, parse_view
-    from .subject import load_subject, resolve_subject
-    from .track import VertexTrack
+    from ..device import resolve_device
+    from ..performance.basis_frames import basis_vertices
+    from ..render.files import parse_frames, write_layers
+    from ..render.frame import FrameRenderer
+    from ..render.layers import frame_layers
+    from ..render.views import orbit_camera, parse_view
+    from ..subject import load_subject, resolve_subject
+    from ..io.track import VertexTrack
 
     parse_view(args.view)
     device = resolve_device(args.device)
@@ -128,11 +128,11 @@ def _cmd_render_ply(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .appearance.ply import read_ply
-    from .device import resolve_device
-    from .protocol.requests import CameraSpec
-    from .raster import rasterize
-    from .render.views import raster_camera
+    from ..appearance.ply import read_ply
+    from ..device import resolve_device
+    from ..protocol.requests import CameraSpec
+    from ..raster import rasterize
+    from ..render.views import raster_camera
 
     device = resolve_device(args.device)
     try:
@@ -157,7 +157,7 @@ def _cmd_render_ply(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_s2g(args: argparse.Namespace) -> int:
-    from .train.s2g import S2GTrainConfig, train_s2g
+    from ..train.s2g import S2GTrainConfig, train_s2g
 
     cfg = S2GTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames, lr=args.lr,
                          encoder=None if args.bundled_encoder else args.encoder,
@@ -170,9 +170,9 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.appearance import AppearanceTrainConfig
-    from .train.full import FullTrainConfig, train_subject
-    from .train.s2g import S2GTrainConfig
+    from ..train.appearance import AppearanceTrainConfig
+    from ..train.full import FullTrainConfig, train_subject
+    from ..train.s2g import S2GTrainConfig
 
     cfg = FullTrainConfig(
         S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=None if args.bundled_encoder else args.encoder,
@@ -184,8 +184,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_appearance(args: argparse.Namespace) -> int:
-    from .train.appearance import AppearanceTrainConfig
-    from .train.full import canonical_into_bundle, g2a_into_bundle
+    from ..train.appearance import AppearanceTrainConfig
+    from ..train.full import canonical_into_bundle, g2a_into_bundle
 
     cfg = AppearanceTrainConfig(canonical_steps=getattr(args, "steps", 3000), g2a_steps=getattr(args, "steps", 3000),
                                 num_otf=getattr(args, "completion_points", 85_500),
@@ -196,7 +196,7 @@ def _cmd_train_appearance(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
-    from .datasets.synthetic import make_dataset
+    from ..datasets.synthetic import make_dataset
 
     out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote the {args.preset} dataset to {out}")
@@ -212,8 +212,8 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_make_corpus(args: argparse.Namespace) -> int:
-    from .datasets.speech_corpus.build import make_corpus
-    from .datasets.speech_corpus.layout import load_corpus
+    from ..datasets.speech_corpus.build import make_corpus
+    from ..datasets.speech_corpus.layout import load_corpus
 
     out = make_corpus(args.out, args.preset, args.seed, args.workers)
     corpus = load_corpus(out)
@@ -225,7 +225,7 @@ def _cmd_make_corpus(args: argparse.Namespace) -> int:
 def _cmd_evaluate_lipsync(args: argparse.Namespace) -> int:
     from .evaluate_lipsync import evaluate_corpus, evaluate_recordings, format_report
     from .evaluate import write_report
-    from .subject import load_subject, resolve_subject
+    from ..subject import load_subject, resolve_subject
 
     if len(args.audio) != len(args.phones):
         raise InputError("give one --phones file for each --audio file")
@@ -246,7 +246,7 @@ def _cmd_evaluate_lipsync(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, write_report
-    from .subject import load_subject, resolve_subject
+    from ..subject import load_subject, resolve_subject
 
     result = evaluate(load_subject(resolve_subject(args.subject)), args.data, args.split, args.max_images)
     print(json.dumps(result, indent=2))
@@ -363,7 +363,7 @@ COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validat
 
 
 SOURCE_ONLY = ("emotalk3d_addon.backend.train", "emotalk3d_addon.backend.datasets",
-               "emotalk3d_addon.backend.demo_build", "emotalk3d_addon.synth_render")   # not in the extension zip
+               "emotalk3d_addon.backend.tools.demo_build", "emotalk3d_addon.synth_render")   # not in the extension zip
 
 
 def main(argv: list[str] | None = None) -> int:

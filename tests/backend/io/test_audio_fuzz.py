@@ -28,14 +28,14 @@ import torch
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from emotalk3d_addon.backend.audio import (MIN_DURATION_S, MIN_SAMPLE_RATE, TARGET_SAMPLE_RATE, Waveform,
+from emotalk3d_addon.backend.io.audio import (MIN_DURATION_S, MIN_SAMPLE_RATE, TARGET_SAMPLE_RATE, Waveform,
                                            load_audio, resample)
 from emotalk3d_addon.backend.errors import AudioError
 from emotalk3d_addon.backend.speech.encoder import (RECEPTIVE_FIELD, SAMPLES_PER_FEATURE, SpeechEncoder,
                                                     WindowPlan, num_features)
 
 FUZZ = settings(max_examples=200, deadline=30_000, suppress_health_check=[HealthCheck.too_slow])
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -493,7 +493,7 @@ def test_random_valid_wavs_decode_exactly_or_say_why(scratch, params, seed):
 
 _RSS_CHILD = """
 import json, resource, sys
-from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.io.audio import load_audio
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 w = load_audio(sys.argv[1])
 print(json.dumps({"base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

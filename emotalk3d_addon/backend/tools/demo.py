@@ -1,6 +1,6 @@
 """The embedded demo: build it (``make demo-subject``) and run it (``make demo``).
 
-``make demo`` (``python -m emotalk3d_addon.backend.demo run``): the bundled speech clip ->
+``make demo`` (``python -m emotalk3d_addon.backend.tools.demo run``): the bundled speech clip ->
 predict (emotion keyed neutral -> happy -> surprised) -> render the frames from three
 views -> ``out/`` (PNG passes per view, the track, and an MP4 with the audio when ffmpeg
 is installed).
@@ -20,7 +20,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from .subject import BUNDLED_SUBJECTS_DIR
+from ..subject import BUNDLED_SUBJECTS_DIR
 
 DEMO_DIR = BUNDLED_SUBJECTS_DIR / "demo"
 DEMO_CLIP = "demo_clip.wav"
@@ -35,13 +35,13 @@ def run(out: Path) -> int:
         print(f"error: the embedded demo subject is missing ({DEMO_DIR}); rebuild it with `make demo-subject`",
               file=sys.stderr)
         return 1
-    from .performance.service import Performance
-    from .protocol.requests import EmotionKey, EmotionSpec, PerformRequest
-    from .render.files import write_layers
-    from .render.frame import FrameRenderer
-    from .render.layers import frame_layers
-    from .render.views import orbit_camera
-    from .timebase import frame_count
+    from ..performance.service import Performance
+    from ..protocol.requests import EmotionKey, EmotionSpec, PerformRequest
+    from ..render.files import write_layers
+    from ..render.frame import FrameRenderer
+    from ..render.layers import frame_layers
+    from ..render.views import orbit_camera
+    from ..timebase import frame_count
 
     started = time.perf_counter()
     performance = Performance()
@@ -94,7 +94,7 @@ def _video(out: Path, clip: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emotalk3d_addon.backend.demo")
+    parser = argparse.ArgumentParser(prog="python -m emotalk3d_addon.backend.tools.demo")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("run", help="the main job on the embedded demo subject")
     p.add_argument("--out", default="out")

@@ -1,6 +1,6 @@
 """The worker process and its client: JSON lines over pipes, arrays as .npy files.
 
-Every test talks to a real worker process (``python -m emotalk3d_addon.backend.worker``)
+Every test talks to a real worker process (``python -m emotalk3d_addon.backend.tools.worker``)
 started from this interpreter, serving the subject trained by the project's own code.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from emotalk3d_addon.bridge.worker_client import (ADDON_DIR, WorkerClient, WorkerError, resolve_python,
                                                   worker_command, worker_environment)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_load_subject_writes_arrays(client, trained_subject):
 def test_perform_coefficients_reproduce_the_backend(client, trained_subject, audio):
     """Coefficients (F, K) = project(vertices - template), the least-squares ones; expanded they
     match the pipeline within the basis error the worker reports (exactly that error), at an NTSC rate."""
-    from emotalk3d_addon.backend.audio import load_audio
+    from emotalk3d_addon.backend.io.audio import load_audio
     from emotalk3d_addon.backend.performance.emotion_track import constant_track
     from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
     from emotalk3d_addon.backend.subject import load_subject
@@ -236,7 +236,7 @@ def test_an_interpreter_without_torch_is_reported(tmp_path):
 
 def test_protocol_survives_library_prints():
     """Python prints and C-level writes to fd 1 inside the worker land on stderr."""
-    code = ("import os, sys; import emotalk3d_addon.backend.worker as w; p = w._protocol_stream(); "
+    code = ("import os, sys; import emotalk3d_addon.backend.tools.worker as w; p = w._protocol_stream(); "
             "print('noise from print'); os.write(1, b'noise from C\\n'); sys.exit(w.serve(sys.stdin, p))")
     proc = subprocess.run([sys.executable, "-c", code], input='{"id": 7, "op": "shutdown"}\n', capture_output=True,
                           text=True, timeout=60, cwd=ROOT)

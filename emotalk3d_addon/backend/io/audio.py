@@ -24,7 +24,7 @@ import torch
 import torchaudio.functional as taf
 import torchaudio.transforms as tat
 
-from .errors import AudioError
+from ..errors import AudioError
 
 TARGET_SAMPLE_RATE: int = 16_000
 MIN_DURATION_S: float = 0.1  # shorter than this after decoding -> AudioError ("too short to use")

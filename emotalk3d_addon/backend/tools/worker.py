@@ -3,7 +3,7 @@
 Blender never imports torch. It starts this module with an interpreter that has the
 backend's dependencies::
 
-    python -m <package>.backend.worker
+    python -m <package>.backend.tools.worker
 
 and talks to it in JSON lines (protocol version ``PROTOCOL``):
 
@@ -62,7 +62,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .protocol import OP_SHUTDOWN, OPS, PROTOCOL
+from ..protocol import OP_SHUTDOWN, OPS, PROTOCOL
 
 Send = Callable[[dict], None]
 
@@ -95,7 +95,7 @@ class Worker:
     @property
     def performance(self):
         if self._performance is None:
-            from .performance.service import Performance
+            from ..performance.service import Performance
 
             self._performance = Performance()
         return self._performance
@@ -142,7 +142,7 @@ class Worker:
                 "torch_threads": torch.get_num_threads()}
 
     def op_load_subject(self, params: dict, progress) -> dict:
-        from .protocol.requests import parse_library
+        from ..protocol.requests import parse_library
 
         loaded = self.performance.subject(str(params.get("subject", "")), parse_library(params.get("library")))
         return {"subject": self._subject_info(loaded, Path(params["out_dir"]))}
@@ -150,8 +150,8 @@ class Worker:
     def op_perform(self, params: dict, progress) -> dict:
         import numpy as np
 
-        from .emotions import EMOTIONS
-        from .protocol.requests import PerformRequest
+        from ..emotions import EMOTIONS
+        from ..protocol.requests import PerformRequest
 
         request = PerformRequest.from_dict(params)
         out_dir = Path(params["out_dir"])
@@ -181,7 +181,7 @@ class Worker:
         return reply
 
     def _renderer(self, loaded, device):
-        from .render.frame import FrameRenderer
+        from ..render.frame import FrameRenderer
 
         key = (loaded.path, loaded.stamp, str(device))
         renderer = self._renderers.get(key)
@@ -194,10 +194,10 @@ class Worker:
     def op_render_frame(self, params: dict, progress) -> dict:
         import numpy as np
 
-        from .device import resolve_device, run_with_fallback
-        from .protocol.requests import RenderFrameRequest
-        from .render.views import raster_camera
-        from .render.layers import frame_layers
+        from ..device import resolve_device, run_with_fallback
+        from ..protocol.requests import RenderFrameRequest
+        from ..render.views import raster_camera
+        from ..render.layers import frame_layers
 
         clock = time.perf_counter()
         request = RenderFrameRequest.from_dict(params)
@@ -298,7 +298,7 @@ def serve(stdin, proto) -> int:
 
 def _error_reply(rid, exc: Exception) -> dict:
     try:
-        from .errors import InputError
+        from ..errors import InputError
     except ImportError:  # pragma: no cover
         InputError = ()  # type: ignore[assignment]
     if isinstance(exc, ModuleNotFoundError):

@@ -14,9 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
-from .train.appearance import AppearanceTrainConfig
-from .train.full import FullTrainConfig, train_subject
-from .train.s2g import S2GTrainConfig
+from ..train.appearance import AppearanceTrainConfig
+from ..train.full import FullTrainConfig, train_subject
+from ..train.s2g import S2GTrainConfig
 
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
@@ -41,9 +41,9 @@ def build(work: Path, target: Path, log=print) -> Path:
     """Dataset + training under ``work``; the finished bundle replaces ``target``."""
     from dataclasses import replace
 
-    from .datasets.layout import load_dataset
-    from .datasets.speech_corpus.build import make_corpus
-    from .datasets.synthetic import make_dataset
+    from ..datasets.layout import load_dataset
+    from ..datasets.speech_corpus.build import make_corpus
+    from ..datasets.synthetic import make_dataset
 
     started = time.perf_counter()
     data = work / "data"

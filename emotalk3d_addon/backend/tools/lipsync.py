@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .speech.phones import arpabet_to_ipa, is_bilabial, openness
-from .errors import InputError
+from ..speech.phones import arpabet_to_ipa, is_bilabial, openness
+from ..errors import InputError
 
 GRID_HZ = 100
 SMOOTH_S = 0.04

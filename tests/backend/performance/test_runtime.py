@@ -3,7 +3,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from emotalk3d_addon.backend.audio import load_audio
+from emotalk3d_addon.backend.io.audio import load_audio
 from emotalk3d_addon.backend.emotions import EMOTIONS, condition
 from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, constant_track, track_from_keys
 from emotalk3d_addon.backend.performance.runtime import SubjectRuntime

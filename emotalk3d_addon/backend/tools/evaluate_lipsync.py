@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import load_audio
-from .errors import InputError
+from ..io.audio import load_audio
+from ..errors import InputError
 from .lipsync import LipSyncScore, lip_aperture, pooled, read_phones, score
-from .performance.runtime import SubjectRuntime
-from .subject import Subject
+from ..performance.runtime import SubjectRuntime
+from ..subject import Subject
 
 
 def _lips(subject: Subject) -> tuple[int, int]:
@@ -53,7 +53,7 @@ def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: flo
 def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "test",
                     max_recordings: int | None = None, log: Callable[[str], None] = print) -> dict:
     """Scores on a corpus split, per engine and overall, for the clean and augmented copies."""
-    from .datasets.speech_corpus.layout import load_corpus
+    from ..datasets.speech_corpus.layout import load_corpus
 
     corpus = load_corpus(corpus_root)
     recordings = corpus.split(split)

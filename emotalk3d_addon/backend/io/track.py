@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .emotions import EMOTIONS
-from .errors import InputError
+from ..emotions import EMOTIONS
+from ..errors import InputError
 
 
 @dataclass

@@ -20,20 +20,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .appearance.dynamic import AnimatedHead
-from .appearance.g2anet import G2ANet
-from .audio import load_audio
-from .datasets.layout import load_dataset
-from .datasets.multiview import load_cameras, read_rgba, views
-from .errors import DatasetError, InputError
+from ..appearance.dynamic import AnimatedHead
+from ..appearance.g2anet import G2ANet
+from ..io.audio import load_audio
+from ..datasets.layout import load_dataset
+from ..datasets.multiview import load_cameras, read_rgba, views
+from ..errors import DatasetError, InputError
 from .metrics import landmark_distance, lip_vertex_error, lip_vertices, project
-from .performance.service import Performance
-from .protocol.requests import EmotionSpec
-from .render.frame import FrameRenderer, render_head
-from .subject import Subject
-from .timebase import parse_fps
-from .train.appearance import emotion_vector
-from .train.image_losses import psnr, ssim
+from ..performance.service import Performance
+from ..protocol.requests import EmotionSpec
+from ..render.frame import FrameRenderer, render_head
+from ..subject import Subject
+from ..timebase import parse_fps
+from ..train.appearance import emotion_vector
+from ..train.image_losses import psnr, ssim
 
 
 @dataclass

@@ -168,7 +168,7 @@ def _oom_on_cuda(monkeypatch, owner, method: str):
     """Pretend CUDA exists and runs out of memory inside ``owner.<method>`` (whose arguments
     include the device)."""
     from emotalk3d_addon.backend import device as device_mod
-    from emotalk3d_addon.backend import worker as worker_mod
+    from emotalk3d_addon.backend.tools import worker as worker_mod
     from emotalk3d_addon.backend.performance import service as service_mod
 
     for module in (device_mod, service_mod):
@@ -189,7 +189,7 @@ def _oom_on_cuda(monkeypatch, owner, method: str):
 
 
 def test_render_frame_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
-    from emotalk3d_addon.backend.worker import Worker
+    from emotalk3d_addon.backend.tools.worker import Worker
 
     worker, seen = _oom_on_cuda(monkeypatch, Worker, "_renderer")
     reply = worker.op_render_frame({"subject": "demo", "device": "cuda", "camera": _camera(),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotalk3d_addon.backend.cli import main
+from emotalk3d_addon.backend.tools.cli import main
 from emotalk3d_addon.backend.emotions import EMOTIONS
 
 
@@ -106,7 +106,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, trained_subject, audi
 
 def test_console_script_and_debug_traceback(tmp_path, audio):
     exe = Path(sys.executable).with_name("emotalk3d")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotalk3d_addon.backend.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotalk3d_addon.backend.tools.cli"]
     r = subprocess.run(cmd + ["predict", "--subject", str(tmp_path), "--audio", str(audio),
                               "--out", str(tmp_path / "x.npz")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
@@ -119,7 +119,7 @@ def test_console_script_leaves_a_complete_track_and_its_message(tmp_path, traine
     """The console entry skips the interpreter's teardown: the track it wrote must be whole
     and its stdout line must still arrive through a pipe."""
     exe = Path(sys.executable).with_name("emotalk3d")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotalk3d_addon.backend.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotalk3d_addon.backend.tools.cli"]
     out = tmp_path / "t.npz"
     r = subprocess.run(cmd + ["predict", "--subject", str(trained_subject), "--audio", str(audio),
                               "--out", str(out), "--emotion", "happy"], capture_output=True, text=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.errors import InputError
-from emotalk3d_addon.backend.lipsync import (closures, lip_aperture, loudness_envelope, openness_curve,
+from emotalk3d_addon.backend.tools.lipsync import (closures, lip_aperture, loudness_envelope, openness_curve,
                                              partial_correlation, pearson, pooled, read_phones, score)
 
 FPS = 25

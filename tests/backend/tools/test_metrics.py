@@ -1,6 +1,6 @@
 import numpy as np
 
-from emotalk3d_addon.backend.metrics import landmark_distance, lip_vertex_error, lip_vertices, project
+from emotalk3d_addon.backend.tools.metrics import landmark_distance, lip_vertex_error, lip_vertices, project
 from tests.backend.fixtures_data import grid_topology
 
 
