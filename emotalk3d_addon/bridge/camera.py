@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend.protocol.requests import CameraSpec
+from ..backend.protocol.messages import CameraSpec
 
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 

@@ -25,7 +25,7 @@ import numpy as np
 from . import emotion_state, subjects
 from .camera import PinholeCamera
 from ..backend.protocol import OP_RENDER_FRAME
-from ..backend.protocol.requests import RenderFrameRequest
+from ..backend.protocol.messages import RenderFrameReply, RenderFrameRequest
 from .errors import UserError
 
 
@@ -168,17 +168,17 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
             if time.monotonic() > deadline:
                 client.kill()
                 raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
-        reply = call.wait(0)
+        reply = RenderFrameReply.from_dict(call.wait(0))
         # Linux: memory-mapped (the files sit in RAM, a mapping outlives the file's removal), so
         # the only copy is into Blender's passes; elsewhere read (a mapped file cannot be deleted)
         mmap = "r" if sys.platform.startswith("linux") else None
-        arrays = {name: np.load(p, allow_pickle=False, mmap_mode=mmap) for name, p in reply["arrays"].items()}
+        arrays = {name: np.load(p, allow_pickle=False, mmap_mode=mmap) for name, p in reply.arrays.items()}
     finally:
         if call is not None:
             call.cleanup()
         vertices_path.unlink(missing_ok=True)
-    return RenderedPasses(arrays["combined"], arrays["depth"], arrays["face_matte"], str(reply.get("device", "")),
-                          list(reply.get("warnings") or []), dict(reply.get("timings") or {}))
+    return RenderedPasses(arrays["combined"], arrays["depth"], arrays["face_matte"], reply.device,
+                          list(reply.warnings), dict(reply.timings))
 
 
 __all__ = ["HeadFrame", "RenderedPasses", "find_head", "head_frame", "render_head", "resolve_subject", "is_head",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..backend.protocol import OP_LOAD_SUBJECT, OP_PERFORM
-from ..backend.protocol.requests import EmotionSpec, PerformRequest
+from ..backend.protocol.messages import EmotionSpec, PerformReply, PerformRequest, SubjectSummary
 from . import worker_client
 from .errors import UserError
 from .settings import Settings
@@ -223,17 +223,16 @@ class GenerateJob(Job):
         client = self._client()
         call = client.submit(OP_PERFORM, self.request.params())
         try:
-            reply = call.wait(on_progress=lambda f, m: self._progress(0.05 + 0.85 * f, m))
+            reply = PerformReply.from_dict(call.wait(on_progress=lambda f, m: self._progress(0.05 + 0.85 * f, m)))
             self._check()
             self._progress(0.92, "Reading the performance")
-            arrays = _load_arrays(reply["arrays"])
-            subject = dict(reply["subject"])
-            subject_arrays = _load_arrays(subject.pop("arrays"))
+            arrays = _load_arrays(reply.arrays)
+            subject_arrays = _load_arrays(reply.subject.arrays)
         finally:
             call.cleanup()
-        info = {k: v for k, v in reply.items() if k not in ("arrays", "subject")}
+        subject = {k: v for k, v in reply.subject.to_dict().items() if k != "arrays"}
         return GenerationResult(arrays["coefficients"], arrays["emotion"], arrays["intensity"], subject,
-                                subject_arrays, info, arrays.get("vertices"))
+                                subject_arrays, reply.info(), arrays.get("vertices"))
 
 
 class SubjectJob(Job):
@@ -250,9 +249,9 @@ class SubjectJob(Job):
         self._progress(0.5, "Loading the subject")
         call = client.submit(OP_LOAD_SUBJECT, {"subject": self.subject})
         try:
-            reply = call.wait()
-            subject = dict(reply["subject"])
-            subject["arrays"] = _load_arrays(subject["arrays"])
+            summary = SubjectSummary.from_dict(call.wait()["subject"])
+            subject = summary.to_dict()
+            subject["arrays"] = _load_arrays(summary.arrays)
         finally:
             call.cleanup()
         return subject

@@ -9,7 +9,7 @@ extractor's track is used everywhere).
 from __future__ import annotations
 
 from ..backend.emotions import EMOTIONS
-from ..backend.protocol.requests import EmotionKey, EmotionSpec
+from ..backend.protocol.messages import EmotionKey, EmotionSpec
 from . import compat
 
 EMOTION_PATH = "emotalk3d.emotion"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, InputError
-from ..protocol.requests import CameraSpec
+from ..protocol.messages import CameraSpec
 from ..raster.camera import Camera
 from ..render.views import raster_camera
 from .layout import Sequence

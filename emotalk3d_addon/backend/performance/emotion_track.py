@@ -15,7 +15,7 @@ import numpy as np
 
 from ..emotions import NUM_EMOTIONS, check_intensity, one_hot
 from ..errors import InputError
-from ..protocol.requests import EmotionKey, EmotionSpec, parse_keys
+from ..protocol.messages import EmotionKey, EmotionSpec, parse_keys
 
 
 @dataclass(frozen=True)

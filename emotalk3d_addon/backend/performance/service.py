@@ -31,7 +31,7 @@ from ..device import resolve_device, run_with_fallback
 from ..errors import AudioError
 from ..geometry.basis import BasisError
 from ..paths import default_cache_dir
-from ..protocol.requests import EmotionSpec, PerformRequest
+from ..protocol.messages import EmotionSpec, PerformRequest
 from ..speech.cache import FeatureCache
 from ..speech.encoder import encoder_spec_from_name
 from ..subject import Subject, load_subject, resolve_subject

@@ -2,7 +2,7 @@
 
 The worker (``backend/tools/worker.py``) and the Blender side (``bridge/worker_client.py`` and
 its callers) import these. This module imports nothing, so Blender's Python can read it
-without torch or numpy; ``protocol.requests`` holds the typed requests.
+without torch or numpy; ``protocol.messages`` holds the typed requests and replies.
 
 * ``PROTOCOL``: the JSON-lines protocol's version; the worker says it in its hello.
 * The ops a request may name, with the values their replies' arrays use.
@@ -13,8 +13,8 @@ PROTOCOL = 1
 
 OP_PING = "ping"                   # {} -> versions, torch, CUDA
 OP_LOAD_SUBJECT = "load_subject"   # {subject} -> the subject's summary, kept warm
-OP_PERFORM = "perform"             # requests.PerformRequest -> arrays of a performance
-OP_RENDER_FRAME = "render_frame"   # requests.RenderFrameRequest -> the frame's passes
+OP_PERFORM = "perform"             # messages.PerformRequest -> messages.PerformReply
+OP_RENDER_FRAME = "render_frame"   # messages.RenderFrameRequest -> messages.RenderFrameReply
 OP_SHUTDOWN = "shutdown"           # {} -> the worker exits
 OPS = (OP_PING, OP_LOAD_SUBJECT, OP_PERFORM, OP_RENDER_FRAME, OP_SHUTDOWN)
 

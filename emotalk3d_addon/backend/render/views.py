@@ -14,7 +14,7 @@ import math
 import torch
 
 from ..errors import InputError
-from ..protocol.requests import CameraSpec
+from ..protocol.messages import CameraSpec
 from ..raster.camera import Camera, intrinsics, look_at
 
 NAMED_YAW = {"front": 0.0, "left": 45.0, "right": -45.0}

@@ -39,7 +39,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..performance.emotion_track import read_keys_json
     from ..performance.service import Performance
-    from ..protocol.requests import EmotionSpec, PerformRequest
+    from ..protocol.messages import EmotionSpec, PerformRequest
     from ..timebase import parse_fps
 
     if args.emotion and args.keys:
@@ -130,7 +130,7 @@ def _cmd_render_ply(args: argparse.Namespace) -> int:
 
     from ..appearance.ply import read_ply
     from ..device import resolve_device
-    from ..protocol.requests import CameraSpec
+    from ..protocol.messages import CameraSpec
     from ..raster import rasterize
     from ..render.views import raster_camera
 

@@ -36,7 +36,7 @@ def run(out: Path) -> int:
               file=sys.stderr)
         return 1
     from ..performance.service import Performance
-    from ..protocol.requests import EmotionKey, EmotionSpec, PerformRequest
+    from ..protocol.messages import EmotionKey, EmotionSpec, PerformRequest
     from ..render.files import write_layers
     from ..render.frame import FrameRenderer
     from ..render.layers import frame_layers

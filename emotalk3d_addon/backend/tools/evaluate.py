@@ -28,7 +28,7 @@ from ..datasets.multiview import load_cameras, read_rgba, views
 from ..errors import DatasetError, InputError
 from .metrics import landmark_distance, lip_vertex_error, lip_vertices, project
 from ..performance.service import Performance
-from ..protocol.requests import EmotionSpec
+from ..protocol.messages import EmotionSpec
 from ..render.frame import FrameRenderer, render_head
 from ..subject import Subject
 from ..timebase import parse_fps

@@ -117,13 +117,13 @@ class Worker:
         self._exported[loaded.fingerprint] = paths
         return paths
 
-    def _subject_info(self, loaded, out_dir: Path) -> dict:
+    def _subject_info(self, loaded, out_dir: Path):
+        from ..protocol.messages import SubjectSummary
+
         subject = loaded.subject
-        return {"name": subject.name, "root": str(subject.root), "fingerprint": loaded.fingerprint,
-                "manifest": subject.manifest, "num_vertices": subject.geometry.num_vertices,
-                "num_triangles": subject.geometry.num_triangles,
-                "num_components": subject.basis.num_components,
-                "arrays": self._subject_arrays(loaded, out_dir)}
+        return SubjectSummary(subject.name, str(subject.root), loaded.fingerprint, subject.manifest,
+                              subject.geometry.num_vertices, subject.geometry.num_triangles,
+                              subject.basis.num_components, self._subject_arrays(loaded, out_dir))
 
     # -- ops ------------------------------------------------------------------------
 
@@ -142,16 +142,16 @@ class Worker:
                 "torch_threads": torch.get_num_threads()}
 
     def op_load_subject(self, params: dict, progress) -> dict:
-        from ..protocol.requests import parse_library
+        from ..protocol.messages import parse_library
 
         loaded = self.performance.subject(str(params.get("subject", "")), parse_library(params.get("library")))
-        return {"subject": self._subject_info(loaded, Path(params["out_dir"]))}
+        return {"subject": self._subject_info(loaded, Path(params["out_dir"])).to_dict()}
 
     def op_perform(self, params: dict, progress) -> dict:
         import numpy as np
 
         from ..emotions import EMOTIONS
-        from ..protocol.requests import PerformRequest
+        from ..protocol.messages import PerformReply, PerformRequest
 
         request = PerformRequest.from_dict(params)
         out_dir = Path(params["out_dir"])
@@ -164,21 +164,16 @@ class Worker:
         timings = dict(result.timings, project=round(time.perf_counter() - clock, 4))
         clock = time.perf_counter()
         track = result.track
-        reply = {
-            "num_frames": int(track.num_frames), "num_components": int(coefficients.shape[1]),
-            "fps": [track.fps.numerator, track.fps.denominator], "emotion_names": list(EMOTIONS),
-            "basis_rms_mm": error.rms_mm, "basis_max_mm": error.max_mm, "basis_error_frames": measured,
-            "features_cached": result.features_cached, "device": result.device, "warnings": result.warnings,
-            "arrays": {"coefficients": _save(out_dir, "coefficients", coefficients.astype(np.float32)),
-                       "emotion": _save(out_dir, "emotion", track.emotion.astype(np.float32)),
-                       "intensity": _save(out_dir, "intensity", track.intensity.astype(np.float32))},
-            "subject": self._subject_info(result.loaded, out_dir),
-        }
+        arrays = {"coefficients": _save(out_dir, "coefficients", coefficients.astype(np.float32)),
+                  "emotion": _save(out_dir, "emotion", track.emotion.astype(np.float32)),
+                  "intensity": _save(out_dir, "intensity", track.intensity.astype(np.float32))}
         if request.return_vertices:
-            reply["arrays"]["vertices"] = _save(out_dir, "vertices", track.vertices.astype(np.float32))
+            arrays["vertices"] = _save(out_dir, "vertices", track.vertices.astype(np.float32))
+        subject = self._subject_info(result.loaded, out_dir)
         timings["write"] = round(time.perf_counter() - clock, 4)
-        reply["timings"] = timings
-        return reply
+        return PerformReply(int(track.num_frames), int(coefficients.shape[1]), (track.fps.numerator, track.fps.denominator),
+                            EMOTIONS, error.rms_mm, error.max_mm, measured, result.features_cached, result.device,
+                            tuple(result.warnings), arrays, subject, timings).to_dict()
 
     def _renderer(self, loaded, device):
         from ..render.frame import FrameRenderer
@@ -195,7 +190,7 @@ class Worker:
         import numpy as np
 
         from ..device import resolve_device, run_with_fallback
-        from ..protocol.requests import RenderFrameRequest
+        from ..protocol.messages import RenderFrameReply, RenderFrameRequest
         from ..render.views import raster_camera
         from ..render.layers import frame_layers
 
@@ -223,9 +218,8 @@ class Worker:
         clock = time.perf_counter()
         arrays = {name: _save(out_dir, name, array) for name, array in layers.items()}
         timings["write"] = time.perf_counter() - clock
-        return {"arrays": arrays, "device": str(used), "warnings": warnings,
-                "timings": {k: round(v, 6) for k, v in timings.items()},
-                "width": camera.width, "height": camera.height}
+        return RenderFrameReply(arrays, camera.width, camera.height, str(used), tuple(warnings),
+                                {k: round(v, 6) for k, v in timings.items()}).to_dict()
 
 
 class MissingDependency(Exception):

@@ -7,7 +7,7 @@ import pytest
 from emotalk3d_addon.backend.errors import InputError
 from emotalk3d_addon.backend.performance.emotion_track import (EmotionTrack, blend_keys_with_speech, emotion_track,
                                                                 read_keys_json, track_from_keys)
-from emotalk3d_addon.backend.protocol.requests import EmotionKey, EmotionSpec
+from emotalk3d_addon.backend.protocol.messages import EmotionKey, EmotionSpec
 
 
 def test_blend_keys_with_speech_is_convex():

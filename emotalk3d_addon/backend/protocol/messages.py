@@ -1,8 +1,10 @@
-"""Typed requests of the worker protocol, shared by the worker and the Blender side.
+"""Typed messages of the worker protocol, shared by the worker and the Blender side.
 
-``PerformRequest`` and ``RenderFrameRequest`` with their parts (``EmotionSpec`` and its
-``EmotionKey`` list, ``CameraSpec``): ``to_dict`` gives the wire form (JSON), ``from_dict``
-validates it (``InputError`` naming the field). ``parse_keys`` is the one parser of
+Requests: ``PerformRequest`` and ``RenderFrameRequest`` with their parts (``EmotionSpec`` and
+its ``EmotionKey`` list, ``CameraSpec``). Replies: ``PerformReply`` (with the
+``SubjectSummary`` that ``load_subject`` also returns) and ``RenderFrameReply``; arrays
+travel as paths of ``.npy`` files. ``to_dict`` gives the wire form (JSON), ``from_dict``
+validates it (``InputError`` naming the field; a reply that fails is a protocol bug). ``parse_keys`` is the one parser of
 emotion keys (the worker's and ``--keys KEYS.json``). No torch and no numpy here.
 """
 from __future__ import annotations
@@ -287,3 +289,117 @@ def parse_library(value: Any) -> tuple[str, ...]:
         raise InputError(f"library must be a list of folder paths, got {value!r}"[:300])
     return tuple(value)
 
+
+
+def _fields(data: Any, what: str, names: tuple[str, ...]) -> dict:
+    if not isinstance(data, dict):
+        raise InputError(f"{what} must be an object, got {type(data).__name__}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise InputError(f"{what} lacks {', '.join(missing)}")
+    return data
+
+
+def _paths(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InputError(f"{what} must map array names to .npy paths")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class SubjectSummary:
+    """A subject as the worker describes it; ``arrays``: template (V, 3) f32, triangles
+    (T, 3) i32, uvs (V, 2) f32, components (K, V, 3) f32, as .npy paths."""
+
+    name: str
+    root: str
+    fingerprint: str
+    manifest: dict
+    num_vertices: int
+    num_triangles: int
+    num_components: int
+    arrays: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "root": self.root, "fingerprint": self.fingerprint, "manifest": self.manifest,
+                "num_vertices": self.num_vertices, "num_triangles": self.num_triangles,
+                "num_components": self.num_components, "arrays": dict(self.arrays)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SubjectSummary":
+        d = _fields(data, "a subject summary", ("fingerprint", "num_vertices", "num_components", "arrays"))
+        return cls(str(d.get("name", "")), str(d.get("root", "")), str(d["fingerprint"]), dict(d.get("manifest") or {}),
+                   int(d["num_vertices"]), int(d.get("num_triangles", 0)), int(d["num_components"]),
+                   _paths(d["arrays"], "a subject summary's arrays"))
+
+
+@dataclass(frozen=True)
+class PerformReply:
+    """``perform``'s result. ``arrays``: coefficients (F, K) f32 (the basis projection of the
+    S2GNet track), emotion (F, 8) f32, intensity (F,) f32 and, when asked, vertices (F, V, 3)
+    f32. The basis error (mm) is measured on ``basis_error_frames`` evenly spread frames."""
+
+    num_frames: int
+    num_components: int
+    fps: tuple[int, int]
+    emotion_names: tuple[str, ...]
+    basis_rms_mm: float
+    basis_max_mm: float
+    basis_error_frames: int
+    features_cached: bool
+    device: str
+    warnings: tuple[str, ...]
+    arrays: dict[str, str]
+    subject: SubjectSummary
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"num_frames": self.num_frames, "num_components": self.num_components, "fps": list(self.fps),
+                "emotion_names": list(self.emotion_names), "basis_rms_mm": self.basis_rms_mm,
+                "basis_max_mm": self.basis_max_mm, "basis_error_frames": self.basis_error_frames,
+                "features_cached": self.features_cached, "device": self.device, "warnings": list(self.warnings),
+                "arrays": dict(self.arrays), "subject": self.subject.to_dict(), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "PerformReply":
+        d = _fields(data, "a perform reply", ("num_frames", "num_components", "fps", "arrays", "subject"))
+        fps = d["fps"]
+        return cls(int(d["num_frames"]), int(d["num_components"]), (int(fps[0]), int(fps[1])),
+                   tuple(d.get("emotion_names") or EMOTIONS), float(d.get("basis_rms_mm", 0.0)),
+                   float(d.get("basis_max_mm", 0.0)), int(d.get("basis_error_frames", 0)),
+                   bool(d.get("features_cached")), str(d.get("device", "")), tuple(d.get("warnings") or ()),
+                   _paths(d["arrays"], "a perform reply's arrays"), SubjectSummary.from_dict(d["subject"]),
+                   {str(k): float(v) for k, v in (d.get("timings") or {}).items()})
+
+    def info(self) -> dict:
+        """The reply's figures without its arrays and subject (for reports)."""
+        out = self.to_dict()
+        del out["arrays"], out["subject"]
+        return out
+
+
+@dataclass(frozen=True)
+class RenderFrameReply:
+    """``render_frame``'s result. ``arrays``: combined (H, W, 4) f32 straight RGBA, depth (H, W)
+    f32 camera z in metres (``BACKGROUND_DEPTH`` where empty), face_matte (H, W) f32."""
+
+    arrays: dict[str, str]
+    width: int
+    height: int
+    device: str = ""
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"arrays": dict(self.arrays), "width": self.width, "height": self.height, "device": self.device,
+                "warnings": list(self.warnings), "timings": dict(self.timings)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RenderFrameReply":
+        d = _fields(data, "a render_frame reply", ("arrays", "width", "height"))
+        arrays = _paths(d["arrays"], "a render_frame reply's arrays")
+        missing = [n for n in ("combined", "depth", "face_matte") if n not in arrays]
+        if missing:
+            raise InputError(f"a render_frame reply lacks the arrays {', '.join(missing)}")
+        return cls(arrays, int(d["width"]), int(d["height"]), str(d.get("device", "")),
+                   tuple(d.get("warnings") or ()), {str(k): float(v) for k, v in (d.get("timings") or {}).items()})

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from emotalk3d_addon.backend.errors import InputError
-from emotalk3d_addon.backend.protocol import requests
-from emotalk3d_addon.backend.protocol.requests import (CameraSpec, EmotionKey, EmotionSpec, PerformRequest,
-                                                       RenderFrameRequest)
+from emotalk3d_addon.backend.protocol import messages
+from emotalk3d_addon.backend.protocol.messages import (CameraSpec, EmotionKey, EmotionSpec, PerformReply,
+                                                       PerformRequest, RenderFrameReply, RenderFrameRequest,
+                                                       SubjectSummary)
 
 K = (500.0, 0.0, 32.0, 0.0, 500.0, 24.0, 0.0, 0.0, 1.0)
 W2C = tuple(float(v) for v in (1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0.9, 0, 0, 0, 1))
@@ -30,12 +31,26 @@ def _requests():
     yield RenderFrameRequest("demo", camera, "/tmp/v.npy", tuple(float(i) for i in range(16)),
                              (0.0, 1.0) + (0.0,) * 6, 0.7, ("/lib",), "cuda", "bottom_up", "linear", "/tmp/o")
     yield RenderFrameRequest("demo", camera)
+    summary = SubjectSummary("demo", "/s/demo", "0123456789abcdef", {"name": "demo", "fps": 30}, 3150, 6000, 15,
+                             {"template": "/t/template.npy", "components": "/t/components.npy"})
+    yield summary
+    yield PerformReply(90, 15, (30000, 1001), ("neutral",) * 8, 0.1, 0.7, 90, True, "cpu", ("slow",),
+                       {"coefficients": "/o/c.npy"}, summary, {"s2g": 0.01})
+    yield RenderFrameReply({"combined": "/o/c.npy", "depth": "/o/d.npy", "face_matte": "/o/m.npy"}, 64, 48, "cuda",
+                           (), {"raster": 0.002})
 
 
 @pytest.mark.parametrize("request_", list(_requests()), ids=lambda r: type(r).__name__)
 def test_the_wire_form_round_trips_through_json(request_):
     wire = json.loads(json.dumps(request_.to_dict(), allow_nan=False))
     assert type(request_).from_dict(wire) == request_
+
+
+def test_a_reply_lacking_a_part_is_refused_by_name():
+    with pytest.raises(InputError, match="lacks subject"):
+        PerformReply.from_dict({"num_frames": 1, "num_components": 1, "fps": [30, 1], "arrays": {}})
+    with pytest.raises(InputError, match="face_matte"):
+        RenderFrameReply.from_dict({"arrays": {"combined": "a.npy", "depth": "b.npy"}, "width": 4, "height": 4})
 
 
 def test_nested_matrices_and_defaults_are_accepted():
@@ -74,8 +89,8 @@ def test_a_bad_field_is_refused_by_name(build, needle):
         build()
 
 
-def test_the_requests_module_needs_neither_torch_nor_numpy():
-    tree = ast.parse(Path(requests.__file__).read_text(encoding="utf-8"))
+def test_the_messages_module_needs_neither_torch_nor_numpy():
+    tree = ast.parse(Path(messages.__file__).read_text(encoding="utf-8"))
     modules = {n.module if isinstance(n, ast.ImportFrom) else a.name
                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in (n.names if isinstance(n, ast.Import) else [None])}
