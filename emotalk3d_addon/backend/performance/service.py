@@ -12,7 +12,10 @@ Cache policy, the same for every caller:
 * waveforms: the 8 most recent audio files (by path, size and modification time);
 * frame features and the emotion heard in them: the latest clip only (a key edit re-uses
   both, so a re-generation only re-runs S2GNet);
-* encoder outputs: ``FeatureCache`` (memory within a byte budget, plus disk).
+* encoder outputs: ``FeatureCache`` (memory within a byte budget, plus disk);
+* the ARKit solver of each subject (its normal equations). A solve is not kept: after an
+  emotion edit every frame after the key moves, and a fresh solve of 60 s takes tens of
+  milliseconds (a warm start from the previous weights took more sweeps, BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from ..io.audio import Waveform, load_audio
+from ..arkit.solve import ArkitFit, ArkitSolver
 from ..device import resolve_device, run_with_fallback
 from ..errors import AudioError
 from ..geometry.basis import BasisError
@@ -66,7 +70,9 @@ class PerformanceResult:
     device: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    solver: ArkitSolver | None = None      # the subject's ARKit solve, when it has ARKit shapes
     _coefficients: np.ndarray | None = None
+    _arkit: ArkitFit | None = None
 
     @property
     def coefficients(self) -> np.ndarray:
@@ -78,6 +84,15 @@ class PerformanceResult:
     def basis_error(self) -> tuple[BasisError, int]:
         """The track's basis error (mm) on at most ``MAX_ERROR_FRAMES`` frames, and that count."""
         return basis_error(self.loaded.subject, self.track.vertices)
+
+    def arkit(self) -> ArkitFit | None:
+        """ARKit weights (F, 52) of the frames as Blender shows them, with the fit residual;
+        None when the subject has no ARKit shapes."""
+        if self.solver is None:
+            return None
+        if self._arkit is None:
+            self._arkit = self.solver.solve(self.coefficients)
+        return self._arkit
 
     def shape_key_vertices(self) -> np.ndarray:
         """(F, V, 3) float32: the frames as Blender shows them (template + basis mix)."""
@@ -107,6 +122,7 @@ class Performance:
         self._runtimes: dict[tuple, SubjectRuntime] = {}
         self._waveforms: dict[tuple, Waveform] = {}
         self._latest: dict[str, object] = {}     # the latest clip: key, frame features, emotion from speech
+        self._solvers: dict[str, tuple] = {}      # bundle path -> (stamp, ArkitSolver)
 
     # -- what a performance is made from ------------------------------------------
 
@@ -211,7 +227,17 @@ class Performance:
             return vertices, cached
 
         (track, cached), used = run_with_fallback(work, resolve_device(device), warnings, "speech-to-geometry")
-        return PerformanceResult(loaded, track, cached, str(used), warnings, timings)
+        return PerformanceResult(loaded, track, cached, str(used), warnings, timings, self._solver(loaded))
+
+    def _solver(self, loaded: LoadedSubject) -> ArkitSolver | None:
+        if loaded.subject.arkit is None:
+            return None
+        hit = self._solvers.get(loaded.path)
+        if hit is None or hit[0] != loaded.stamp:
+            a, g = loaded.subject.arkit, loaded.subject.geometry
+            hit = (loaded.stamp, ArkitSolver.build(a.shapes, a.present, loaded.subject.basis.components, g.face_mask))
+            self._solvers[loaded.path] = hit
+        return hit[1]
 
     def _speech_emotion(self, runtime: SubjectRuntime, features: torch.Tensor) -> EmotionTrack:
         track = self._latest.get("speech_emotion")

@@ -336,8 +336,8 @@ class SubjectSummary:
 @dataclass(frozen=True)
 class PerformReply:
     """``perform``'s result. ``arrays``: coefficients (F, K) f32 (the basis projection of the
-    S2GNet track), emotion (F, 8) f32, intensity (F,) f32 and, when asked, vertices (F, V, 3)
-    f32. The basis error (mm) is measured on ``basis_error_frames`` evenly spread frames."""
+    S2GNet track), emotion (F, 8) f32, intensity (F,) f32, arkit (F, 52) f32 when the subject
+    has ARKit shapes and, when asked, vertices (F, V, 3) f32. The basis error (mm) is measured on ``basis_error_frames`` evenly spread frames."""
 
     num_frames: int
     num_components: int
@@ -352,9 +352,12 @@ class PerformReply:
     arrays: dict[str, str]
     subject: SubjectSummary
     timings: dict[str, float] = field(default_factory=dict)
+    arkit_rms_mm: float | None = None     # the ARKit fit residual (arrays["arkit"] (F, 52) f32), if solved
+    arkit_max_mm: float | None = None
 
     def to_dict(self) -> dict:
-        return {"num_frames": self.num_frames, "num_components": self.num_components, "fps": list(self.fps),
+        return {"arkit_rms_mm": self.arkit_rms_mm, "arkit_max_mm": self.arkit_max_mm,
+                "num_frames": self.num_frames, "num_components": self.num_components, "fps": list(self.fps),
                 "emotion_names": list(self.emotion_names), "basis_rms_mm": self.basis_rms_mm,
                 "basis_max_mm": self.basis_max_mm, "basis_error_frames": self.basis_error_frames,
                 "features_cached": self.features_cached, "device": self.device, "warnings": list(self.warnings),
@@ -369,7 +372,9 @@ class PerformReply:
                    float(d.get("basis_max_mm", 0.0)), int(d.get("basis_error_frames", 0)),
                    bool(d.get("features_cached")), str(d.get("device", "")), tuple(d.get("warnings") or ()),
                    _paths(d["arrays"], "a perform reply's arrays"), SubjectSummary.from_dict(d["subject"]),
-                   {str(k): float(v) for k, v in (d.get("timings") or {}).items()})
+                   {str(k): float(v) for k, v in (d.get("timings") or {}).items()},
+                   None if d.get("arkit_rms_mm") is None else float(d["arkit_rms_mm"]),
+                   None if d.get("arkit_max_mm") is None else float(d["arkit_max_mm"]))
 
     def info(self) -> dict:
         """The reply's figures without its arrays and subject (for reports)."""

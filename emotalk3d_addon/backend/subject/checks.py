@@ -48,6 +48,7 @@ class _FolderChecker(_SectionChecks, _FileChecks):
         self.landmarks: dict[str, int] = {}
         self.tensors: dict[str, dict[str, Any]] = {}
         self.appearance: AnimatedHead | None = None
+        self.arkit_absent: set[str] | None = None
 
     def add(self, message: str) -> None:
         self.defects.append(message)
@@ -123,6 +124,7 @@ class _FolderChecker(_SectionChecks, _FileChecks):
         s2g_file = self.check_s2g_section(m)
         emotion_file = self.check_emotion_section(m)
         encoder_dir = self.check_encoder_section(m)
+        arkit_file = self.check_arkit_section(m)
         if encoder_dir is not None:
             self.check_encoder(encoder_dir)
         self.check_dims()
@@ -130,6 +132,8 @@ class _FolderChecker(_SectionChecks, _FileChecks):
             self.check_geometry_file(geometry_file)
         if basis_file is not None:
             self.check_basis_file(basis_file)
+        if arkit_file is not None:
+            self.check_arkit_file(arkit_file)
         if "appearance" in m:
             self.check_appearance(m["appearance"])
         if s2g_file is not None:

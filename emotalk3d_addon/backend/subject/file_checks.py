@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..appearance.storage import load_appearance
+from ..arkit.names import ARKIT_NAMES
 from ..speech.encoder import hubert_state_name
 from .format import (MANIFEST, MAX_ENCODER_HIDDEN, MAX_JSON_BYTES, MAX_MODEL_LAYERS, _FLOAT_DTYPES,
                      _first_line, _json_type, _listing, _within)
@@ -117,6 +118,28 @@ class _FileChecks:
             self.add(f"{rel}: components holds {comps.shape[0]} components, "
                      f"basis.num_components in {MANIFEST} says {self.K}")
         self.tensors["basis"] = got
+
+    def check_arkit_file(self, path: Path) -> None:
+        """arkit.safetensors: shapes (52, V, 3) float32, present (52,) uint8 0/1; an absent shape
+        is all zero and the manifest's ``arkit.absent`` lists exactly the absent ones."""
+        got = self.read_tensors(path, {"shapes": ((len(ARKIT_NAMES), self.V, 3), {"F32"}),
+                                       "present": ((len(ARKIT_NAMES),), {"U8"})}, framework="np")
+        if got is None or "shapes" not in got or "present" not in got:
+            return
+        rel = path.relative_to(self.root).as_posix()
+        present = got["present"]
+        if not np.isin(present, (0, 1)).all():
+            self.add(f"{rel}: present must hold only 0 and 1")
+            return
+        faked = [n for n, p, s in zip(ARKIT_NAMES, present, got["shapes"]) if not p and np.abs(s).max() > 0]
+        if faked:
+            self.add(f"{rel}: absent ARKit shape(s) {_listing(faked)} must be all zero")
+        absent = {n for n, p in zip(ARKIT_NAMES, present) if not p}
+        listed = self.arkit_absent
+        if listed is not None and listed != absent:
+            self.add(f"{MANIFEST}: arkit.absent does not match {rel}'s present flags "
+                     f"(differ in {_listing(sorted(listed ^ absent))})")
+        self.tensors["arkit"] = got
 
     def check_model_file(self, path: Path, key: str, config: Any, build: Callable[[Any], torch.nn.Module]) -> None:
         expected = None

@@ -15,6 +15,7 @@ import torch
 
 from ..emotions import EMOTIONS
 from ..errors import BundleError, InputError
+from ..arkit.basis import ARKIT_FILE, ArkitBasis
 from ..geometry.basis import MotionBasis
 from ..geometry.s2gnet import S2GConfig
 from ..paths import default_cache_dir
@@ -49,6 +50,7 @@ class Subject:
     emotion_state: dict[str, torch.Tensor]
     encoder: EncoderSpec
     appearance: "AnimatedHead | None" = None   # canonical Gaussians + G2ANet (optional section)
+    arkit: ArkitBasis | None = None             # the 52 ARKit shapes on this topology (optional section)
 
     @property
     def name(self) -> str:
@@ -124,6 +126,9 @@ class Subject:
                 shutil.copyfile(encoder_src / name, folder / ENCODER_DIR / name)
         if self.appearance is not None:
             write_appearance(self.appearance, folder)
+        if self.arkit is not None:
+            save_numpy({"shapes": self.arkit.shapes, "present": self.arkit.present.astype(np.uint8)},
+                       str(folder / ARKIT_FILE))
         manifest = self._manifest_for_save()
         try:
             text = json.dumps(manifest, indent=2, allow_nan=False)
@@ -154,6 +159,10 @@ class Subject:
             m["appearance"] = appearance_section(self.appearance, view)
         else:
             m.pop("appearance", None)
+        if self.arkit is not None:
+            m["arkit"] = self.arkit.section()
+        else:
+            m.pop("arkit", None)
         return m
 
 
@@ -265,4 +274,6 @@ def _build_subject(checker: _FolderChecker) -> Subject:
                    basis=MotionBasis(components=checker.tensors["basis"]["components"]),
                    s2g_config=checker.s2g_config, s2g_state=checker.tensors["s2g"],
                    emotion_config=checker.emotion_config, emotion_state=checker.tensors["emotion_extractor"],
-                   encoder=checker.encoder_spec, appearance=checker.appearance)
+                   encoder=checker.encoder_spec, appearance=checker.appearance,
+                   arkit=None if "arkit" not in checker.tensors else
+                   ArkitBasis(checker.tensors["arkit"]["shapes"], checker.tensors["arkit"]["present"].astype(bool)))

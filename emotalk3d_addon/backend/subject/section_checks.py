@@ -1,5 +1,5 @@
 """The per-section manifest checks of ``_FolderChecker`` (geometry, basis, s2g, emotion
-extractor, speech encoder), as a mixin: each reads ``self.manifest``'s section through
+extractor, speech encoder, ARKit shapes), as a mixin: each reads ``self.manifest``'s section through
 ``self.get`` / ``self.file`` and keeps what later checks need (V, T, K, the configs)."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ..arkit.names import ARKIT_NAMES
 from ..emotions import CONDITION_DIM
 from ..geometry.s2gnet import S2GConfig
 from ..speech.emotion import EmotionConfig
@@ -67,6 +68,27 @@ class _SectionChecks:
             value = self.get(basis, f"basis.{key}", "number")
             if value is not None and value < 0:
                 self.add(f"{MANIFEST}: basis.{key} must not be negative, got {value!r}")
+        return path
+
+    def check_arkit_section(self, m: dict) -> Path | None:
+        """The optional ``arkit`` section: {file, names (Apple's 52, in order), absent}."""
+        if "arkit" not in m:
+            return None
+        arkit = self.get(m, "arkit", "object")
+        if arkit is None:
+            return None
+        path = self.file(self.get(arkit, "arkit.file", "string"), "arkit.file")
+        names = self.get(arkit, "arkit.names", "array")
+        if names is not None and list(names) != list(ARKIT_NAMES):
+            self.add(f"{MANIFEST}: arkit.names must list Apple's 52 ARKit names in Apple's order "
+                     f"(eyeBlinkLeft ... tongueOut)")
+        absent = self.get(arkit, "arkit.absent", "array")
+        if absent is not None:
+            unknown = [a for a in absent if a not in ARKIT_NAMES]
+            if unknown:
+                self.add(f"{MANIFEST}: arkit.absent names unknown ARKit shape(s) {_listing([str(u) for u in unknown])}")
+            else:
+                self.arkit_absent = set(absent)
         return path
 
     def check_config(self, cls: type, data: dict, key: str) -> Any:

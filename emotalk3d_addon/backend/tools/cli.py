@@ -53,10 +53,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         emotion = EmotionSpec.speech()
     request = PerformRequest(args.subject, args.audio, (fps.numerator, fps.denominator), emotion,
                              device=args.device, encoder=args.encoder or "")
-    track = Performance().perform(request).track
+    result = Performance().perform(request)
+    track, arkit = result.track, result.arkit()
+    if arkit is not None:
+        track.arkit = arkit.weights
     track.save_npz(args.out)
+    solved = "" if arkit is None else f", ARKit weights (fit residual {arkit.rms_mm:.2f} mm RMS)"
     print(f"wrote {args.out}: {track.num_frames} frames at {float(fps):g} fps, "
-          f"{track.vertices.shape[1]} vertices")
+          f"{track.vertices.shape[1]} vertices{solved}")
+    return 0
+
+
+def _cmd_export_arkit(args: argparse.Namespace) -> int:
+    from ..arkit.live_link import write_csv
+    from ..io.track import VertexTrack
+
+    track = VertexTrack.load_npz(args.track)
+    if track.arkit is None:
+        raise InputError(f"{args.track} holds no ARKit weights: predict it with a subject that has ARKit shapes "
+                         "(`emotalk3d info` lists an \"arkit\" section)")
+    path = write_csv(track.arkit, track.fps, args.out)
+    print(f"wrote {path}: {track.num_frames} frames of 52 ARKit weights at {float(track.fps):g} fps (Live Link Face CSV)")
     return 0
 
 
@@ -260,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_predict(sub)
+    p = sub.add_parser("export-arkit", help="TRACK.npz ARKit weights -> a Live Link Face CSV (Unreal, Maya, iClone)")
+    p.add_argument("--track", required=True, help="a TRACK.npz predicted for a subject with ARKit shapes")
+    p.add_argument("--out", required=True, help="FILE.csv")
     p = sub.add_parser("info", help="print a subject's manifest")
     p.add_argument("--subject", required=True)
     p.add_argument("--json", action="store_true")
@@ -355,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"predict": _cmd_predict, "info": _cmd_info, "validate": _cmd_validate,
+COMMANDS = {"predict": _cmd_predict, "export-arkit": _cmd_export_arkit, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
             "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset,
             "make-corpus": _cmd_make_corpus, "evaluate-lipsync": _cmd_evaluate_lipsync,

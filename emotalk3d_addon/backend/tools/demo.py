@@ -54,6 +54,12 @@ def run(out: Path) -> int:
                                                 EmotionSpec.keyed(keys), device="cpu"))
     track = result.track
     out.mkdir(parents=True, exist_ok=True)
+    arkit = result.arkit()
+    if arkit is not None:
+        from ..arkit.live_link import write_csv
+
+        track.arkit = arkit.weights
+        write_csv(arkit.weights, track.fps, out / "demo_arkit.csv")
     track.save_npz(out / "demo_track.npz")
     (out / "demo_keys.json").write_text(json.dumps([k.to_dict() for k in keys], indent=1))
     renderer = FrameRenderer(loaded.subject)
@@ -100,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="out")
     p = sub.add_parser("build", help="rebuild the demo subject from scratch (fixed seed)")
     p.add_argument("--work", default="build/demo", help="folder for the dataset and checkpoints")
+    sub.add_parser("arkit", help="give the embedded demo subject the ARKit shapes of its rig (no retraining)")
     args = parser.parse_args(argv)
+    if args.command == "arkit":
+        from .demo_build import add_arkit
+
+        add_arkit(DEMO_DIR)
+        return 0
     if args.command == "build":
         from .demo_build import build
 

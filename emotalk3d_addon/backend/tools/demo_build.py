@@ -37,6 +37,31 @@ def write_phones(sequence, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def add_arkit(bundle: Path, log=print) -> Path:
+    """Give the bundle at ``bundle`` the ARKit shapes of the synthetic head's own rig (the
+    rig is deterministic, so this needs no dataset); files beside the bundle's are kept."""
+    from dataclasses import replace
+
+    from ..arkit.basis import ArkitBasis
+    from ..datasets.synthetic.arkit_rig import arkit_shapes
+    from ..subject import load_subject
+
+    subject = load_subject(bundle)
+    shapes, present = arkit_shapes()
+    if shapes.shape[1] != subject.geometry.num_vertices:
+        raise ValueError(f"the rig's face has {shapes.shape[1]} vertices, the subject {subject.geometry.num_vertices}")
+    staged = bundle.with_name(f".{bundle.name}.arkit")
+    shutil.rmtree(staged, ignore_errors=True)
+    replace(subject, arkit=ArkitBasis(shapes, present)).save(staged)
+    for extra in bundle.iterdir():
+        if not (staged / extra.name).exists():
+            shutil.copy2(extra, staged / extra.name)
+    shutil.rmtree(bundle)
+    staged.rename(bundle)
+    log(f"ARKit shapes: {int(present.sum())} of 52 from the rig ({52 - int(present.sum())} absent) -> {bundle}")
+    return bundle
+
+
 def build(work: Path, target: Path, log=print) -> Path:
     """Dataset + training under ``work``; the finished bundle replaces ``target``."""
     from dataclasses import replace
@@ -60,6 +85,7 @@ def build(work: Path, target: Path, log=print) -> Path:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(subject, target)
+    add_arkit(target, log)
     shutil.copyfile(test[0].audio_path, target / "demo_clip.wav")
     write_phones(test[0], target / "demo_clip.phones.txt")
     log(f"demo subject rebuilt in {time.perf_counter() - started:.0f} s -> {target}")

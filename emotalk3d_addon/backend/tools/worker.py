@@ -169,11 +169,17 @@ class Worker:
                   "intensity": _save(out_dir, "intensity", track.intensity.astype(np.float32))}
         if request.return_vertices:
             arrays["vertices"] = _save(out_dir, "vertices", track.vertices.astype(np.float32))
+        clock_arkit = time.perf_counter()
+        arkit = result.arkit()
+        if arkit is not None:
+            arrays["arkit"] = _save(out_dir, "arkit", arkit.weights)
+            timings["arkit"] = round(time.perf_counter() - clock_arkit, 4)
         subject = self._subject_info(result.loaded, out_dir)
         timings["write"] = round(time.perf_counter() - clock, 4)
         return PerformReply(int(track.num_frames), int(coefficients.shape[1]), (track.fps.numerator, track.fps.denominator),
                             EMOTIONS, error.rms_mm, error.max_mm, measured, result.features_cached, result.device,
-                            tuple(result.warnings), arrays, subject, timings).to_dict()
+                            tuple(result.warnings), arrays, subject, timings,
+                            None if arkit is None else arkit.rms_mm, None if arkit is None else arkit.max_mm).to_dict()
 
     def _renderer(self, loaded, device):
         from ..render.frame import FrameRenderer
