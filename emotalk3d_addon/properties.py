@@ -9,7 +9,7 @@ In Blender 5.0 these live in system properties: always use attribute access.
 """
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 from bpy.types import PropertyGroup
 
@@ -71,6 +71,43 @@ def _auto_update_changed(self, context):
     auto.reset(context.scene if context else None)
 
 
+def _target_poll(self, ob) -> bool:
+    from .bridge import arkit_target
+
+    return arkit_target.is_character(ob)
+
+
+def _target_changed(self, context) -> None:
+    from .bridge import arkit_target
+
+    if self.target is not None and arkit_target.is_character(self.target):
+        arkit_target.refresh_map(self, self.target)
+
+
+def _strength_changed(self, context) -> None:
+    from .bridge import arkit_target
+
+    act = self.last_action
+    if act is not None and self.target is not None and act.emotalk3d.target == self.target.name:
+        arkit_target.apply_strengths(act, self, self.target)
+
+
+def _map_key_changed(self, context) -> None:
+    self.manual = True
+
+
+class EMOTALK3D_PG_arkit_map_item(PropertyGroup):
+    arkit: StringProperty(name="ARKit Shape")
+    key: StringProperty(name="Shape Key", update=_map_key_changed,
+                        description="The target's shape key that plays this ARKit shape (empty: none)")
+    manual: BoolProperty(name="Set by Hand", description="Kept when the mapping is refreshed")
+
+
+def _strength(name: str, what: str):
+    return FloatProperty(name=name, default=1.0, min=0.0, soft_max=2.0, max=10.0, update=_strength_changed,
+                         description=f"Scales the {what} weights on the target (re-writes the keys; no backend run)")
+
+
 class EMOTALK3D_PG_scene(PropertyGroup):
     subject: StringProperty(name="Subject", description="Subject name in a library folder, or a bundle's path")
     subject_choice: EnumProperty(name="Subject", items=_subject_items, get=_subject_get, set=_subject_set,
@@ -100,6 +137,17 @@ class EMOTALK3D_PG_scene(PropertyGroup):
     head: PointerProperty(name="Head", type=bpy.types.Object,
                           description="The head object the performance drives (created on first Generate)")
     last_action: PointerProperty(name="Last Performance", type=bpy.types.Action)
+    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_target_poll, update=_target_changed,
+                            description="A character with ARKit-named shape keys to drive (empty: the subject's "
+                                        "own head)")
+    arkit_map: CollectionProperty(type=EMOTALK3D_PG_arkit_map_item)
+    arkit_map_index: IntProperty(options={'HIDDEN'})
+    strength_jaw: _strength("Jaw", "jaw")
+    strength_lips: _strength("Lips", "mouth and lip")
+    strength_brows_eyes: _strength("Brows & Eyes", "brow and eye")
+    strength_cheeks_nose: _strength("Cheeks & Nose", "cheek, nose and tongue")
+    blinks: BoolProperty(name="Blinks", default=False,
+                         description="Add natural blinks on eyeBlinkLeft/Right, as keys you can move")
     # compositing (bridge/compositing.py)
     gaussian_scene: PointerProperty(name="Gaussian Scene", type=bpy.types.Scene,
                                     description="The scene that renders the head's Gaussians for this scene's compositor")
@@ -134,9 +182,11 @@ class EMOTALK3D_PG_action(PropertyGroup):
     num_frames: IntProperty(name="Frames")
     emotion_mode: StringProperty(name="Emotion")
     basis_max_mm: FloatProperty(name="Basis Error (mm)")
+    target: StringProperty(name="Target", description="The character the performance drives (empty: a head)")
+    arkit_rms_mm: FloatProperty(name="ARKit Fit (mm)")
 
 
-CLASSES = (EMOTALK3D_PG_scene, EMOTALK3D_PG_head, EMOTALK3D_PG_action)
+CLASSES = (EMOTALK3D_PG_arkit_map_item, EMOTALK3D_PG_scene, EMOTALK3D_PG_head, EMOTALK3D_PG_action)
 
 
 def register() -> None:

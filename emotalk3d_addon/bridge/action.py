@@ -20,7 +20,7 @@ def data_path(key_name: str) -> str:
     return f'key_blocks["{key_name}"].value'
 
 
-def _fill(fc, values: np.ndarray, frame_start: float) -> None:
+def fill_curve(fc, values: np.ndarray, frame_start: float) -> None:
     """Linear keys ``values`` (F,) at frames frame_start + f, replacing the curve's keys."""
     num_frames = values.shape[0]
     co = np.empty((num_frames, 2), np.float32)
@@ -49,7 +49,7 @@ def write_curves(fcurves_new, specs: list, frame_start: float) -> list:
     curves = []
     for path, index, values in specs:
         fc = fcurves_new(path, index)
-        _fill(fc, np.ascontiguousarray(values, np.float32), frame_start)
+        fill_curve(fc, np.ascontiguousarray(values, np.float32), frame_start)
         curves.append(fc)
     return curves
 
@@ -103,7 +103,7 @@ def rewrite_shape_key_action(action, slot, names: list[str], coefficients: np.nd
     if set(curves) != {(path, index) for path, index, _ in specs}:
         return False
     for path, index, values in specs:
-        _fill(curves[(path, index)], np.ascontiguousarray(values, np.float32), frame_start)
+        fill_curve(curves[(path, index)], np.ascontiguousarray(values, np.float32), frame_start)
     num_frames = coefficients.shape[0]
     action.frame_start, action.frame_end = float(frame_start), float(frame_start) + max(num_frames - 1, 1)
     return True

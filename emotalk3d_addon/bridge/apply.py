@@ -6,12 +6,13 @@ leaves the scene as it was; one undo step removes a finished generation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 
 from . import action as action_mod
+from . import arkit_target
 from . import compat, mesh, sequencer
 from .errors import UserError
 from .jobs import GenerateRequest, GenerationResult
@@ -27,6 +28,7 @@ class Applied:
     created_head: bool
     created_strip: bool
     reused_action: bool
+    unmatched: list[str] = field(default_factory=list)   # ARKit shapes moved that the target has no key for
 
 
 def find_head(scene, settings, fingerprint: str, num_vertices: int, num_components: int):
@@ -63,6 +65,19 @@ def _remove_head(ob) -> None:
             pass
 
 
+def _describe(act, request: GenerateRequest, subject: dict, strip, frame_start: float, num_frames: int,
+              result: GenerationResult) -> None:
+    """What the generated Action records about itself (its panel, auto-update, farms)."""
+    meta = act.emotalk3d
+    meta.generated = True
+    meta.subject, meta.fingerprint = request.subject_ref, subject["fingerprint"]
+    meta.audio, meta.strip = request.audio, strip.name
+    meta.fps_num, meta.fps_den = request.fps.numerator, request.fps.denominator
+    meta.frame_start, meta.num_frames = frame_start, num_frames
+    meta.emotion_mode = str(request.emotion.get("mode", ""))
+    meta.basis_max_mm = float(result.info.get("basis_max_mm", 0.0))
+
+
 def apply_generation(context, scene, request: GenerateRequest, result: GenerationResult) -> Applied:
     settings = scene.emotalk3d
     subject = result.subject
@@ -85,6 +100,29 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
             if strip is None:
                 raise UserError(f"The sound strip {request.strip!r} was removed during generation")
         frame_start = float(strip.frame_start)
+
+        if settings.target is not None:
+            target = settings.target
+            if not arkit_target.is_character(target) or target.name not in scene.objects:
+                raise UserError(f"The target {target.name!r} is not a mesh with shape keys in this scene")
+            if result.arkit is None:
+                raise UserError(f"Subject {subject.get('name', '')!r} has no ARKit shapes, so it cannot drive "
+                                f"{target.name!r}: clear the target, or choose a subject with ARKit shapes")
+            last = settings.last_action
+            if request.reuse_action and last is not None and last.emotalk3d.target == target.name \
+                    and last.emotalk3d.audio == request.audio and arkit_target.reuse(last, result.arkit, settings, target):
+                return Applied(target, last, strip.name, frame_start, num_frames, False, created_strip, True)
+            act, slot, unmatched = arkit_target.write_target_action(
+                target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})")
+            created.append(("action", act))
+            _describe(act, request, subject, strip, frame_start, num_frames, result)
+            act.emotalk3d.target = target.name
+            act.emotalk3d.arkit_rms_mm = float(result.info.get("arkit_rms_mm") or 0.0)
+            compat.assign_action(target.data.shape_keys, act, slot)
+            settings.last_action = act
+            if request.audio_is_file:
+                settings.audio_source, settings.strip = 'STRIP', strip.name
+            return Applied(target, act, strip.name, frame_start, num_frames, False, created_strip, False, unmatched)
 
         # 2. the head
         head = find_head(scene, settings, subject["fingerprint"], subject["num_vertices"], num_components)
@@ -114,14 +152,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                                                         result.emotion, result.intensity)
             created.append(("action", act))
         mesh.widen_sliders(key, names, coeffs)
-        meta = act.emotalk3d
-        meta.generated = True
-        meta.subject, meta.fingerprint = request.subject_ref, subject["fingerprint"]
-        meta.audio, meta.strip = request.audio, strip.name
-        meta.fps_num, meta.fps_den = request.fps.numerator, request.fps.denominator
-        meta.frame_start, meta.num_frames = frame_start, num_frames
-        meta.emotion_mode = str(request.emotion.get("mode", ""))
-        meta.basis_max_mm = float(result.info.get("basis_max_mm", 0.0))
+        _describe(act, request, subject, strip, frame_start, num_frames, result)
 
         # 4. assignments (nothing below creates data)
         if not reused:

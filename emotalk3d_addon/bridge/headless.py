@@ -46,6 +46,9 @@ def build_parser(prog: str = "emotalk3d") -> argparse.ArgumentParser:
     g.add_argument("--fill-from-speech", action="store_true",
                    help="with --keys: the emotion heard in the speech fills the gaps between keys")
     g.add_argument("--push-to-nla", action="store_true", help="put the performance on an NLA track")
+    g.add_argument("--open", help="a .blend to open first (the file with your character)")
+    g.add_argument("--target", help="a mesh object with ARKit-named shape keys to drive instead of the subject's head")
+    g.add_argument("--blinks", action="store_true", help="with --target: add natural blinks as keys")
     g.add_argument("--python", help="backend interpreter (default: preferences, $EMOTALK3D_PYTHON, ...)")
     g.add_argument("--library", action="append", default=[], help="extra subject library folder (repeatable)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="backend device (default: preferences)")
@@ -96,7 +99,19 @@ def _generate(args) -> int:
         raise ValueError("give either --emotion/--intensity or --keys, not both")
     if not os.path.isfile(args.audio):
         raise ValueError(f"audio file not found: {args.audio}")
+    if args.open:
+        if not os.path.isfile(args.open):
+            raise ValueError(f".blend file not found: {args.open}")
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.open))
     scene = bpy.context.scene
+    if args.target:
+        from . import arkit_target
+
+        target = scene.objects.get(args.target)
+        if target is None or not arkit_target.is_character(target):
+            raise ValueError(f"no mesh object with shape keys named {args.target!r} in scene {scene.name!r}")
+        scene.emotalk3d.target = target
+        scene.emotalk3d.blinks = bool(args.blinks)
     if args.fps:
         fps, base = timing.scene_rate_settings(timing.parse_rate(args.fps))
         scene.render.fps, scene.render.fps_base = fps, base

@@ -206,6 +206,7 @@ class GenerationResult:
     subject_arrays: dict[str, np.ndarray]
     info: dict = field(default_factory=dict)     # num_frames, fps, basis_*_mm, timings, features_cached
     vertices: np.ndarray | None = None
+    arkit: np.ndarray | None = None               # (F, 52) ARKit weights, when the subject has ARKit shapes
 
 
 def _load_arrays(paths: dict[str, str]) -> dict[str, np.ndarray]:
@@ -232,7 +233,7 @@ class GenerateJob(Job):
             call.cleanup()
         subject = {k: v for k, v in reply.subject.to_dict().items() if k != "arrays"}
         return GenerationResult(arrays["coefficients"], arrays["emotion"], arrays["intensity"], subject,
-                                subject_arrays, reply.info(), arrays.get("vertices"))
+                                subject_arrays, reply.info(), arrays.get("vertices"), arrays.get("arkit"))
 
 
 class SubjectJob(Job):

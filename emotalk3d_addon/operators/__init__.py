@@ -1,9 +1,10 @@
 """Blender operators (thin: read properties, call the worker through ``bridge``, write results)."""
 from __future__ import annotations
 
-from . import backend_ops, generate, render_ops, scene_ops
+from . import backend_ops, generate, render_ops, scene_ops, target_ops
 
-CLASSES: tuple[type, ...] = generate.CLASSES + scene_ops.CLASSES + backend_ops.CLASSES + render_ops.CLASSES
+CLASSES: tuple[type, ...] = (generate.CLASSES + scene_ops.CLASSES + backend_ops.CLASSES + render_ops.CLASSES
+                             + target_ops.CLASSES)
 
 
 def register() -> None:

@@ -73,6 +73,13 @@ class GenerateSession:
         auto.reset(scene)
         a = self.applied
         info = job.result.info
+        if a.action.emotalk3d.target:
+            unmatched = (f"; the target has no shape key for {len(a.unmatched)} ARKit shape(s) the performance "
+                         f"moves: {', '.join(a.unmatched[:6])}{' ...' if len(a.unmatched) > 6 else ''}"
+                         if a.unmatched else "")
+            return {'FINISHED'}, 'WARNING' if a.unmatched else 'INFO', (
+                f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action '{a.action.name}' on "
+                f"'{a.head.name}'s shape keys (ARKit fit {info.get('arkit_rms_mm') or 0:.2f} mm RMS){unmatched}")
         return {'FINISHED'}, 'INFO', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
                                       f"'{a.action.name}' on '{a.head.name}' (basis error "
                                       f"{info.get('basis_max_mm', 0):.3f} mm max)")

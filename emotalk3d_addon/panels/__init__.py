@@ -118,6 +118,25 @@ def _draw_emotion(layout, context, compact: bool) -> None:
         row.prop(s, "fill_reach", text="Reach")
 
 
+def _draw_target(layout, context, compact: bool) -> None:
+    """The character the performance drives: the subject's head (empty) or an ARKit rig."""
+    s = context.scene.emotalk3d
+    row = layout.row(align=True)
+    row.prop(s, "target", text="")
+    row.operator("emotalk3d.frame_head", text="", icon='CAMERA_DATA')
+    if s.target is None or compact:
+        return
+    matched = sum(1 for item in s.arkit_map if item.key)
+    row = layout.row(align=True)
+    row.label(text=f"{matched} of 52 ARKit shapes mapped", icon='SHAPEKEY_DATA')
+    row.operator("emotalk3d.refresh_arkit_map", text="", icon='FILE_REFRESH')
+    layout.template_list("EMOTALK3D_UL_arkit_map", "", s, "arkit_map", s, "arkit_map_index", rows=4)
+    col = layout.column(align=True)
+    for name in ("strength_jaw", "strength_lips", "strength_brows_eyes", "strength_cheeks_nose"):
+        col.prop(s, name, slider=True)
+    layout.prop(s, "blinks")
+
+
 def _draw_generate(layout, context, compact: bool) -> None:
     from ..operators.generate import LAST_REPORT
 
@@ -191,6 +210,9 @@ class EMOTALK3D_PT_view3d(bpy.types.Panel):
         col.separator()
         col.label(text="Emotion", icon='SHADERFX')
         _draw_emotion(col, context, compact=False)
+        col.separator()
+        col.label(text="Target", icon='ARMATURE_DATA')
+        _draw_target(col, context, compact=False)
         col.separator()
         _draw_generate(col, context, compact=False)
         col.separator()

@@ -55,6 +55,32 @@ def test_cli_writes_a_blend_that_reopens_with_the_performance(addon, trained_sub
     assert max(moved) > 1e-5                     # the performance plays from the saved file
 
 
+def test_cli_drives_a_character_in_an_opened_file(scene, tmp_path):
+    """``generate --open IN.blend --target OBJECT``: the character in the artist's file gets the
+    performance on its own shape keys; an object that is not a character exits 2."""
+    from emotalk3d_addon.backend.subject import resolve_subject
+
+    from .test_target import _character, _curve
+
+    ob = _character("Hero")
+    src, out = tmp_path / "in.blend", tmp_path / "out.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(src))
+    clip = resolve_subject("demo") / "demo_clip.wav"
+    proc = _run(["generate", "--open", str(src), "--target", "Hero", "--subject", "demo", "--audio", str(clip),
+                 "--emotion", "happy", "--fps", "25", "--save", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "noseSneerRight" in proc.stdout                      # the unmatched shape, reported once
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    hero = bpy.data.objects["Hero"]
+    act = hero.data.shape_keys.animation_data.action
+    assert act is not None and act.emotalk3d.target == "Hero" and _curve(act, "ARKit_jawOpen")[:, 1].max() > 0.2
+    assert not [o for o in bpy.data.objects if o.emotalk3d_head.fingerprint]      # no subject head was added
+    bad = _run(["generate", "--open", str(src), "--target", "Camera", "--subject", "demo", "--audio", str(clip),
+                "--save", str(tmp_path / "x.blend")], tmp_path)
+    assert bad.returncode == 2 and "no mesh object with shape keys named 'Camera'" in bad.stderr
+    del ob
+
+
 def test_cli_bad_input_exits_2_with_one_line(addon, trained_subject, tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio at all")

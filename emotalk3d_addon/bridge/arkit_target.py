@@ -1,0 +1,175 @@
+"""A target character: the performance as ARKit-52 weights on the artist's own shape keys.
+
+The character is any mesh object with shape keys. Its keys are matched to the 52 ARKit
+names (``backend.arkit.names``: case, separators and the common prefixes and side
+suffixes do not matter); the scene keeps the mapping (``scene.emotalk3d.arkit_map``) and
+the artist may change any entry (it is then kept when the mapping is refreshed).
+
+Generate writes a new Action on the character's shape keys: one linear F-curve per
+matched key the performance moves, its values the solved weight times the strength of the key's group (jaw,
+lips, brows and eyes, cheeks and nose). The unscaled weights are stored on the Action,
+so changing a strength re-writes the keys without the backend. Optional procedural
+blinks are sparse keys (0, 1, 0) on ``eyeBlinkLeft``/``eyeBlinkRight`` that the artist can
+move like any key.
+"""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..backend.arkit.names import ARKIT_NAMES, match_shape_keys
+from . import action as action_mod
+from . import compat
+from .errors import UserError
+
+RAW_PROP = "emotalk3d_arkit"            # the Action's unscaled (F * 52) weights
+GROUPS = (("jaw", ("jaw",)), ("lips", ("mouth",)), ("brows_eyes", ("brow", "eye")),
+          ("cheeks_nose", ("cheek", "nose", "tongue")))
+BLINK_NAMES = ("eyeBlinkLeft", "eyeBlinkRight")
+BLINK_HALF_S = 0.09                     # closing (and opening) time of a blink, seconds
+BLINK_INTERVAL_S = (2.5, 5.5)           # seconds between blinks (uniform), a resting adult's rate
+
+
+def is_character(ob) -> bool:
+    """A mesh with shape keys beyond its reference key that is not an EmoTalk3D head."""
+    if ob is None or ob.type != 'MESH' or ob.data.shape_keys is None:
+        return False
+    info = getattr(ob, "emotalk3d_head", None)
+    return len(ob.data.shape_keys.key_blocks) > 1 and not (info is not None and info.fingerprint)
+
+
+def key_names(ob) -> list[str]:
+    key = ob.data.shape_keys
+    reference = key.reference_key
+    return [kb.name for kb in key.key_blocks if kb != reference]
+
+
+def refresh_map(settings, target) -> dict[str, str | None]:
+    """Fill ``settings.arkit_map`` with one entry per ARKit name: the artist's own choices
+    (still present on the target) first, the automatic match elsewhere."""
+    names = key_names(target)
+    kept = {item.arkit: item.key for item in settings.arkit_map if item.manual and (not item.key or item.key in names)}
+    auto = match_shape_keys([n for n in names if n not in kept.values()])
+    settings.arkit_map.clear()
+    found = {}
+    for arkit in ARKIT_NAMES:
+        item = settings.arkit_map.add()
+        item.arkit = arkit
+        if arkit in kept:
+            item.key, item.manual = kept[arkit], True
+        else:
+            item.key, item.manual = auto[arkit] or "", False
+        found[arkit] = item.key or None
+    return found
+
+
+def mapping(settings, target) -> dict[str, str]:
+    """{ARKit name: shape key} of the entries that name a key the target has."""
+    names = set(key_names(target))
+    if len(settings.arkit_map) != len(ARKIT_NAMES):
+        refresh_map(settings, target)
+    return {item.arkit: item.key for item in settings.arkit_map if item.key and item.key in names}
+
+
+def strength(settings, arkit: str) -> float:
+    for group, prefixes in GROUPS:
+        if arkit.startswith(prefixes):
+            return float(getattr(settings, f"strength_{group}"))
+    return 1.0
+
+
+def _curves(weights: np.ndarray, found: dict[str, str], settings) -> tuple[list[str], np.ndarray]:
+    arkits = [a for a in ARKIT_NAMES if a in found]
+    cols = [weights[:, ARKIT_NAMES.index(a)] * strength(settings, a) for a in arkits]
+    values = np.stack(cols, axis=1) if cols else np.zeros((weights.shape[0], 0), np.float32)
+    return [found[a] for a in arkits], values.astype(np.float32)
+
+
+def blink_frames(num_frames: int, fps: float, seed: int = 0) -> list[float]:
+    """Centre frames of natural blinks over a performance (a fixed seed: the same each time)."""
+    rng = np.random.default_rng(seed)
+    out, t = [], rng.uniform(0.5, BLINK_INTERVAL_S[0])
+    while t * fps < num_frames - 1:
+        out.append(t * fps)
+        t += rng.uniform(*BLINK_INTERVAL_S)
+    return out
+
+
+def _blink_keys(fc, centres: list[float], fps: float, frame_start: float) -> None:
+    """Replace ``fc``'s keys with sparse blink keys: 0 before, 1 at the centre, 0 after."""
+    half = max(1.0, BLINK_HALF_S * fps)
+    co = [(frame_start + c + d, v) for c in centres for d, v in ((-half, 0.0), (0.0, 1.0), (half, 0.0))]
+    points = fc.keyframe_points
+    points.clear()
+    if not co:
+        return
+    points.add(len(co))
+    points.foreach_set("co", np.asarray(co, np.float32).ravel())
+    points.foreach_set("interpolation", np.full(len(co), action_mod.LINEAR, np.int32))
+    fc.update()
+
+
+def write_target_action(target, weights: np.ndarray, frame_start: float, fps: float, settings,
+                        name: str) -> tuple[bpy.types.Action, object, list[str]]:
+    """A new Action on ``target``'s shape keys from (F, 52) weights; returns (action, slot,
+    the ARKit names the performance moves that have no shape key on the target)."""
+    weights = np.ascontiguousarray(weights, np.float32)
+    found = mapping(settings, target)
+    if not found:
+        raise UserError(f"None of {target.name!r}'s shape keys is an ARKit shape (jawOpen, mouthSmileLeft, ...): "
+                        "map them in the EmoTalk3D panel's ARKit mapping")
+    moved = [a for a in ARKIT_NAMES if np.abs(weights[:, ARKIT_NAMES.index(a)]).max(initial=0.0) > 1e-4]
+    unmatched = [a for a in moved if a not in found]
+    # only the shapes the performance moves get a curve (fewer curves to evaluate at playback)
+    names, values = _curves(weights, {a: k for a, k in found.items() if a in moved}, settings)
+    if not names:
+        raise UserError(f"The performance moves no shape that {target.name!r} has a key for "
+                        f"({', '.join(unmatched[:6])}): map them in the EmoTalk3D panel's ARKit mapping")
+    key = target.data.shape_keys
+    act, slot = action_mod.new_shape_key_action(key, name, names, values, frame_start)
+    act[RAW_PROP] = weights.ravel().tolist()
+    if settings.blinks:
+        curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
+        centres = blink_frames(weights.shape[0], fps)
+        for arkit in BLINK_NAMES:
+            if arkit in found:
+                path = action_mod.data_path(found[arkit])
+                fc = curves.get(path)
+                if fc is None:
+                    fc = _new_curve(act, slot, path)
+                _blink_keys(fc, centres, fps, frame_start)
+    return act, slot, unmatched
+
+
+def _new_curve(act, slot, path: str):
+    if slot is not None:
+        return compat.channelbag(act, slot, ensure=True).fcurves.new(path, index=0)
+    return act.fcurves.new(path, index=0, action_group=action_mod.GROUP)
+
+
+def apply_strengths(act, settings, target) -> bool:
+    """Re-write a target Action's keys from its stored weights with the current strengths
+    (blink keys are left as they are); False when ``act`` holds no weights."""
+    raw = act.get(RAW_PROP)
+    if raw is None:
+        return False
+    weights = np.asarray(raw, np.float32).reshape(-1, len(ARKIT_NAMES))
+    found = mapping(settings, target)
+    slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
+    curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
+    names, values = _curves(weights, found, settings)
+    blinking = {action_mod.data_path(found[a]) for a in BLINK_NAMES if a in found} if settings.blinks else set()
+    for k, key_name in enumerate(names):
+        fc = curves.get(action_mod.data_path(key_name))
+        if fc is not None and fc.data_path not in blinking:
+            action_mod.fill_curve(fc, values[:, k], act.emotalk3d.frame_start)
+    return True
+
+
+def reuse(act, weights: np.ndarray, settings, target) -> bool:
+    """Auto-update: put new weights of the same clip into ``act`` in place; False if they do not fit."""
+    raw = act.get(RAW_PROP)
+    if raw is None or len(raw) != weights.size:
+        return False
+    act[RAW_PROP] = np.ascontiguousarray(weights, np.float32).ravel().tolist()
+    return apply_strengths(act, settings, target)

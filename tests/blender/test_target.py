@@ -1,0 +1,128 @@
+"""A target character in real Blender: a mesh that is not the subject's, with ARKit shape
+keys under other spellings, driven by the demo subject's performance. Its jawOpen follows
+the lips, its smile is higher for happy than for sad, a missing key is reported once,
+strengths re-write the keys without the backend, blinks are movable keys, undo removes the
+generation and a broken run changes nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import bpy, setup_scene, snapshot
+
+# the character's key names: ARKit names under the spellings exports use
+SPELLINGS = {"jawOpen": "ARKit_jawOpen", "mouthSmileLeft": "mouthSmile_L", "mouthSmileRight": "mouthSmile_R",
+             "browInnerUp": "blendShape.browInnerUp", "mouthFrownLeft": "Mouth_Frown.L"}
+MISSING = "noseSneerRight"          # moved by the performance, but the character has no key for it
+
+
+def _character(name="Character"):
+    """A 20 x 20 grid (not the subject's mesh) with one shape key per ARKit name but MISSING."""
+    from emotalk3d_addon.backend.arkit.names import ARKIT_NAMES
+
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=20, y_subdivisions=20, size=0.2)
+    ob = bpy.context.active_object
+    ob.name = name
+    ob.shape_key_add(name="Basis")
+    n = len(ob.data.vertices)
+    rng = np.random.default_rng(0)
+    for arkit in ARKIT_NAMES:
+        if arkit == MISSING:
+            continue
+        kb = ob.shape_key_add(name=SPELLINGS.get(arkit, arkit), from_mix=False)
+        co = np.empty(n * 3, np.float32)
+        kb.data.foreach_get("co", co)
+        kb.data.foreach_set("co", co + rng.normal(scale=0.002, size=co.size).astype(np.float32))
+    return ob
+
+
+def _curve(act, key_name):
+    from emotalk3d_addon.bridge import compat
+
+    slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
+    for fc in compat.action_fcurves(act, slot):
+        if fc.data_path == f'key_blocks["{key_name}"].value':
+            co = np.empty(len(fc.keyframe_points) * 2, np.float32)
+            fc.keyframe_points.foreach_get("co", co)
+            return co.reshape(-1, 2)
+    return None
+
+
+@pytest.fixture
+def demo_clip():
+    from emotalk3d_addon.backend.subject import resolve_subject
+
+    return resolve_subject("demo") / "demo_clip.wav"
+
+
+def _generate(scene, clip, emotion):
+    s = setup_scene(scene, "demo", clip, start=1, fps=25)
+    s.emotion = emotion
+    result = bpy.ops.emotalk3d.generate()
+    return s, result
+
+
+def test_a_character_is_driven_through_its_own_key_names(scene, demo_clip):
+    ob = _character()
+    s = scene.emotalk3d
+    s.target = ob
+    mapped = {item.arkit: item.key for item in s.arkit_map}
+    assert mapped["jawOpen"] == "ARKit_jawOpen" and mapped["mouthSmileLeft"] == "mouthSmile_L"
+    assert mapped["mouthFrownLeft"] == "Mouth_Frown.L" and mapped[MISSING] == ""
+    assert sum(1 for v in mapped.values() if v) == 51
+    before = {"objects": sorted(o.name for o in bpy.data.objects), "meshes": len(bpy.data.meshes)}
+    s, result = _generate(scene, demo_clip, "happy")
+    assert result == {'FINISHED'}
+    act = s.last_action
+    assert act.emotalk3d.target == ob.name and ob.data.shape_keys.animation_data.action == act
+    assert sorted(o.name for o in bpy.data.objects) == before["objects"]      # no head was added
+    assert len(bpy.data.meshes) == before["meshes"]
+    from emotalk3d_addon.operators.generate import LAST_REPORT
+
+    assert MISSING in LAST_REPORT["message"] and LAST_REPORT["level"] == "WARNING"
+    # the jaw follows the subject's lips (the backend's own performance of the same clip)
+    from emotalk3d_addon.backend.performance.service import Performance
+    from emotalk3d_addon.backend.protocol.messages import EmotionSpec, PerformRequest
+
+    truth = Performance().perform(PerformRequest("demo", str(demo_clip), (25, 1), EmotionSpec.constant("happy"),
+                                                 device="cpu"))
+    lm = truth.loaded.subject.geometry.landmarks
+    shown = truth.shape_key_vertices()
+    aperture = np.linalg.norm(shown[:, lm["upper_lip"]] - shown[:, lm["lower_lip"]], axis=1)
+    jaw = _curve(act, "ARKit_jawOpen")
+    assert jaw.shape[0] == truth.track.num_frames and jaw[0, 0] == 1.0
+    assert np.corrcoef(jaw[:, 1], aperture)[0, 1] > 0.6
+    happy_smile = _curve(act, "mouthSmile_L")[:, 1].mean()
+    # strengths re-write the keys without the backend
+    s.strength_jaw = 0.5
+    np.testing.assert_allclose(_curve(act, "ARKit_jawOpen")[:, 1], 0.5 * jaw[:, 1], atol=1e-6)
+    s.strength_jaw = 1.0
+    # sad: a lower smile
+    s2, result = _generate(scene, demo_clip, "sad")
+    assert result == {'FINISHED'} and s2.last_action != act
+    assert _curve(s2.last_action, "mouthSmile_L")[:, 1].mean() < happy_smile - 0.3
+    assert act.name in bpy.data.actions                      # the earlier performance is kept
+
+
+def test_blinks_are_sparse_keys_and_undo_removes_the_generation(scene, demo_clip):
+    ob = _character()
+    s = setup_scene(scene, "demo", demo_clip, start=1, fps=25)
+    s.target, s.blinks = ob, True
+    bpy.ops.ed.undo_push(message="character ready")
+    before = snapshot()
+    assert bpy.ops.emotalk3d.generate('EXEC_DEFAULT', True) == {'FINISHED'}
+    blink = _curve(bpy.context.scene.emotalk3d.last_action, "eyeBlinkLeft")
+    assert blink is not None and len(blink) % 3 == 0 and set(np.round(blink[:, 1], 6)) <= {0.0, 1.0}
+    assert 0 < len(blink) < 30
+    bpy.ops.ed.undo()
+    assert snapshot() == before
+
+
+def test_a_subject_without_arkit_shapes_cannot_drive_a_character(scene, trained_subject, speech):
+    ob = _character()
+    s = setup_scene(scene, trained_subject, speech)
+    s.target = ob
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="no ARKit shapes"):
+        bpy.ops.emotalk3d.generate()
+    assert snapshot() == before
