@@ -146,6 +146,10 @@ class EMOTALK3D_PG_scene(PropertyGroup):
     strength_lips: _strength("Lips", "mouth and lip")
     strength_brows_eyes: _strength("Brows & Eyes", "brow and eye")
     strength_cheeks_nose: _strength("Cheeks & Nose", "cheek, nose and tongue")
+    strength_emotion: FloatProperty(name="Emotion", default=1.0, min=0.0, soft_max=1.5, max=3.0,
+                                    update=_strength_changed,
+                                    description="0: the speech alone (the clip performed neutral), 1: the emotion "
+                                                "as keyed, more exaggerates it (re-writes the keys; no backend run)")
     blinks: BoolProperty(name="Blinks", default=False,
                          description="Add natural blinks on eyeBlinkLeft/Right, as keys you can move")
     # compositing (bridge/compositing.py)

@@ -109,11 +109,13 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                 raise UserError(f"Subject {subject.get('name', '')!r} has no ARKit shapes, so it cannot drive "
                                 f"{target.name!r}: clear the target, or choose a subject with ARKit shapes")
             last = settings.last_action
-            if request.reuse_action and last is not None and last.emotalk3d.target == target.name \
-                    and last.emotalk3d.audio == request.audio and arkit_target.reuse(last, result.arkit, settings, target):
+            same = last is not None and last.emotalk3d.target == target.name and last.emotalk3d.audio == request.audio
+            if request.reuse_action and same and arkit_target.reuse(last, result.arkit, settings, target,
+                                                                    result.arkit_neutral):
                 return Applied(target, last, strip.name, frame_start, num_frames, False, created_strip, True)
             act, slot, unmatched = arkit_target.write_target_action(
-                target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})")
+                target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})",
+                result.arkit_neutral)
             created.append(("action", act))
             _describe(act, request, subject, strip, frame_start, num_frames, result)
             act.emotalk3d.target = target.name
@@ -133,6 +135,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                                    scene.cursor.location, arr["template"], arr["triangles"], arr["uvs"],
                                    arr["components"])
             created.append(("head", head))
+            mesh.place_clear(head, scene)
             info = head.emotalk3d_head
             info.subject, info.subject_name = request.subject_ref, str(subject.get("name", ""))
             info.fingerprint, info.num_components = subject["fingerprint"], num_components

@@ -7,8 +7,9 @@ the artist may change any entry (it is then kept when the mapping is refreshed).
 
 Generate writes a new Action on the character's shape keys: one linear F-curve per
 matched key the performance moves, its values the solved weight times the strength of the key's group (jaw,
-lips, brows and eyes, cheeks and nose). The unscaled weights are stored on the Action,
-so changing a strength re-writes the keys without the backend. Optional procedural
+lips, brows and eyes, cheeks and nose). The emotion strength blends between the clip
+performed neutral (0: speech only) and as keyed (1), or beyond it. Both unscaled weight
+sets are stored on the Action, so changing a strength re-writes the keys without the backend. Optional procedural
 blinks are sparse keys (0, 1, 0) on ``eyeBlinkLeft``/``eyeBlinkRight`` that the artist can
 move like any key.
 """
@@ -23,6 +24,7 @@ from . import compat
 from .errors import UserError
 
 RAW_PROP = "emotalk3d_arkit"            # the Action's unscaled (F * 52) weights
+NEUTRAL_PROP = "emotalk3d_arkit_neutral"  # the same clip performed neutral (F * 52): the emotion strength's base
 GROUPS = (("jaw", ("jaw",)), ("lips", ("mouth",)), ("brows_eyes", ("brow", "eye")),
           ("cheeks_nose", ("cheek", "nose", "tongue")))
 BLINK_NAMES = ("eyeBlinkLeft", "eyeBlinkRight")
@@ -78,6 +80,14 @@ def strength(settings, arkit: str) -> float:
     return 1.0
 
 
+def shown_weights(weights: np.ndarray, neutral: np.ndarray | None, settings) -> np.ndarray:
+    """(F, 52) weights with the emotion strength applied: neutral + e (weights - neutral)."""
+    if neutral is None or neutral.shape != weights.shape:
+        return weights
+    e = float(settings.strength_emotion)
+    return (neutral + e * (weights - neutral)).astype(np.float32)
+
+
 def _curves(weights: np.ndarray, found: dict[str, str], settings) -> tuple[list[str], np.ndarray]:
     arkits = [a for a in ARKIT_NAMES if a in found]
     cols = [weights[:, ARKIT_NAMES.index(a)] * strength(settings, a) for a in arkits]
@@ -110,10 +120,13 @@ def _blink_keys(fc, centres: list[float], fps: float, frame_start: float) -> Non
 
 
 def write_target_action(target, weights: np.ndarray, frame_start: float, fps: float, settings,
-                        name: str) -> tuple[bpy.types.Action, object, list[str]]:
-    """A new Action on ``target``'s shape keys from (F, 52) weights; returns (action, slot,
-    the ARKit names the performance moves that have no shape key on the target)."""
+                        name: str, neutral: np.ndarray | None = None) -> tuple[bpy.types.Action, object, list[str]]:
+    """A new Action on ``target``'s shape keys from (F, 52) weights (and the clip's neutral
+    weights, the emotion strength's base); returns (action, slot, the ARKit names the
+    performance moves that have no shape key on the target)."""
     weights = np.ascontiguousarray(weights, np.float32)
+    raw = weights
+    weights = shown_weights(raw, neutral, settings)
     found = mapping(settings, target)
     if not found:
         raise UserError(f"None of {target.name!r}'s shape keys is an ARKit shape (jawOpen, mouthSmileLeft, ...): "
@@ -127,7 +140,9 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
                         f"({', '.join(unmatched[:6])}): map them in the EmoTalk3D panel's ARKit mapping")
     key = target.data.shape_keys
     act, slot = action_mod.new_shape_key_action(key, name, names, values, frame_start)
-    act[RAW_PROP] = weights.ravel().tolist()
+    act[RAW_PROP] = raw.ravel().tolist()
+    if neutral is not None and neutral.shape == raw.shape:
+        act[NEUTRAL_PROP] = np.ascontiguousarray(neutral, np.float32).ravel().tolist()
     if settings.blinks:
         curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
         centres = blink_frames(weights.shape[0], fps)
@@ -154,6 +169,9 @@ def apply_strengths(act, settings, target) -> bool:
     if raw is None:
         return False
     weights = np.asarray(raw, np.float32).reshape(-1, len(ARKIT_NAMES))
+    neutral = act.get(NEUTRAL_PROP)
+    if neutral is not None:
+        weights = shown_weights(weights, np.asarray(neutral, np.float32).reshape(weights.shape), settings)
     found = mapping(settings, target)
     slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
     curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
@@ -166,10 +184,12 @@ def apply_strengths(act, settings, target) -> bool:
     return True
 
 
-def reuse(act, weights: np.ndarray, settings, target) -> bool:
+def reuse(act, weights: np.ndarray, settings, target, neutral: np.ndarray | None = None) -> bool:
     """Auto-update: put new weights of the same clip into ``act`` in place; False if they do not fit."""
     raw = act.get(RAW_PROP)
     if raw is None or len(raw) != weights.size:
         return False
     act[RAW_PROP] = np.ascontiguousarray(weights, np.float32).ravel().tolist()
+    if neutral is not None and neutral.shape == weights.shape:
+        act[NEUTRAL_PROP] = np.ascontiguousarray(neutral, np.float32).ravel().tolist()
     return apply_strengths(act, settings, target)

@@ -54,13 +54,14 @@ class GenerateRequest:
     reuse_action: bool = False
     return_vertices: bool = False
     debug_delay: float = 0.0
+    arkit_neutral: bool = False       # a target character: the neutral weights too (the emotion strength's base)
 
     def params(self) -> dict:
         """The worker's ``perform`` request (``PerformRequest``'s wire form)."""
         return PerformRequest(self.subject, self.audio, (self.fps.numerator, self.fps.denominator),
                               EmotionSpec.from_dict(self.emotion), device=self.device, encoder=self.encoder,
                               cache_mb=int(self.cache_mb), return_vertices=bool(self.return_vertices),
-                              debug_delay=float(self.debug_delay)).to_dict()
+                              debug_delay=float(self.debug_delay), arkit_neutral=bool(self.arkit_neutral)).to_dict()
 
     @property
     def audio_stem(self) -> str:
@@ -104,7 +105,7 @@ def build_request(scene, settings: Settings, reuse_action: bool = False, **extra
         start_frame=start, strip=strip_name, fps=timing.effective_fps(scene.render.fps, scene.render.fps_base),
         emotion=keys.emotion_spec(scene, s, start), scene=scene.name, device=settings.device,
         encoder=settings.encoder, cache_mb=settings.cache_mb, push_to_nla=bool(s.push_to_nla),
-        reuse_action=reuse_action, **extra)
+        reuse_action=reuse_action, arkit_neutral=s.target is not None, **extra)
 
 
 # --------------------------------------------------------------------------- jobs
@@ -207,6 +208,7 @@ class GenerationResult:
     info: dict = field(default_factory=dict)     # num_frames, fps, basis_*_mm, timings, features_cached
     vertices: np.ndarray | None = None
     arkit: np.ndarray | None = None               # (F, 52) ARKit weights, when the subject has ARKit shapes
+    arkit_neutral: np.ndarray | None = None       # (F, 52) the same clip performed neutral
 
 
 def _load_arrays(paths: dict[str, str]) -> dict[str, np.ndarray]:
@@ -233,7 +235,8 @@ class GenerateJob(Job):
             call.cleanup()
         subject = {k: v for k, v in reply.subject.to_dict().items() if k != "arrays"}
         return GenerationResult(arrays["coefficients"], arrays["emotion"], arrays["intensity"], subject,
-                                subject_arrays, reply.info(), arrays.get("vertices"), arrays.get("arkit"))
+                                subject_arrays, reply.info(), arrays.get("vertices"), arrays.get("arkit"),
+                                arrays.get("arkit_neutral"))
 
 
 class SubjectJob(Job):

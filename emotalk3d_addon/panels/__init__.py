@@ -132,7 +132,7 @@ def _draw_target(layout, context, compact: bool) -> None:
     row.operator("emotalk3d.refresh_arkit_map", text="", icon='FILE_REFRESH')
     layout.template_list("EMOTALK3D_UL_arkit_map", "", s, "arkit_map", s, "arkit_map_index", rows=4)
     col = layout.column(align=True)
-    for name in ("strength_jaw", "strength_lips", "strength_brows_eyes", "strength_cheeks_nose"):
+    for name in ("strength_emotion", "strength_jaw", "strength_lips", "strength_brows_eyes", "strength_cheeks_nose"):
         col.prop(s, name, slider=True)
     layout.prop(s, "blinks")
 

@@ -62,3 +62,12 @@ def test_renders_through_the_4x_compositor_and_frames_are_independent(scenario):
     head = np.abs(anim[..., :3] - background).sum(-1) > 30
     ys, xs = np.nonzero(head)
     assert head.sum() > 300 and xs.mean() < 48 - 3 and ys.mean() > 48 + 3
+
+
+def test_a_target_character_is_driven_on_4_5(scenario):
+    found, _ = scenario
+    assert found["target_rc"] == 0, found
+    t = found["target"]
+    assert t["action_target"] == "Hero" and t["jaw_max"] > 0.2
+    keyed = {f'key_blocks["{n}"].value' for n in ("ARKit_jawOpen", "mouthSmile_L", "mouthSmile_R")}
+    assert keyed <= set(t["curves"]) <= keyed | {'key_blocks["browInnerUp"].value'}

@@ -92,6 +92,17 @@ def test_a_character_is_driven_through_its_own_key_names(scene, demo_clip):
     jaw = _curve(act, "ARKit_jawOpen")
     assert jaw.shape[0] == truth.track.num_frames and jaw[0, 0] == 1.0
     assert np.corrcoef(jaw[:, 1], aperture)[0, 1] > 0.6
+    # on the clip's bilabials (p, b, m: the synthesiser's own phone times) the lips close: in
+    # ARKit terms the jaw's opening less mouthClose, which shuts the lips over an open jaw
+    from emotalk3d_addon.backend.speech.phones import is_bilabial, openness
+    from emotalk3d_addon.backend.tools.lipsync import read_phones
+
+    opening = jaw[:, 1] - _curve(act, "mouthClose")[:, 1]
+    phones = read_phones(demo_clip.with_name("demo_clip.phones.txt"))
+    at = lambda t: min(int(round(t * 25)), len(opening) - 1)
+    closures = [opening[max(0, at(a) - 1):at(b) + 2].min() for a, b, ph in phones if is_bilabial(ph)]
+    vowels = [opening[at((a + b) / 2)] for a, b, ph in phones if openness(ph) >= 0.5]
+    assert len(closures) >= 5 and len(vowels) >= 5 and np.mean(closures) < 0.5 * np.median(vowels)
     happy_smile = _curve(act, "mouthSmile_L")[:, 1].mean()
     # strengths re-write the keys without the backend
     s.strength_jaw = 0.5
@@ -126,3 +137,66 @@ def test_a_subject_without_arkit_shapes_cannot_drive_a_character(scene, trained_
     with pytest.raises(RuntimeError, match="no ARKit shapes"):
         bpy.ops.emotalk3d.generate()
     assert snapshot() == before
+
+
+def test_the_emotion_strength_blends_from_the_neutral_performance(scene, demo_clip):
+    ob = _character()
+    s = setup_scene(scene, "demo", demo_clip, start=1, fps=25)
+    s.target, s.emotion = ob, "happy"
+    assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
+    act = s.last_action
+    happy = _curve(act, "mouthSmile_L")[:, 1].copy()
+    s.strength_emotion = 0.0                                    # the speech alone
+    neutral = _curve(act, "mouthSmile_L")[:, 1].copy()
+    s.strength_emotion = 0.5
+    half = _curve(act, "mouthSmile_L")[:, 1]
+    assert neutral.mean() < happy.mean() - 0.3
+    np.testing.assert_allclose(half, (neutral + happy) / 2, atol=1e-5)
+
+
+def test_a_fresh_factory_scene_shows_the_head_and_frame_head_aims_at_it(addon, trained_subject, speech):
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    bpy.ops.wm.read_homefile(use_empty=False, use_factory_startup=True)      # the Cube at the cursor
+    scene = bpy.context.scene
+    bpy.context.preferences.addons["emotalk3d_addon"].preferences.device = "cpu"
+    setup_scene(scene, trained_subject, speech)
+    assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
+    head, cube = scene.emotalk3d.head, scene.objects["Cube"]
+
+    def box(ob):
+        c = np.array([tuple(ob.matrix_world @ Vector(v)) for v in ob.bound_box])
+        return c.min(0), c.max(0)
+
+    bpy.context.view_layer.update()
+    (hl, hh), (cl, ch) = box(head), box(cube)
+    assert not ((hl < ch).all() and (cl < hh).all())               # the head is clear of the Cube
+    assert bpy.ops.emotalk3d.frame_head() == {'FINISHED'}
+    bpy.context.view_layer.update()
+    centre = Vector(tuple((hl + hh) / 2))
+    uv = world_to_camera_view(scene, scene.camera, centre)
+    assert abs(uv.x - 0.5) < 0.05 and abs(uv.y - 0.5) < 0.05 and uv.z > 0
+    top = world_to_camera_view(scene, scene.camera, Vector((centre.x, centre.y, hh[2])))
+    assert 0.7 < top.y < 0.9                                        # the head fills about 60 % of the height
+
+
+def test_cancel_leaves_the_character_and_its_keys_as_they_were(scene, demo_clip):
+    import time
+
+    from emotalk3d_addon.operators.generate import GenerateSession
+
+    ob = _character()
+    s = setup_scene(scene, "demo", demo_clip, start=1, fps=25)
+    s.target = ob
+    before = snapshot()
+    values = [kb.value for kb in ob.data.shape_keys.key_blocks]
+    session = GenerateSession.from_context(bpy.context, debug_delay=60).start()
+    deadline = time.monotonic() + 120
+    while "debug delay" not in session.job.message and time.monotonic() < deadline:
+        time.sleep(0.02)
+    session.cancel()
+    result, level, message = session.finish(bpy.context)
+    assert result == {'CANCELLED'} and "nothing was changed" in message
+    assert snapshot() == before and ob.data.shape_keys.animation_data is None
+    assert [kb.value for kb in ob.data.shape_keys.key_blocks] == values

@@ -194,6 +194,26 @@ class Performance:
         result.timings = timings | result.timings
         return result
 
+    def neutral_arkit(self, request: PerformRequest, device: str | None = None) -> np.ndarray | None:
+        """(F, 52) ARKit weights of the request's clip performed neutral: the base an emotion
+        strength scales from (speech only, no expression). Computed once per clip (the
+        latest), so an emotion edit does not pay for it again; None without ARKit shapes.
+        ``device``: where the performance itself ran (after a fallback, the CPU)."""
+        loaded = self.subject(request.subject, request.library)
+        if loaded.subject.arkit is None:
+            return None
+        wave = self.waveform(request.audio)
+        fps = parse_fps(Fraction(*request.fps) if isinstance(request.fps, tuple) else request.fps)
+        latest = self._latest
+        hit = latest.get("neutral_arkit")
+        if hit is not None and latest.get("neutral_for") == (loaded.path, loaded.stamp, request.encoder):
+            return hit
+        neutral = self.perform_waveform(loaded, wave, fps, EmotionSpec.constant("neutral"), device or request.device,
+                                        request.encoder).arkit().weights
+        self._latest["neutral_arkit"] = neutral
+        self._latest["neutral_for"] = (loaded.path, loaded.stamp, request.encoder)
+        return neutral
+
     def perform_waveform(self, loaded: LoadedSubject, wave: Waveform, fps: Fraction, emotion: EmotionSpec,
                          device: str = "auto", encoder: str = "", progress: Progress | None = None,
                          debug_delay: float = 0.0) -> PerformanceResult:

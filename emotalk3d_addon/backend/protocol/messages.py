@@ -208,12 +208,14 @@ class PerformRequest:
     return_vertices: bool = False
     debug_delay: float = 0.0          # testing aid: seconds a request waits after its features
     out_dir: str = ""
+    arkit_neutral: bool = False       # also the clip's ARKit weights performed neutral (arrays["arkit_neutral"])
 
     def to_dict(self) -> dict:
         return {"subject": self.subject, "audio": self.audio, "fps": list(self.fps) if isinstance(self.fps, tuple) else self.fps,
                 "emotion": self.emotion.to_dict(), "library": list(self.library), "device": self.device,
                 "encoder": self.encoder, "cache_mb": self.cache_mb, "return_vertices": self.return_vertices,
-                "debug_delay": self.debug_delay, **({"out_dir": self.out_dir} if self.out_dir else {})}
+                "debug_delay": self.debug_delay, "arkit_neutral": self.arkit_neutral,
+                **({"out_dir": self.out_dir} if self.out_dir else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PerformRequest":
@@ -232,7 +234,7 @@ class PerformRequest:
                    EmotionSpec.from_dict(data.get("emotion")), parse_library(data.get("library")),
                    str(data.get("device") or "auto"), str(data.get("encoder") or ""), int(cache_mb),
                    bool(data.get("return_vertices")), float(_number(data.get("debug_delay", 0) or 0, "debug_delay")),
-                   str(data.get("out_dir") or ""))
+                   str(data.get("out_dir") or ""), bool(data.get("arkit_neutral")))
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,8 @@ class SubjectSummary:
 class PerformReply:
     """``perform``'s result. ``arrays``: coefficients (F, K) f32 (the basis projection of the
     S2GNet track), emotion (F, 8) f32, intensity (F,) f32, arkit (F, 52) f32 when the subject
-    has ARKit shapes and, when asked, vertices (F, V, 3) f32. The basis error (mm) is measured on ``basis_error_frames`` evenly spread frames."""
+    has ARKit shapes and, when asked, arkit_neutral (F, 52) f32 (the same clip performed
+    neutral) and vertices (F, V, 3) f32. The basis error (mm) is measured on ``basis_error_frames`` evenly spread frames."""
 
     num_frames: int
     num_components: int

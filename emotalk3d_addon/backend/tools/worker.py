@@ -173,6 +173,9 @@ class Worker:
         arkit = result.arkit()
         if arkit is not None:
             arrays["arkit"] = _save(out_dir, "arkit", arkit.weights)
+            if request.arkit_neutral:
+                neutral = self.performance.neutral_arkit(request, result.device)
+                arrays["arkit_neutral"] = _save(out_dir, "arkit_neutral", neutral)
             timings["arkit"] = round(time.perf_counter() - clock_arkit, 4)
         subject = self._subject_info(result.loaded, out_dir)
         timings["write"] = round(time.perf_counter() - clock, 4)

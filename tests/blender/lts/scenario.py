@@ -64,6 +64,28 @@ try:
     found["render_alone_rc"] = headless.main(["render", blend, "--frames", "3", "--out", os.path.join(work, "alone")])
     found["last_render"] = {k: v for k, v in engine.LAST_RENDER.items() if k in ("ok", "error", "scene", "frame")}
 
+    # a target character: the performance on its own ARKit-named shape keys
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=10, y_subdivisions=10, size=0.2)
+    hero = bpy.context.active_object
+    hero.name = "Hero"
+    hero.shape_key_add(name="Basis")
+    for name in ("ARKit_jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp"):
+        kb = hero.shape_key_add(name=name, from_mix=False)
+        kb.data[0].co.z += 0.01
+    character = os.path.join(work, "hero.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=character)
+    driven = os.path.join(work, "hero_driven.blend")
+    found["target_rc"] = headless.main(["generate", "--open", character, "--target", "Hero", "--subject", "demo",
+                                        "--audio", audio, "--emotion", "happy", "--save", driven])
+    bpy.ops.wm.open_mainfile(filepath=driven)
+    hero_act = bpy.data.objects["Hero"].data.shape_keys.animation_data.action
+    slot = hero_act.slots[0] if compat.has_slotted_actions() else None
+    jaw = [fc for fc in compat.action_fcurves(hero_act, slot) if fc.data_path == 'key_blocks["ARKit_jawOpen"].value']
+    found["target"] = {"action_target": hero_act.emotalk3d.target,
+                       "curves": sorted(fc.data_path for fc in compat.action_fcurves(hero_act, slot)),
+                       "jaw_max": max(kp.co[1] for kp in jaw[0].keyframe_points) if jaw else None}
+
     bpy.ops.wm.open_mainfile(filepath=blend)
     scene = bpy.context.scene
     bpy.ops.emotalk3d.remove_compositing()
