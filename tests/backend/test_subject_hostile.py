@@ -711,6 +711,18 @@ def test_entries_whose_sizes_add_up_past_the_limit(tiny_subject, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_an_entry_that_inflates_a_thousandfold_is_refused(tiny_subject, tmp_path):
+    """A deflated 16 MiB of zeros (about 16 KB packed, honest sizes, far under 2 GiB): refused by
+    its compression ratio before anything is written; deflated tensors of real numbers pass."""
+    archive = zip_folder(tiny_subject, tmp_path / "zeros.zip", extra=[("padding.bin", bytes(16 << 20))])
+    refused(archive, tmp_path, "zeros.zip: zip entry 'padding.bin': unpacks to 16777216 bytes", "100 times")
+    assert not (tmp_path / "cache").exists()
+    rng = __import__("numpy").random.default_rng(0)
+    noisy = zip_folder(tiny_subject, tmp_path / "noisy.zip",
+                       extra=[("notes.bin", rng.normal(size=1 << 19).astype("float32").tobytes())])
+    assert validate_subject(noisy, cache_dir=tmp_path / "cache2") == []
+
+
 def test_zip64_entry_declaring_exabytes(tiny_subject, tmp_path):
     """A ZIP64 extra field declaring 2**62 bytes for one entry: refused before extracting."""
     archive = zip_folder(tiny_subject, tmp_path / "bomb64.zip", extra=[("huge.bin", b"x")])

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 from ..errors import InputError
-from .format import (MANIFEST, MAX_ZIP_BYTES, MAX_ZIP_MEMBERS, _EXTRACTED_MARKER, _first_line, _short,
-                     _unsafe_relative, _within)
+from .format import (MANIFEST, MAX_COMPRESSION_RATIO, MAX_ZIP_BYTES, MAX_ZIP_MEMBERS, RATIO_FLOOR_BYTES,
+                     _EXTRACTED_MARKER, _first_line, _short, _unsafe_relative, _within)
 
 
 # --------------------------------------------------------------------------- zips
@@ -45,6 +45,10 @@ def _zip_defects(infos: list[zipfile.ZipInfo]) -> tuple[list[str], list[tuple[zi
             continue
         if info.flag_bits & 0x1:
             defects.append(f"zip entry {name!r}: encrypted (not supported)")
+            continue
+        if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            defects.append(f"zip entry {name!r}: unpacks to {info.file_size} bytes from {info.compress_size} "
+                           f"(more than {MAX_COMPRESSION_RATIO} times; a zip bomb?)")
             continue
         parts = tuple(p for p in name.split("/") if p not in ("", "."))
         if not parts:

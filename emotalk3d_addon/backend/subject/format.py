@@ -22,6 +22,8 @@ ENCODER_FILES = ("config.json", "model.safetensors")
 # Limits on what a bundle may hold (zip checks happen before anything is extracted).
 MAX_ZIP_MEMBERS = 10_000
 MAX_ZIP_BYTES = 2 * 1024 ** 3
+MAX_COMPRESSION_RATIO = 100      # an entry may unpack to at most this many times its packed size ...
+RATIO_FLOOR_BYTES = 1024 ** 2    # ... once it unpacks to more than this (tensors deflate 1-3x; bombs 1000x)
 MAX_JSON_BYTES = 16 * 1024 ** 2
 MAX_PATH_CHARS = 1024  # a path inside a bundle (zip entry or manifest file key)
 # Limits on the models a manifest or encoder config may describe. Validation builds them
