@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # Blender 4.5 LTS (bpy 4.5 from PyPI) for the tests of the 4.x compositor and action APIs
 VENV45 := .venv-bpy45
 STAMP45 := $(VENV45)/.installed
+# Blender 4.2 LTS (bpy 4.2 from PyPI), the manifest's minimum, for the same scenario
+VENV42 := .venv-bpy42
+STAMP42 := $(VENV42)/.installed
 
 # Debian packages: speech synthesis (dataset generator and speech corpus: espeak-ng, flite,
 # festival with two festvox voices), audio and video tools, and the libraries Blender (bpy)
@@ -14,7 +17,7 @@ STAMP45 := $(VENV45)/.installed
 SYSTEM_PACKAGES := espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
 	libx11-6 libxi6 libxrender1 libxkbcommon0 libsm6 libxext6 libxfixes3
 
-.PHONY: venv venv-bpy45 sysdeps test demo demo-subject bench extension clean-venv
+.PHONY: venv venv-bpy45 venv-bpy42 sysdeps test demo demo-subject bench extension clean-venv
 
 venv: $(STAMP)
 
@@ -34,13 +37,20 @@ $(STAMP45): requirements-bpy45.txt
 	$(VENV45)/bin/python -m pip install --quiet -r requirements-bpy45.txt
 	touch $(STAMP45)
 
+venv-bpy42: $(STAMP42)
+
+$(STAMP42): requirements-bpy42.txt
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet -r requirements-bpy42.txt
+	touch $(STAMP42)
+
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	else echo "error: missing system packages:$$missing. Run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; fi
 
-test: venv venv-bpy45 sysdeps
+test: venv venv-bpy45 venv-bpy42 sysdeps
 	$(BIN)/python -m pytest -q tests
 
 demo: venv sysdeps

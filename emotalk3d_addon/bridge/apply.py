@@ -65,13 +65,13 @@ def _remove_head(ob) -> None:
             pass
 
 
-def _describe(act, request: GenerateRequest, subject: dict, strip, frame_start: float, num_frames: int,
+def _describe(act, request: GenerateRequest, subject: dict, strip_name: str, frame_start: float, num_frames: int,
               result: GenerationResult) -> None:
     """What the generated Action records about itself (its panel, auto-update, farms)."""
     meta = act.emotalk3d
     meta.generated = True
     meta.subject, meta.fingerprint = request.subject_ref, subject["fingerprint"]
-    meta.audio, meta.strip = request.audio, strip.name
+    meta.audio, meta.strip = request.audio, strip_name
     meta.fps_num, meta.fps_den = request.fps.numerator, request.fps.denominator
     meta.frame_start, meta.num_frames = frame_start, num_frames
     meta.emotion_mode = str(request.emotion.get("mode", ""))
@@ -87,19 +87,26 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
     created: list = []
     had_sequencer = scene.sequence_editor is not None
     try:
-        # 1. the sound strip
-        created_strip = False
+        # 1. the sound strip (a Blender built without audio, like bpy 4.2 from PyPI, cannot hold
+        #    one: the performance then starts at the start frame and the report says so)
+        created_strip, strip = False, None
         if request.audio_is_file:
             strip = sequencer.find_strip_for_file(scene, request.audio, request.start_frame)
             if strip is None:
-                strip = sequencer.add_sound_strip(scene, request.audio, int(request.start_frame), num_frames)
-                created.append(("strip", strip))
-                created_strip = True
+                try:
+                    strip = sequencer.add_sound_strip(scene, request.audio, int(request.start_frame), num_frames)
+                except RuntimeError as exc:
+                    if not sequencer.is_no_audio_error(exc):
+                        raise
+                else:
+                    created.append(("strip", strip))
+                    created_strip = True
         else:
             strip = sequencer.find_strip(scene, request.strip)
             if strip is None:
                 raise UserError(f"The sound strip {request.strip!r} was removed during generation")
-        frame_start = float(strip.frame_start)
+        frame_start = float(strip.frame_start) if strip is not None else float(request.start_frame)
+        strip_name = strip.name if strip is not None else ""
 
         if settings.target is not None:
             target = settings.target
@@ -112,19 +119,19 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
             same = last is not None and last.emotalk3d.target == target.name and last.emotalk3d.audio == request.audio
             if request.reuse_action and same and arkit_target.reuse(last, result.arkit, settings, target,
                                                                     result.arkit_neutral):
-                return Applied(target, last, strip.name, frame_start, num_frames, False, created_strip, True)
+                return Applied(target, last, strip_name, frame_start, num_frames, False, created_strip, True)
             act, slot, unmatched = arkit_target.write_target_action(
                 target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})",
                 result.arkit_neutral)
             created.append(("action", act))
-            _describe(act, request, subject, strip, frame_start, num_frames, result)
+            _describe(act, request, subject, strip_name, frame_start, num_frames, result)
             act.emotalk3d.target = target.name
             act.emotalk3d.arkit_rms_mm = float(result.info.get("arkit_rms_mm") or 0.0)
             compat.assign_action(target.data.shape_keys, act, slot)
             settings.last_action = act
-            if request.audio_is_file:
-                settings.audio_source, settings.strip = 'STRIP', strip.name
-            return Applied(target, act, strip.name, frame_start, num_frames, False, created_strip, False, unmatched)
+            if request.audio_is_file and strip is not None:
+                settings.audio_source, settings.strip = 'STRIP', strip_name
+            return Applied(target, act, strip_name, frame_start, num_frames, False, created_strip, False, unmatched)
 
         # 2. the head
         head = find_head(scene, settings, subject["fingerprint"], subject["num_vertices"], num_components)
@@ -155,7 +162,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                                                         result.emotion, result.intensity)
             created.append(("action", act))
         mesh.widen_sliders(key, names, coeffs)
-        _describe(act, request, subject, strip, frame_start, num_frames, result)
+        _describe(act, request, subject, strip_name, frame_start, num_frames, result)
 
         # 4. assignments (nothing below creates data)
         if not reused:
@@ -168,8 +175,8 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                 compat.assign_action(key, act, slot)
         settings.head = head
         settings.last_action = act
-        if request.audio_is_file:
-            settings.audio_source, settings.strip = 'STRIP', strip.name
+        if request.audio_is_file and strip is not None:
+            settings.audio_source, settings.strip = 'STRIP', strip_name
     except Exception:
         for kind, data in reversed(created):
             try:
@@ -184,4 +191,4 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
         if not had_sequencer and scene.sequence_editor is not None and not compat.all_strips(scene):
             scene.sequence_editor_clear()
         raise
-    return Applied(head, act, strip.name, frame_start, num_frames, created_head, created_strip, reused)
+    return Applied(head, act, strip_name, frame_start, num_frames, created_head, created_strip, reused)

@@ -73,6 +73,10 @@ class GenerateSession:
         auto.reset(scene)
         a = self.applied
         info = job.result.info
+        if self.request.audio_is_file and not a.strip_name:
+            return {'FINISHED'}, 'WARNING', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
+                                             f"'{a.action.name}' on '{a.head.name}'; this Blender has no audio support, "
+                                             "so no sound strip was added (the performance starts at the start frame)")
         if a.action.emotalk3d.target:
             unmatched = (f"; the target has no shape key for {len(a.unmatched)} ARKit shape(s) the performance "
                          f"moves: {', '.join(a.unmatched[:6])}{' ...' if len(a.unmatched) > 6 else ''}"

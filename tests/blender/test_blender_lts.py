@@ -1,6 +1,7 @@
-"""The extension on Blender 4.5 LTS (bpy 4.5 from PyPI in its own venv, ``make venv-bpy45``):
-the 4.x compositor (``scene.use_nodes``/``node_tree``, Composite node), the render engine
-through it, and the slotted-action writer, checked in a subprocess."""
+"""The extension on Blender 4.5 LTS and 4.2 LTS (bpy from PyPI in their own venvs, ``make
+venv-bpy45 venv-bpy42``): the 4.x compositor (``scene.use_nodes``/``node_tree``, Composite
+node), the render engine through it, the action writer (slotted on 4.5, legacy F-curves on
+4.2) and a target character, checked in a subprocess each."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,15 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LTS_PYTHON = ROOT / ".venv-bpy45" / "bin" / "python"
+LTS_VENVS = {"4.5": ".venv-bpy45", "4.2": ".venv-bpy42"}
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(LTS_VENVS))
+def scenario(request, tmp_path_factory):
+    venv = LTS_VENVS[request.param]
+    LTS_PYTHON = ROOT / venv / "bin" / "python"
     if not LTS_PYTHON.exists():
-        pytest.fail(f"{LTS_PYTHON} is missing: run `make venv-bpy45` (make test does)")
+        pytest.fail(f"{LTS_PYTHON} is missing: run `make {venv[1:]}` (make test does)")
     work = tmp_path_factory.mktemp("lts")
     env = dict(os.environ, EMOTALK3D_PYTHON=sys.executable, OMP_NUM_THREADS="1",
                BLENDER_USER_RESOURCES=str(work / "user"))
@@ -27,14 +30,16 @@ def scenario(tmp_path_factory):
                           str(work)], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     lines = [l for l in run.stdout.splitlines() if l.startswith("SCENARIO ")]
     assert run.returncode == 0 and lines, (run.stdout[-3000:], run.stderr[-3000:])
-    return json.loads(lines[-1][len("SCENARIO "):]), work
+    found = json.loads(lines[-1][len("SCENARIO "):])
+    found["expected"] = request.param
+    return found, work
 
 
-def test_runs_on_blender_4_5(scenario):
+def test_runs_on_blender_4_5_and_4_2(scenario):
     found, _ = scenario
-    assert found["version"].startswith("4.5")
+    assert found["version"].startswith(found["expected"])
     assert found["generate_rc"] == 0
-    assert found["slotted"] is True and found["group_compositor"] is False
+    assert found["slotted"] is (found["expected"] == "4.5") and found["group_compositor"] is False
     assert '["emotalk3d_emotion"]' in found["curves"] and any(c.startswith("key_blocks") for c in found["curves"])
 
 
@@ -64,7 +69,7 @@ def test_renders_through_the_4x_compositor_and_frames_are_independent(scenario):
     assert head.sum() > 300 and xs.mean() < 48 - 3 and ys.mean() > 48 + 3
 
 
-def test_a_target_character_is_driven_on_4_5(scenario):
+def test_a_target_character_is_driven_on_4_5_and_4_2(scenario):
     found, _ = scenario
     assert found["target_rc"] == 0, found
     t = found["target"]

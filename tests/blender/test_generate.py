@@ -386,3 +386,24 @@ def test_add_head_then_generate_reuses_it(scene, trained_subject, speech, basis)
     assert head.emotalk3d_head.subject == str(trained_subject) and len(head.emotalk3d_head.fingerprint) == 16
     assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
     assert [o.name for o in bpy.data.objects] == [head.name] and scene.emotalk3d.head == head
+
+
+def test_a_blender_without_audio_support_still_generates(scene, trained_subject, speech, monkeypatch):
+    """bpy 4.2 from PyPI has no Audaspace: no sound strip can be made. The performance is
+    written from the start frame all the same, and the report says why there is no strip."""
+    from emotalk3d_addon.bridge import sequencer
+    from emotalk3d_addon.operators.generate import LAST_REPORT
+
+    def no_audio(*args, **kwargs):
+        raise RuntimeError("Error: Blender compiled without Audaspace support")
+
+    monkeypatch.setattr(sequencer, "add_sound_strip", no_audio)
+    s = setup_scene(scene, trained_subject, speech, start=5, fps=25)
+    assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
+    act = s.last_action
+    assert act is not None and act.emotalk3d.frame_start == 5 and act.emotalk3d.strip == ""
+    assert s.audio_source == 'FILE' and snapshot()["strips"] == []
+    assert LAST_REPORT["level"] == 'WARNING' and "no audio support" in LAST_REPORT["message"]
+    monkeypatch.setattr(sequencer, "add_sound_strip", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):          # any other failure still rolls back
+        bpy.ops.emotalk3d.generate()
