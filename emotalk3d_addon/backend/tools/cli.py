@@ -265,7 +265,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, write_report
     from ..subject import load_subject, resolve_subject
 
-    result = evaluate(load_subject(resolve_subject(args.subject)), args.data, args.split, args.max_images)
+    result = evaluate(load_subject(resolve_subject(args.subject)), args.data, args.split, args.max_images,
+                      sheet=args.sheet)
     print(json.dumps(result, indent=2))
     if args.json:
         write_report(result, args.json)
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--max-images", type=int, default=200, help="rendered test images to score")
     p.add_argument("--json", help="also write the scores to this file")
+    p.add_argument("--sheet", help="FILE.png: every emotion at its strongest, three views, truth beside render")
     return parser
 
 

@@ -7,7 +7,9 @@ Geometry (predicted from the test audio, emotion label given):
 Appearance (renders against the dataset's images, premultiplied RGB on black):
   PSNR / SSIM of three variants: full chain (predicted mesh, canonical + dynamic
   Gaussians), tracked mesh with canonical + dynamic Gaussians, and the paper's ablation,
-  tracked mesh with canonical Gaussians only (G2ANet off).
+  tracked mesh with canonical Gaussians only (G2ANet off); over whole images, and per
+  emotion and face region (mouth, eyes_brows, cheeks from the tracked mesh; outside_face;
+  all) in ``per_emotion``. ``sheet``: a contact sheet PNG of every emotion from three views.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from ..io.audio import load_audio
 from ..datasets.layout import load_dataset
 from ..datasets.multiview import load_cameras, read_rgba, views
 from ..errors import DatasetError, InputError
+from .evaluate_regions import RegionScores, table, write_sheet
+from .face_regions import image_masks, region_map, vertex_regions
 from .metrics import landmark_distance, lip_vertex_error, lip_vertices, project
 from ..performance.service import Performance
 from ..protocol.messages import EmotionSpec
@@ -50,7 +54,7 @@ class Scores:
 
 
 def evaluate(subject: Subject, data: str | Path, split: str = "test", max_images: int = 200,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, sheet: str | Path | None = None) -> dict:
     """Scores of ``subject`` on the ``split`` sequences of the dataset at ``data``."""
     dataset = load_dataset(data)
     sequences = dataset.split(split)
@@ -83,11 +87,13 @@ def evaluate(subject: Subject, data: str | Path, split: str = "test", max_images
     result = {"split": split, "sequences": len(sequences), "lve_mm": float(np.mean(lve)),
               "lmd_px": float(np.mean(lmd)) if lmd else None}
     if subject.appearance is not None:
-        result |= _appearance_scores(subject, sequences, cameras, predicted, max_images, log)
+        everything = sequences + [s for name in ("test", "train") if name != split for s in dataset.split(name)]
+        result |= _appearance_scores(subject, sequences, cameras, predicted, max_images, log, sheet, everything)
     return result
 
 
-def _appearance_scores(subject, sequences, cameras, predicted, max_images, log) -> dict:
+def _appearance_scores(subject, sequences, cameras, predicted, max_images, log, sheet=None,
+                       sheet_sequences=None) -> dict:
     renderer = FrameRenderer(subject)
     full = renderer.head
     canonical_only = AnimatedHead(full.canonical, full.binding, full.otf, G2ANet(full.net.config).eval())
@@ -97,21 +103,46 @@ def _appearance_scores(subject, sequences, cameras, predicted, max_images, log) 
     step = max(1, len(selected) // max_images)
     selected = selected[::step][:max_images]
     scores = {k: Scores([], []) for k in ("full_chain", "tracked_mesh", "canonical_only")}
+    regions = RegionScores()
+    g = subject.geometry
+    labels = vertex_regions(g.template, g.landmarks, g.face_mask)
     meshes: dict[str, np.ndarray] = {}
+
+    def mesh_of(seq) -> np.ndarray:
+        if seq.name not in meshes:
+            meshes[seq.name] = np.asarray(seq.meshes(), np.float32)
+        return meshes[seq.name]
+
+    def emotion_of(seq) -> torch.Tensor:
+        return emotion_vector(seq.emotion, seq.intensity if seq.emotion != "neutral" else 0.0)
+
     with torch.inference_mode():
         for v in selected:
-            if v.sequence.name not in meshes:
-                meshes[v.sequence.name] = np.asarray(v.sequence.meshes(), np.float32)
-            target = read_rgba(v.path)[..., :3]
-            truth = torch.from_numpy(meshes[v.sequence.name][v.frame])
+            rgba = read_rgba(v.path)
+            target = rgba[..., :3]
+            truth_np = mesh_of(v.sequence)[v.frame].copy()
+            truth = torch.from_numpy(truth_np)
             pred = torch.from_numpy(predicted[v.sequence.name][min(v.frame, len(predicted[v.sequence.name]) - 1)])
-            e = emotion_vector(v.sequence.emotion, v.sequence.intensity if v.sequence.emotion != "neutral" else 0.0)
+            e = emotion_of(v.sequence)
+            masks = image_masks(region_map(truth_np, g.triangles, labels, v.camera.camera), rgba[..., 3].numpy())
             for key, head, mesh in (("full_chain", full, pred), ("tracked_mesh", full, truth),
                                     ("canonical_only", canonical_only, truth)):
-                scores[key].add(render_head(head, mesh, e, v.camera.camera).rgb.clamp(0, 1), target)
+                render = render_head(head, mesh, e, v.camera.camera).rgb.clamp(0, 1)
+                scores[key].add(render, target)
+                regions.add(v.sequence.emotion, key, render, target, masks)
+        if sheet is not None:
+            def render_view(seq, frame, cam):
+                mesh = torch.from_numpy(mesh_of(seq)[frame].copy())
+                return render_head(full, mesh, emotion_of(seq), cam.camera).rgb.clamp(0, 1).numpy()
+
+            write_sheet(sheet, sheet_sequences or sequences, cameras, render_view,
+                        lambda path: read_rgba(path)[..., :3].numpy())
+            log(f"contact sheet: {sheet}")
     out = {k: s.summary() for k, s in scores.items()}
     log("renders: " + ", ".join(f"{k} PSNR {v['psnr']:.2f} dB SSIM {v['ssim']:.3f}" for k, v in out.items()))
-    return {"renders": out}
+    per_emotion = regions.report()
+    log("PSNR (dB) per emotion and region, tracked mesh:\n" + table(per_emotion))
+    return {"renders": out, "per_emotion": per_emotion, "per_emotion_images": dict(regions.images)}
 
 
 def write_report(result: dict, path: str | Path) -> None:

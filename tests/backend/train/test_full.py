@@ -62,12 +62,24 @@ def test_render_ply_renders_the_canonical_gaussians(tmp_path, full_subject):
         assert abs(centre - view["distance"]) < 0.3
 
 
-def test_evaluate_reports_geometry_and_the_ablation(full_subject, tiny_multiview):
-    result = evaluate(load_subject(full_subject), tiny_multiview, log=lambda _: None)
+def test_evaluate_reports_geometry_and_the_ablation(full_subject, tiny_multiview, tmp_path):
+    sheet = tmp_path / "sheet.png"
+    result = evaluate(load_subject(full_subject), tiny_multiview, log=lambda _: None, sheet=sheet)
     assert result["sequences"] >= 1 and np.isfinite(result["lve_mm"]) and result["lmd_px"] >= 0
     renders = result["renders"]
     assert set(renders) == {"full_chain", "tracked_mesh", "canonical_only"}
     assert all(np.isfinite(v["psnr"]) and 0 <= v["ssim"] <= 1 for v in renders.values())
+    # per emotion, setting and face region (regions from the tracked mesh)
+    per = result["per_emotion"]
+    assert per and all(set(settings) == set(renders) for settings in per.values())
+    cells = [c for settings in per.values() for regions in settings.values() for c in regions.items()]
+    assert {"all"} <= {r for r, _ in cells} <= {"mouth", "eyes_brows", "cheeks", "outside_face", "all"}
+    assert all(set(v) == {"psnr", "ssim"} and 0 <= v["ssim"] <= 1 for _, v in cells)
+    from PIL import Image
+
+    with Image.open(sheet) as im:                                # 8 emotion rows of the view height
+        view = json.loads((tiny_multiview / "cameras.json").read_text())["cameras"][0]
+        assert im.size[1] == 8 * view["height"] + 20
 
 
 def test_stagewise_commands_write_into_the_bundle(tmp_path, capsys, full_subject, tiny_multiview):
