@@ -10,12 +10,13 @@ that a product with speech-driven states alone learns only slowly.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from ..emotions import CONDITION_DIM
+from ..model_limits import MAX_MODEL_LAYERS
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class S2GConfig:
     feature_dim: int
     num_vertices: int
     hidden: int = 256
-    layers: int = 2
+    layers: int = field(default=2, metadata={"max": MAX_MODEL_LAYERS})
     bidirectional: bool = False
     condition_dim: int = CONDITION_DIM
 

@@ -10,23 +10,24 @@ processed in overlapping windows cross-faded with a Hann ramp, so memory stays b
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..emotions import NUM_EMOTIONS
+from ..model_limits import MAX_MODEL_LAYERS
 
 
 @dataclass(frozen=True)
 class EmotionConfig:
     feature_dim: int
     d_model: int = 128
-    layers: int = 2
+    layers: int = field(default=2, metadata={"max": MAX_MODEL_LAYERS})
     heads: int = 4
     ff_dim: int = 256
-    dropout: float = 0.1
+    dropout: float = field(default=0.1, metadata={"range": (0.0, 1.0)})   # [low, high)
     window: int = 256        # frames per inference window
     context: int = 50        # attention reaches this many frames either side (2 s at 25 fps)
     conv_kernel: int = 15    # frames of the depthwise convolution that gives order

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
+from ..model_limits import MAX_EMOTION_WINDOW, MAX_ENCODER_HIDDEN, MAX_MODEL_LAYERS  # noqa: F401 (re-exported)
+
 FORMAT = "emotalk3d-subject"
 FORMAT_VERSION = 1
 MANIFEST = "subject.json"
@@ -26,12 +28,6 @@ MAX_COMPRESSION_RATIO = 100      # an entry may unpack to at most this many time
 RATIO_FLOOR_BYTES = 1024 ** 2    # ... once it unpacks to more than this (tensors deflate 1-3x; bombs 1000x)
 MAX_JSON_BYTES = 16 * 1024 ** 2
 MAX_PATH_CHARS = 1024  # a path inside a bundle (zip entry or manifest file key)
-# Limits on the models a manifest or encoder config may describe. Validation builds them
-# on the meta device; a hostile count of layers would take hours to build, and HuBERT
-# allocates one real (hidden_size,) tensor even there.
-MAX_MODEL_LAYERS = 256
-MAX_ENCODER_HIDDEN = 16_384
-MAX_EMOTION_WINDOW = 4_096      # frames (80 s at 50 Hz) per emotion-extractor attention window
 _EXTRACTED_MARKER = ".emotalk3d-extracted"
 _MAX_LISTED = 6  # names listed in one defect line before "... and N more"
 

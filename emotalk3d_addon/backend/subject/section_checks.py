@@ -13,7 +13,7 @@ from ..emotions import CONDITION_DIM
 from ..geometry.s2gnet import S2GConfig
 from ..speech.emotion import EmotionConfig
 from ..speech.encoder import EncoderSpec
-from .format import (MANIFEST, MAX_EMOTION_WINDOW, MAX_MODEL_LAYERS, REQUIRED_LANDMARKS, _first_line,
+from .format import (MANIFEST, MAX_EMOTION_WINDOW, REQUIRED_LANDMARKS, _first_line,
                      _json_type, _listing)
 
 
@@ -114,14 +114,15 @@ class _SectionChecks:
             if self.get(data, f"{key}.{name}", kind) is None:
                 ok = False
                 continue
+            limit, span = f.metadata.get("max"), f.metadata.get("range")       # the config's own bounds
             if kind == "integer" and value < 1:
                 self.add(f"{MANIFEST}: {key}.{name} must be a positive integer, got {value}")
                 ok = False
-            elif kind == "integer" and name == "layers" and value > MAX_MODEL_LAYERS:
-                self.add(f"{MANIFEST}: {key}.layers must be at most {MAX_MODEL_LAYERS}, got {value}")
+            elif kind == "integer" and limit is not None and value > limit:
+                self.add(f"{MANIFEST}: {key}.{name} must be at most {limit}, got {value}")
                 ok = False
-            if kind == "number" and name == "dropout" and not 0 <= value < 1:
-                self.add(f"{MANIFEST}: {key}.dropout must be in [0, 1), got {value!r}")
+            if kind == "number" and span is not None and not span[0] <= value < span[1]:
+                self.add(f"{MANIFEST}: {key}.{name} must be in [{span[0]:g}, {span[1]:g}), got {value!r}")
                 ok = False
         if not ok:
             return None
