@@ -116,9 +116,15 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                 raise UserError(f"Subject {subject.get('name', '')!r} has no ARKit shapes, so it cannot drive "
                                 f"{target.name!r}: clear the target, or choose a subject with ARKit shapes")
             last = settings.last_action
-            same = last is not None and last.emotalk3d.target == target.name and last.emotalk3d.audio == request.audio
+            if result.arkit_neutral is None:
+                raise UserError(f"The target {target.name!r} was chosen while the performance was being made: "
+                                "generate again")
+            same = last is not None and last.emotalk3d.target == target.name and \
+                last.emotalk3d.audio == request.audio and last.emotalk3d.frame_start == frame_start
             if request.reuse_action and same and arkit_target.reuse(last, result.arkit, settings, target,
                                                                     result.arkit_neutral):
+                _describe(last, request, subject, strip_name, frame_start, num_frames, result)
+                last.emotalk3d.arkit_rms_mm = float(result.info.get("arkit_rms_mm") or 0.0)
                 return Applied(target, last, strip_name, frame_start, num_frames, False, created_strip, True)
             act, slot, unmatched = arkit_target.write_target_action(
                 target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})",
@@ -127,7 +133,10 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
             _describe(act, request, subject, strip_name, frame_start, num_frames, result)
             act.emotalk3d.target = target.name
             act.emotalk3d.arkit_rms_mm = float(result.info.get("arkit_rms_mm") or 0.0)
-            compat.assign_action(target.data.shape_keys, act, slot)
+            if request.push_to_nla:
+                compat.nla_push(target.data.shape_keys, act, slot, frame_start, act.name)
+            else:
+                compat.assign_action(target.data.shape_keys, act, slot)
             settings.last_action = act
             if request.audio_is_file and strip is not None:
                 settings.audio_source, settings.strip = 'STRIP', strip_name

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backend.arkit.names import ARKIT_NAMES, match_shape_keys
 from . import action as action_mod
-from . import compat
+from . import compat, mesh
 from .errors import UserError
 
 RAW_PROP = "emotalk3d_arkit"            # the Action's unscaled (F * 52) weights
@@ -80,6 +80,14 @@ def strength(settings, arkit: str) -> float:
     return 1.0
 
 
+def moved_shapes(raw: np.ndarray, neutral: np.ndarray | None = None) -> list[str]:
+    """The ARKit names the performance moves at some emotion strength (raw or neutral)."""
+    peak = np.abs(raw).max(axis=0, initial=0.0)
+    if neutral is not None and neutral.shape == raw.shape:
+        peak = np.maximum(peak, np.abs(neutral).max(axis=0, initial=0.0))
+    return [a for a, p in zip(ARKIT_NAMES, peak) if p > 1e-4]
+
+
 def shown_weights(weights: np.ndarray, neutral: np.ndarray | None, settings) -> np.ndarray:
     """(F, 52) weights with the emotion strength applied: neutral + e (weights - neutral)."""
     if neutral is None or neutral.shape != weights.shape:
@@ -131,7 +139,7 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
     if not found:
         raise UserError(f"None of {target.name!r}'s shape keys is an ARKit shape (jawOpen, mouthSmileLeft, ...): "
                         "map them in the EmoTalk3D panel's ARKit mapping")
-    moved = [a for a in ARKIT_NAMES if np.abs(weights[:, ARKIT_NAMES.index(a)]).max(initial=0.0) > 1e-4]
+    moved = moved_shapes(raw, neutral)
     unmatched = [a for a in moved if a not in found]
     # only the shapes the performance moves get a curve (fewer curves to evaluate at playback)
     names, values = _curves(weights, {a: k for a, k in found.items() if a in moved}, settings)
@@ -139,6 +147,7 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
         raise UserError(f"The performance moves no shape that {target.name!r} has a key for "
                         f"({', '.join(unmatched[:6])}): map them in the EmoTalk3D panel's ARKit mapping")
     key = target.data.shape_keys
+    mesh.widen_sliders(key, names, values)            # strengths above 1 must not be clamped by the sliders
     act, slot = action_mod.new_shape_key_action(key, name, names, values, frame_start)
     act[RAW_PROP] = raw.ravel().tolist()
     if neutral is not None and neutral.shape == raw.shape:
@@ -176,6 +185,7 @@ def apply_strengths(act, settings, target) -> bool:
     slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
     curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
     names, values = _curves(weights, found, settings)
+    mesh.widen_sliders(target.data.shape_keys, names, values)
     blinking = {action_mod.data_path(found[a]) for a in BLINK_NAMES if a in found} if settings.blinks else set()
     for k, key_name in enumerate(names):
         fc = curves.get(action_mod.data_path(key_name))
@@ -189,6 +199,11 @@ def reuse(act, weights: np.ndarray, settings, target, neutral: np.ndarray | None
     raw = act.get(RAW_PROP)
     if raw is None or len(raw) != weights.size:
         return False
+    slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
+    curves = {fc.data_path for fc in compat.action_fcurves(act, slot)}
+    found = mapping(settings, target)
+    if any(a in found and action_mod.data_path(found[a]) not in curves for a in moved_shapes(weights, neutral)):
+        return False                                  # a shape that now moves has no curve: write a new Action
     act[RAW_PROP] = np.ascontiguousarray(weights, np.float32).ravel().tolist()
     if neutral is not None and neutral.shape == weights.shape:
         act[NEUTRAL_PROP] = np.ascontiguousarray(neutral, np.float32).ravel().tolist()

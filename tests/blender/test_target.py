@@ -152,6 +152,22 @@ def test_the_emotion_strength_blends_from_the_neutral_performance(scene, demo_cl
     half = _curve(act, "mouthSmile_L")[:, 1]
     assert neutral.mean() < happy.mean() - 0.3
     np.testing.assert_allclose(half, (neutral + happy) / 2, atol=1e-5)
+    s.strength_emotion, s.strength_jaw = 1.0, 2.0                # above 1: the sliders widen, nothing clips
+    jaw = _curve(act, "ARKit_jawOpen")[:, 1]
+    kb = ob.data.shape_keys.key_blocks["ARKit_jawOpen"]
+    assert jaw.max() > 1.0 and kb.slider_max >= jaw.max()
+    s.strength_jaw = 1.0
+
+
+def test_a_performance_made_at_emotion_strength_0_still_has_the_emotion_curves(scene, demo_clip):
+    ob = _character()
+    s = setup_scene(scene, "demo", demo_clip, start=1, fps=25)
+    s.target, s.emotion, s.strength_emotion = ob, "surprised", 0.0
+    assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
+    act = s.last_action
+    s.strength_emotion = 1.0                                   # the surprise the speech alone lacks
+    brow = _curve(act, "blendShape.browInnerUp")
+    assert brow is not None and brow[:, 1].mean() > 0.3
 
 
 def test_a_fresh_factory_scene_shows_the_head_and_frame_head_aims_at_it(addon, trained_subject, speech):

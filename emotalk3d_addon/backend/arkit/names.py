@@ -43,6 +43,7 @@ def _key(name: str) -> str:
 
 
 _CANONICAL = {_key(n): n for n in ARKIT_NAMES}
+_LOWER = {n.lower() for n in ARKIT_NAMES}
 
 
 def arkit_name(name: str) -> str | None:
@@ -74,7 +75,10 @@ def match_shape_keys(key_names: list[str]) -> dict[str, str | None]:
     The first key that means a name wins; an exact (case-insensitive) match beats a variant.
     """
     found: dict[str, str | None] = {n: None for n in ARKIT_NAMES}
-    exact = {n.lower(): k for k in key_names for n in ARKIT_NAMES if k.lower() == n.lower()}
+    exact: dict[str, str] = {}
+    for k in key_names:
+        if k.lower() in _LOWER:
+            exact.setdefault(k.lower(), k)
     for name in ARKIT_NAMES:
         if name.lower() in exact:
             found[name] = exact[name.lower()]

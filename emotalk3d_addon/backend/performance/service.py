@@ -227,7 +227,7 @@ class Performance:
             clock = time.perf_counter()
             runtime = self.runtime(loaded, dev, encoder)
             progress(0.25, "Speech features")
-            key = (wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
+            key = (loaded.path, loaded.stamp, wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
             cached = self._latest.get("key") == key
             if not cached:
                 self._latest = {"key": key, "features": runtime.frame_features(wave, fps)}

@@ -27,16 +27,14 @@ def _number(value: Any, what: str) -> float:
 def _numbers(value: Any, count: int, what: str) -> tuple[float, ...]:
     """``count`` finite numbers from a flat or nested list (a 3x3 matrix may come either way)."""
     flat: list = []
-
-    def walk(v: Any, depth: int) -> None:
-        if isinstance(v, (list, tuple)) and depth < 3:
-            for x in v:
-                walk(x, depth + 1)
-        else:
-            flat.append(v)
-
-    walk(value, 0)
-    if not isinstance(value, (list, tuple)) or len(flat) != count:
+    rows = value if isinstance(value, (list, tuple)) else None
+    if rows and all(isinstance(r, (list, tuple)) for r in rows):       # a matrix of equal rows
+        if len({len(r) for r in rows}) == 1:
+            flat = [x for r in rows for x in r]
+    elif rows is not None:
+        flat = list(rows)
+    if not isinstance(value, (list, tuple)) or len(flat) != count or \
+            any(isinstance(x, (list, tuple)) for x in flat):
         raise InputError(f"{what} must hold {count} numbers, got {value!r}"[:300])
     return tuple(_number(v, what) for v in flat)
 
@@ -219,6 +217,7 @@ class PerformRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PerformRequest":
+        data = _fields(data, "a perform request", ())
         fps = data.get("fps", 30)
         if isinstance(fps, (list, tuple)) and len(fps) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                    for v in fps) and fps[0] > 0 and fps[1] > 0:
@@ -227,8 +226,8 @@ class PerformRequest:
             rate = float(fps)
         else:
             raise InputError(f"fps must be [numerator, denominator] or a positive number, got {fps!r}")
-        cache_mb = data.get("cache_mb") or 512
-        if isinstance(cache_mb, bool) or not isinstance(cache_mb, (int, float)) or cache_mb < 0:
+        cache_mb = _number(data.get("cache_mb", 512), "cache_mb")
+        if cache_mb < 0:
             raise InputError(f"cache_mb must be a non-negative number, got {cache_mb!r}")
         return cls(str(data.get("subject", "")), str(data.get("audio", "")), rate,
                    EmotionSpec.from_dict(data.get("emotion")), parse_library(data.get("library")),
@@ -268,18 +267,19 @@ class RenderFrameRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RenderFrameRequest":
+        data = _fields(data, "a render_frame request", ())
         camera = data.get("camera")
         if camera is None:
             raise InputError("render_frame needs a camera {K, world_to_camera, width, height}")
         matrix = data.get("object_to_world")
-        emotion = data.get("emotion") or list(cls.emotion)
+        emotion = data.get("emotion", list(cls.emotion))
         rows, colors = str(data.get("rows") or "top_down"), str(data.get("colors") or "srgb")
         if rows not in ("top_down", "bottom_up") or colors not in ("srgb", "linear"):
             raise InputError(f"rows must be top_down or bottom_up and colors srgb or linear, got {rows!r}, {colors!r}")
         return cls(str(data.get("subject", "")), CameraSpec.from_dict(camera), str(data.get("vertices") or ""),
                    None if matrix is None else _numbers(matrix, 16, "object_to_world"),
                    _numbers(emotion, 8, "the emotion weights"),
-                   _number(data.get("intensity", 0.0), "the intensity"), parse_library(data.get("library")),
+                   intensity_value(data.get("intensity", 0.0), "the intensity"), parse_library(data.get("library")),
                    str(data.get("device") or "auto"), rows, colors, str(data.get("out_dir") or ""))
 
 

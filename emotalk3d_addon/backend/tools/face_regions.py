@@ -40,7 +40,7 @@ def vertex_regions(template: np.ndarray, landmarks: dict[str, int], face_mask: n
         top = pts[:, 2].max()
         margin = 0.35 * (top - low)
         band = (v[:, 2] >= low - margin) & (v[:, 2] <= top + margin) & \
-            (np.abs(v[:, 0]) <= np.abs(pts[:, 0]).max() + margin)
+            (np.abs(v[:, 0] - centre[0]) <= np.abs(pts[:, 0] - centre[0]).max() + margin)
     else:
         band = v[:, 2] >= centre[2] + 1.3 * width
     out = np.zeros(v.shape[0], np.int8)
@@ -90,8 +90,7 @@ def region_map(vertices: np.ndarray, triangles: np.ndarray, labels: np.ndarray, 
     out = np.zeros((camera.height, camera.width), np.int8)
     depth = np.full((camera.height, camera.width), np.inf)
     tris = np.ascontiguousarray(triangles, np.int64)
-    keep = (labels[tris] > 0).any(axis=1)                     # triangles touching the face
-    _raster(np.ascontiguousarray(uv), np.ascontiguousarray(z), tris[keep], np.asarray(labels, np.int8),
+    _raster(np.ascontiguousarray(uv), np.ascontiguousarray(z), tris, np.asarray(labels, np.int8),
             camera.height, camera.width, out, depth)
     return out
 

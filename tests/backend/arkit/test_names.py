@@ -34,4 +34,5 @@ def test_matching_prefers_the_exact_name_and_uses_each_key_once():
     assert found["mouthSmileLeft"] == "mouthSmileLeft"           # exact beats the variant
     assert found["jawOpen"] == "JAWOPEN" and found["eyeBlinkRight"] == "eyeBlink_R"
     assert found["tongueOut"] is None and len(found) == 52
+    assert match_shape_keys(["jawOpen", "JAWOPEN"])["jawOpen"] == "jawOpen"      # the first of two exact ones
     assert sum(v is not None for v in found.values()) == 3
