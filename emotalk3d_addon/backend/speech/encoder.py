@@ -13,7 +13,6 @@ so every feature comes out exactly once; a clip that fits in one window is encod
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..io.audio import Waveform
+from ..io.digest import file_sha256
 from ..errors import InputError
 
 SAMPLES_PER_FEATURE = 320   # HuBERT hop at 16 kHz (50 Hz features)
@@ -96,13 +96,6 @@ def num_features(num_samples: int) -> int:
     """HuBERT frames for a clip of ``num_samples`` at 16 kHz (conv stack 400 / 320)."""
     return max(0, (num_samples - RECEPTIVE_FIELD) // SAMPLES_PER_FEATURE + 1)
 
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class SpeechEncoder:
@@ -218,7 +211,7 @@ def load_encoder(spec: EncoderSpec, device: str | torch.device = "cpu",
                 raise InputError(f"speech encoder folder {source} has no model.safetensors "
                                  "(weights are only read from safetensors)")
             model = HubertModel.from_pretrained(str(local), use_safetensors=True)
-            encoder_id = f"{spec.kind}:{_file_digest(weights)}"
+            encoder_id = f"{spec.kind}:{file_sha256(weights)[:16]}"
         elif spec.kind == "bundled":
             raise InputError(f"the subject's bundled speech encoder is missing: {source}")
         else:

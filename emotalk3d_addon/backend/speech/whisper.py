@@ -12,7 +12,6 @@ transformers' ``WhisperEncoder``:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.digest import file_sha256
 from ..errors import InputError
 from ..paths import default_cache_dir
 from .ctranslate2_format import FormatError, read_ct2_model
@@ -144,13 +144,6 @@ def ct2_to_encoder_state(variables: dict[str, np.ndarray], weights: WhisperWeigh
         }
     return {k: v.contiguous() for k, v in state.items()}
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def converted_weights(weights: WhisperWeights, cache_dir: str | Path | None = None) -> Path:

@@ -3,7 +3,6 @@ cache, and the on-disk side of saving (what may be overwritten, the folder swap,
 deterministic zip)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -12,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.digest import file_sha256
 from .format import (MANIFEST, MAX_COMPRESSION_RATIO, MAX_ZIP_BYTES, MAX_ZIP_MEMBERS, RATIO_FLOOR_BYTES,
                      _EXTRACTED_MARKER, _first_line, _short, _unsafe_relative, _within)
 
@@ -69,19 +69,12 @@ def _zip_defects(infos: list[zipfile.ZipInfo]) -> tuple[list[str], list[tuple[zi
     return defects, plan
 
 
-def _zip_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
 
 def _extract_zip(path: Path, cache_dir: Path) -> tuple[list[str], Path | None]:
     """Check a zip's entries, extract it into ``cache_dir/subjects/<hash>/`` (reusing a
     complete earlier extraction) and return the bundle folder inside it."""
     try:
-        digest = _zip_digest(path)
+        digest = file_sha256(path)[:16]
         final = cache_dir / "subjects" / digest
         if not (final / _EXTRACTED_MARKER).is_file():
             with zipfile.ZipFile(path) as zf:
