@@ -39,10 +39,8 @@ def _extent(a, b, c, o):
 
 
 @njit(cache=True, inline="always")
-def _row_range(my, hy, lo, hi):
-    """Pixel rows i in [lo, hi] whose centre is within hy of my; returns (i0, i1), empty if i0 > i1."""
-    f0 = math.ceil(my - hy - 0.5 - PIX_PAD)
-    f1 = math.floor(my + hy - 0.5 + PIX_PAD)
+def _clamped(f0, f1, lo, hi):
+    """Integer span [f0, f1] cut to [lo, hi]; (1, 0) when empty (or NaN)."""
     if not (f0 <= f1):
         return 1, 0
     f0 = max(f0, float(lo))
@@ -50,6 +48,14 @@ def _row_range(my, hy, lo, hi):
     if f0 > f1:
         return 1, 0
     return int(f0), int(f1)
+
+
+@njit(cache=True, inline="always")
+def _row_range(my, hy, lo, hi):
+    """Pixel rows i in [lo, hi] whose centre is within hy of my; returns (i0, i1), empty if i0 > i1."""
+    f0 = math.ceil(my - hy - 0.5 - PIX_PAD)
+    f1 = math.floor(my + hy - 0.5 + PIX_PAD)
+    return _clamped(f0, f1, lo, hi)
 
 
 @njit(cache=True, inline="always")
@@ -69,13 +75,7 @@ def _band_cols(mx, my, a, b, c, smax, det, hx, hy, i0, i1, lo, hi):
     left = mx + (b * d - math.sqrt(max(2.0 * a * smax - det * d * d, 0.0))) / a
     f0 = math.ceil(left - 0.5 - PIX_PAD)
     f1 = math.floor(right - 0.5 + PIX_PAD)
-    if not (f0 <= f1):
-        return 1, 0
-    f0 = max(f0, float(lo))
-    f1 = min(f1, float(hi))
-    if f0 > f1:
-        return 1, 0
-    return int(f0), int(f1)
+    return _clamped(f0, f1, lo, hi)
 
 
 # per-Gaussian record used by every kernel (float64, one 96-byte row per Gaussian)
