@@ -11,6 +11,7 @@ import pytest
 from emotalk3d_addon.backend.datasets.speech_corpus import augment
 from emotalk3d_addon.backend.datasets.speech_corpus.tempo import change_tempo
 from emotalk3d_addon.backend.datasets.speech_corpus.build import PRESETS, make_corpus, plan_recordings
+from emotalk3d_addon.backend.datasets.synthetic.head import RIG_VERSION
 from emotalk3d_addon.backend.datasets.speech_corpus.engines import (ENGINES, VOICES, Prosody, Voice, available,
                                                                     emotion_prosody, synthesize)
 from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
@@ -187,6 +188,22 @@ def test_tiny_corpus_builds_resumes_and_reads_back(tmp_path):
     make_corpus(out, "tiny", seed=0, log=lambda _: None)
     np.testing.assert_array_equal(np.asarray(load_corpus(out).recordings[0].motion()), before)
     assert kept.stat().st_mtime_ns == stamp
+    # motion an older rig made is made again (the same draws), audio and other recordings kept
+    for rec in (corpus.recordings[1], copies[0]):
+        meta_path = rec.folder / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        assert meta["rig"] == RIG_VERSION
+        before = np.asarray(rec.motion()).copy()
+        np.save(rec.folder / "motion.npy", np.zeros_like(before))
+        meta_path.write_text(json.dumps(meta | {"rig": RIG_VERSION - 1}))
+        audio = (rec.folder / "audio.flac").stat().st_mtime_ns
+        untouched = corpus.recordings[2].folder / "meta.json"
+        stamp = untouched.stat().st_mtime_ns
+        make_corpus(out, "tiny", seed=0, log=lambda _: None)
+        np.testing.assert_array_equal(np.load(rec.folder / "motion.npy"), before)
+        assert json.loads(meta_path.read_text())["rig"] == RIG_VERSION
+        assert (rec.folder / "audio.flac").stat().st_mtime_ns == audio
+        assert untouched.stat().st_mtime_ns == stamp
     info = json.loads((out / "corpus.json").read_text())
     assert info["recordings"] == len(originals)
     from emotalk3d_addon.backend.errors import InputError

@@ -80,6 +80,24 @@ def test_lips_meet_at_rest_and_the_jaw_opens_them(model):
     assert width(_pose(model, spread=1.0)) > w0 + 0.004
 
 
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_a_bilabial_seals_the_lips_under_every_expression(model, emotion):
+    """p, b and m close the lips whatever the face does: disgust's raised upper lip and
+    sadness's pout give way on the lips while the bilabial lasts, and come back after it."""
+    times = np.array([1.0])
+    track = expression_track(emotion, 1.0, times, np.random.default_rng(0), variation=0.0)
+    speech = {k: np.asarray(v, np.float64) for k, v in track.items()}
+    jaw = speech.get("jaw", np.zeros(1)) + 0.09
+    sealed = model.pose_face(speech | {"jaw": jaw, "close": np.ones(1)}, 1)
+    assert _lip_gap(model, sealed)[0] < 5e-4, emotion
+    if emotion == "disgusted":
+        open_lip = model.pose_face(speech, 1)
+        assert _lip_gap(model, open_lip)[0] > 2e-3        # the upper lip is raised off the seal
+        # the nose and the skin above the lip keep the expression during the seal
+        nose = model.landmarks["nose_tip"]
+        np.testing.assert_allclose(sealed[0, nose], open_lip[0, nose], atol=1e-6)
+
+
 def test_emotions_move_the_expected_regions(model):
     lm = model.landmarks
     neutral = model.face_template

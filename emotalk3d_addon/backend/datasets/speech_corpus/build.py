@@ -32,7 +32,7 @@ from .augment import apply_chain, random_chain
 from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
     synthesize_festival
 from .layout import CORPUS_FORMAT
-from .motion import Segment, animate
+from .motion import animate_recording, is_animated_by_current_rig
 from .tempo import TEMPO_RANGE, build_tempo_copy, tempo_copy_name
 from .text import corpus_sentences
 
@@ -134,14 +134,12 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
     pieces = [np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)]
     cursor = LEAD_S
     phones: list[Phoneme] = []
-    segments: list[Segment] = []
     utter_meta = []
     for utt, text, (emotion, level) in zip(utterances, texts, emotions):
-        if segments and cursor + utt.duration > preset.recording_s:
+        if utter_meta and cursor + utt.duration > preset.recording_s:
             break
         pieces.append(utt.samples)
         phones += [Phoneme(p.start + cursor, p.end + cursor, p.ipa) for p in utt.phonemes]
-        segments.append(Segment(cursor, cursor + utt.duration, emotion, level))
         utter_meta.append({"text": text, "start": round(cursor, 4), "end": round(cursor + utt.duration, 4),
                            "emotion": emotion, "intensity": level})
         cursor += utt.duration
@@ -151,7 +149,6 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
     pieces[-1] = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
     clean = np.concatenate(pieces)
     frames = frame_count(clean.size, SAMPLE_RATE, Fraction(preset.fps))
-    motion, emotion = animate(phones, segments, frames, preset.fps, _head_model(), rng)
     tmp = out / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -161,13 +158,11 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
         chain = random_chain(rng)
         sf.write(tmp / f"audio_aug{c + 1}.flac", apply_chain(clean, chain, rng), SAMPLE_RATE, subtype="PCM_16")
         audio.append({"file": f"audio_aug{c + 1}.flac", "chain": chain.describe()})
-    np.save(tmp / "motion.npy", motion)
-    np.save(tmp / "emotion.npy", emotion)
     meta = {"engine": spec.voice.engine, "voice": spec.voice.name, "split": spec.split, "fps": preset.fps,
             "frames": frames, "duration": round(clean.size / SAMPLE_RATE, 4), "audio": audio,
             "utterances": utter_meta,
             "phones": [[round(p.start, 4), round(p.end, 4), p.ipa] for p in phones]}
-    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    meta = animate_recording(tmp, meta, spec.seed, _head_model())
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -181,6 +176,26 @@ def recording_name(spec: RecordingSpec) -> str:
 def _build_one(args) -> dict:
     spec, sentences, preset, out = args
     return build_recording(spec, sentences, preset, out)
+
+
+def _animate_one(args) -> dict:
+    folder, seed = args
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    return animate_recording(folder, meta, seed, _head_model())
+
+
+def stale_motion(specs: list[RecordingSpec], preset: CorpusPreset, seed: int, folder: Path) -> list[tuple[Path, int]]:
+    """(folder, motion seed) of every built recording and tempo copy whose motion an older
+    rig made (``synthetic.head.RIG_VERSION``): their audio stays, their motion is made again."""
+    jobs = [(folder / recording_name(s), s.seed) for s in specs]
+    jobs += [(src.parent / tempo_copy_name(src.name, factor), copy_seed)
+             for src, factor, copy_seed in tempo_plan(specs, preset, seed, folder)]
+    stale = []
+    for path, motion_seed in jobs:
+        meta_path = path / "meta.json"
+        if meta_path.is_file() and not is_animated_by_current_rig(json.loads(meta_path.read_text(encoding="utf-8"))):
+            stale.append((path, motion_seed))
+    return stale
 
 
 def _tempo_one(args) -> dict:
@@ -247,6 +262,16 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
                     left = elapsed / i * (len(todo) - i)
                     log(f"recording {i}/{len(todo)}: {done_s / 60:.1f} min of speech in {elapsed:.0f} s, "
                         f"about {left:.0f} s left")
+        stale = stale_motion(specs, p, seed, out / "recordings")
+        if stale:
+            log(f"rig motion: {len(stale)} recordings were animated by an older rig; animating them again")
+            started = time.perf_counter()
+            with ProcessPoolExecutor(workers) as pool:
+                for i, _ in enumerate(pool.map(_animate_one, stale, chunksize=4), 1):
+                    if i % max(1, len(stale) // 20) == 0 or i == len(stale):
+                        elapsed = time.perf_counter() - started
+                        log(f"animated {i}/{len(stale)} in {elapsed:.0f} s, "
+                            f"about {elapsed / i * (len(stale) - i):.0f} s left")
         copies = [j for j in tempo_plan(specs, p, seed, out / "recordings")
                   if not (j[0].parent / tempo_copy_name(j[0].name, j[1]) / "meta.json").is_file()]
         if copies:

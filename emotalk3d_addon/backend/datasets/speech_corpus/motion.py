@@ -9,12 +9,16 @@ the multi-view generator (``synthetic/expressions.py``).
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ...emotions import EMOTIONS, NUM_EMOTIONS
 from ..synthetic.expressions import ARTICULATION, EXPRESSIONS, ramp
+from ..synthetic.head import RIG_VERSION
 from ..synthetic.sentences import PROSODY, prosody
 from ..synthetic.speech import Phoneme
 from ..synthetic.visemes import viseme_track
@@ -89,3 +93,33 @@ def animate(phones: list[Phoneme], segments: list[Segment], frames: int, fps: fl
     params = recording_params(phones, times, weights, intensity, rng)
     motion = (model.pose_face(params, frames) - model.face_template[None]).astype(np.float16)
     return motion, np.concatenate([weights, intensity[:, None]], 1).astype(np.float32)
+
+
+def motion_rng(seed: int) -> np.random.Generator:
+    """The random stream of a recording's expression variation: its own, apart from the
+    streams of text, prosody and augmentation, so animating again draws the same."""
+    return np.random.default_rng([seed, 2])
+
+
+def animate_recording(folder: Path, meta: dict, motion_seed: int, model) -> dict:
+    """(Re)write ``motion.npy`` and ``emotion.npy`` of the corpus recording in ``folder`` from
+    its meta (phones, utterances, fps, frames); returns the meta with ``rig`` (the rig's
+    version) and ``motion_seed``. The arrays are replaced atomically, the meta last, so an
+    interrupted run leaves the old version number and is animated again."""
+    phones = [Phoneme(float(a), float(b), p) for a, b, p in meta["phones"]]
+    segments = [Segment(u["start"], u["end"], u["emotion"], u["intensity"]) for u in meta["utterances"]]
+    motion, emotion = animate(phones, segments, int(meta["frames"]), meta["fps"], model, motion_rng(motion_seed))
+    folder = Path(folder)
+    for name, array in (("motion.npy", motion), ("emotion.npy", emotion)):
+        with open(folder / (name + ".tmp"), "wb") as f:
+            np.save(f, array)
+        os.replace(folder / (name + ".tmp"), folder / name)
+    meta = meta | {"rig": RIG_VERSION, "motion_seed": int(motion_seed)}
+    (folder / "meta.json.tmp").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    os.replace(folder / "meta.json.tmp", folder / "meta.json")
+    return meta
+
+
+def is_animated_by_current_rig(meta: dict) -> bool:
+    """Whether a recording's motion was made by this rig version."""
+    return meta.get("rig") == RIG_VERSION

@@ -24,7 +24,7 @@ from ...timebase import frame_count
 from ..synthetic.speech import Phoneme
 from .augment import apply_chain, random_chain
 from .engines import SAMPLE_RATE, sox
-from .motion import Segment, animate
+from .motion import animate_recording
 
 TEMPO_RANGE = (1.1, 1.5)
 AUGMENTED_SHARE = 0.5
@@ -59,22 +59,18 @@ def build_tempo_copy(source: Path, factor: float, seed: int, model) -> dict:
     scale = lambda t: round(float(t) / factor, 4)
     phones = [Phoneme(scale(a), scale(b), p) for a, b, p in meta["phones"]]
     utterances = [u | {"start": scale(u["start"]), "end": scale(u["end"])} for u in meta["utterances"]]
-    segments = [Segment(u["start"], u["end"], u["emotion"], u["intensity"]) for u in utterances]
     fps = meta["fps"]
     frames = frame_count(audio.size, SAMPLE_RATE, Fraction(fps))
-    motion, emotion = animate(phones, segments, frames, fps, model, rng)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     sf.write(tmp / "audio.flac", audio, SAMPLE_RATE, subtype="PCM_16")
-    np.save(tmp / "motion.npy", motion)
-    np.save(tmp / "emotion.npy", emotion)
     description = f"tempo x{factor:.2f}" + (f", {chain.describe()}" if chain else "")
     out = {key: meta[key] for key in ("engine", "voice", "split", "fps")} | {
         "frames": frames, "duration": round(audio.size / SAMPLE_RATE, 4),
         "audio": [{"file": "audio.flac", "chain": description}], "tempo": round(factor, 4), "source": source.name,
         "utterances": utterances, "phones": [[p.start, p.end, p.ipa] for p in phones]}
-    (tmp / "meta.json").write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    out = animate_recording(tmp, out, seed, model)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

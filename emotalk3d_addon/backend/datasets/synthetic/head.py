@@ -37,6 +37,13 @@ EXPRESSION_PARAMS = ("brow_inner_up", "brow_outer_up", "brow_down", "eye_wide", 
                      "cheek_raise", "smile_l", "smile_r", "frown", "stretch", "press",
                      "upper_lip_raise", "nose_wrinkle")
 RIG_PARAMS = SPEECH_PARAMS + EXPRESSION_PARAMS
+# expressions that part the lips (AU10 lifts the upper lip, AU15's pout pushes the lower
+# lip out): a bilabial seals the lips whatever the expression, so on the lips these give
+# way to the closure parameter ("close"), elsewhere they hold
+LIP_PARTING_PARAMS = ("upper_lip_raise", "frown")
+# bumped whenever posing changes what a parameter set looks like (2: the lip seal above);
+# a speech corpus animated by an older rig is animated again (speech_corpus/build.py)
+RIG_VERSION = 2
 
 JAW_MAX = 0.17                       # radians at jaw = 1
 JAW_HINGE = np.array([0.0, 0.004, -0.028])
@@ -454,12 +461,14 @@ class SkinRig:
         """(F, V, 3) positions for per-frame rig parameters (missing ones are 0)."""
         V = self.X.size
         disp = np.zeros((frames, 3, V))
+        close = np.clip(np.asarray(params.get("close", np.zeros(frames)), np.float64).reshape(frames, 1), 0, 1)
+        seal = 1.0 - close * np.clip(self.lips, 0.0, 1.0)[None]           # (F, V): 0 on sealed lips
         for k, fld in self.fields.items():
             w = params.get(k)
             if w is None:
                 continue
             w = np.asarray(w, np.float64).reshape(frames, 1, 1)
-            disp += w * fld[None]
+            disp += (w * seal[:, None] if k in LIP_PARTING_PARAMS else w) * fld[None]
         th0, ph0 = self.grid.theta, self.grid.phi
         sinp = np.maximum(np.sin(ph0), 0.2)
         rho = self.r_base * sinp
