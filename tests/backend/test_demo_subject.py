@@ -55,9 +55,10 @@ def test_the_same_clip_three_times_gets_its_own_emotion_in_each_copy(demo):
     wave = load_audio(root / "demo_clip.wav")
     fps = Fraction(25)
     n = frame_count(wave.samples.size, wave.sample_rate, fps)
-    alone = runtime.emotion_from_speech(runtime.frame_features(wave, fps)).weights
+    alone = runtime.emotion_from_speech(runtime.model_features(wave), fps, n).weights
     three = Waveform(np.tile(wave.samples, 3), wave.sample_rate)
-    track = runtime.emotion_from_speech(runtime.frame_features(three, fps)).weights
+    track = runtime.emotion_from_speech(
+        runtime.model_features(three), fps, frame_count(three.samples.size, three.sample_rate, fps)).weights
     inner = slice(15, n - 15)          # away from the joins
     reference = alone[inner].mean(0)
     for k in range(3):

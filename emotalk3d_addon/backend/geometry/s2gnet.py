@@ -92,13 +92,20 @@ class S2GNet(nn.Module):
 
     @torch.inference_mode()
     def predict(self, features: torch.Tensor, condition: torch.Tensor, head_chunk: int = 4096,
-                chunk: int = 128, burn_in: int = 32) -> torch.Tensor:
+                chunk: int = 128, burn_in: int = 32, sample_at: torch.Tensor | None = None) -> torch.Tensor:
         """(F, D), (F, 9) -> (F, V, 3) displacements (metres) on the CPU.
 
         The GRU runs in overlapping chunks (``chunked_hidden_states``), the head in blocks of
-        ``head_chunk`` frames so memory stays bounded on long clips.
+        ``head_chunk`` frames so memory stays bounded on long clips. ``sample_at`` (N,):
+        fractional frame positions to return instead, (N, V, 3); the conditioned states are
+        interpolated there before the head, which is linear, so this equals interpolating
+        the displacements without ever holding them at both rates.
         """
         states = self.chunked_hidden_states(features, condition, chunk, burn_in)
+        if sample_at is not None:
+            from ..speech.framerate import sample_rows
+
+            states = sample_rows(states, sample_at)
         out = torch.empty(states.shape[0], self.config.num_vertices * 3, dtype=torch.float32)
         weight_t, bias = self.head.weight.t(), self.head.bias
         for start in range(0, states.shape[0], head_chunk):

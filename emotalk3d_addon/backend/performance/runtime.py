@@ -3,8 +3,13 @@
 ``SubjectRuntime`` holds a subject's models, loaded once, and a feature cache, so a
 re-generation after an emotion edit only re-runs S2GNet:
 
-    waveform -> speech features (50 Hz, cached) -> per-frame features
+    waveform -> speech features (50 Hz, cached) -> features at the model rate
              -> emotion track (keys, or the extractor) -> S2GNet -> template + displacements
+
+The subject's GRU and emotion extractor learned their dynamics at the subject's frame rate
+(``Subject.fps``, the model rate), so they always run at it; the scene's frame rate is met
+by interpolating in time, the emotion track into the model rate and S2GNet's output out of
+it. A scene at the model rate is not resampled at all.
 """
 from __future__ import annotations
 
@@ -21,9 +26,9 @@ from ..geometry.s2gnet import S2GNet
 from ..speech.cache import FeatureCache
 from ..speech.emotion import EmotionExtractor
 from ..speech.encoder import EncoderSpec, SpeechEncoder, load_encoder
-from ..speech.framerate import features_to_frames
+from ..speech.framerate import features_to_frames, frame_positions, sample_rows
 from ..subject import Subject
-from ..timebase import frame_count
+from ..timebase import frame_count, parse_fps
 from ..io.track import VertexTrack
 
 
@@ -54,6 +59,7 @@ class SubjectRuntime:
         _load_module(self.emotion, subject.emotion_state, "emotion extractor", where)
         self.emotion.to(self.device).eval()
         self.template = torch.from_numpy(subject.geometry.template)
+        self.model_fps = parse_fps(subject.fps)
 
     def speech_features(self, waveform: Waveform) -> torch.Tensor:
         """(T, D) float32 features at 50 Hz, from the cache when this audio was seen."""
@@ -64,32 +70,44 @@ class SubjectRuntime:
             self.cache.put(key, self.encoder.encoder_id, features)
         return features
 
-    def frame_features(self, waveform: Waveform, fps: Fraction) -> torch.Tensor:
-        """(F, D) features at the animation frame rate, F = ceil(duration * fps)."""
-        num_frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
-        return features_to_frames(self.speech_features(waveform), num_frames, fps,
-                                 centre_offset_s=self.encoder.centre_offset_s)
+    def model_features(self, waveform: Waveform) -> torch.Tensor:
+        """(F_m, D) features at the model rate, F_m = ceil(duration * model_fps)."""
+        num_frames = frame_count(waveform.samples.size, waveform.sample_rate, self.model_fps)
+        return features_to_frames(self.speech_features(waveform), num_frames, self.model_fps,
+                                  centre_offset_s=self.encoder.centre_offset_s)
 
-    def emotion_from_speech(self, frame_features: torch.Tensor) -> EmotionTrack:
-        """The extractor's per-frame emotion track for (F, D) features."""
-        weights, intensity = self.emotion.predict_track(frame_features.to(self.device))
+    def emotion_from_speech(self, model_features: torch.Tensor, fps: Fraction, num_frames: int) -> EmotionTrack:
+        """The extractor's emotion track for (F_m, D) model-rate features, as ``num_frames``
+        frames at ``fps``."""
+        weights, intensity = self.emotion.predict_track(model_features.to(self.device))
+        if fps != self.model_fps or num_frames != weights.shape[0]:
+            at = frame_positions(num_frames, fps, self.model_fps)
+            weights, intensity = sample_rows(weights, at), sample_rows(intensity, at)
         return EmotionTrack(weights.cpu().numpy().astype(np.float32), intensity.cpu().numpy().astype(np.float32))
 
     def perform(self, waveform: Waveform, fps: Fraction, emotion: EmotionTrack | None = None) -> VertexTrack:
-        """Vertex track for the clip; ``emotion`` None -> predicted from speech."""
-        features = self.frame_features(waveform, fps)
-        return self.perform_features(features, fps, emotion)
+        """Vertex track for the clip at ``fps``; ``emotion`` (at ``fps``) None -> predicted from speech."""
+        return self.perform_features(self.model_features(waveform), fps, emotion,
+                                     frame_count(waveform.samples.size, waveform.sample_rate, fps))
 
-    def perform_features(self, features: torch.Tensor, fps: Fraction,
-                         emotion: EmotionTrack | None = None) -> VertexTrack:
-        """Vertex track from (F, D) frame-rate features (the part re-run after a key edit)."""
+    def perform_features(self, model_features: torch.Tensor, fps: Fraction,
+                         emotion: EmotionTrack | None = None, num_frames: int | None = None) -> VertexTrack:
+        """Vertex track at ``fps`` from (F_m, D) model-rate features (the part re-run after a
+        key edit). ``emotion`` is at ``fps``; without it the frame count is ``num_frames``."""
         if emotion is None:
-            emotion = self.emotion_from_speech(features)
-        if emotion.num_frames != features.shape[0]:
-            raise ValueError(f"emotion track has {emotion.num_frames} frames, audio {features.shape[0]}")
-        cond = torch.from_numpy(condition(emotion.weights, emotion.intensity)).to(self.device)
+            if num_frames is None:
+                raise ValueError("perform_features needs an emotion track or a frame count")
+            emotion = self.emotion_from_speech(model_features, fps, num_frames)
+        if num_frames is not None and emotion.num_frames != num_frames:
+            raise ValueError(f"emotion track has {emotion.num_frames} frames, audio {num_frames}")
+        resample = fps != self.model_fps or emotion.num_frames != model_features.shape[0]
+        cond = torch.from_numpy(condition(emotion.weights, emotion.intensity))
+        sample_at = None
+        if resample:
+            cond = sample_rows(cond, frame_positions(model_features.shape[0], self.model_fps, fps))
+            sample_at = frame_positions(emotion.num_frames, fps, self.model_fps)
         with torch.inference_mode():
-            vertices = self.s2g.predict(features.to(self.device), cond)
+            vertices = self.s2g.predict(model_features.to(self.device), cond.to(self.device), sample_at=sample_at)
             vertices.add_(self.template)       # in place: a long track is gigabytes
         vertices = vertices.numpy()
         return VertexTrack(vertices, fps, emotion.weights, emotion.intensity)

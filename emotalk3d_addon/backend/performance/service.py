@@ -2,7 +2,7 @@
 
 The worker, ``emotalk3d predict``, the demo and ``evaluate`` all perform through it:
 
-    PerformRequest -> subject (loaded once) -> waveform -> frame features -> emotion track
+    PerformRequest -> subject (loaded once) -> waveform -> model-rate features -> emotion track
                    -> S2GNet vertices -> (on demand) basis coefficients and their error
 
 Cache policy, the same for every caller:
@@ -10,7 +10,7 @@ Cache policy, the same for every caller:
 * subjects: kept by bundle path, loaded again when the bundle or its manifest changes;
 * runtimes (encoder, extractor, S2GNet): one per subject, device and encoder;
 * waveforms: the 8 most recent audio files (by path, size and modification time);
-* frame features and the emotion heard in them: the latest clip only (a key edit re-uses
+* model-rate features and the emotion heard in them: the latest clip only (a key edit re-uses
   both, so a re-generation only re-runs S2GNet);
 * encoder outputs: ``FeatureCache`` (memory within a byte budget, plus disk);
 * the ARKit solver of each subject (its normal equations). A solve is not kept: after an
@@ -121,7 +121,7 @@ class Performance:
         self._subjects: dict[str, LoadedSubject] = {}
         self._runtimes: dict[tuple, SubjectRuntime] = {}
         self._waveforms: dict[tuple, Waveform] = {}
-        self._latest: dict[str, object] = {}     # the latest clip: key, frame features, emotion from speech
+        self._latest: dict[str, object] = {}     # the latest clip: key, model-rate features, emotion from speech
         self._solvers: dict[str, tuple] = {}      # bundle path -> (stamp, ArkitSolver)
 
     # -- what a performance is made from ------------------------------------------
@@ -230,7 +230,7 @@ class Performance:
             key = (loaded.path, loaded.stamp, wave.content_hash(), runtime.encoder.encoder_id, fps, str(runtime.device))
             cached = self._latest.get("key") == key
             if not cached:
-                self._latest = {"key": key, "features": runtime.frame_features(wave, fps)}
+                self._latest = {"key": key, "features": runtime.model_features(wave)}
             features = self._latest["features"]
             timings["features"] = round(time.perf_counter() - clock, 4)
             if debug_delay > 0:
@@ -238,11 +238,11 @@ class Performance:
                 time.sleep(debug_delay)
             clock = time.perf_counter()
             progress(0.5, "Emotion track")
-            track = emotion_track(emotion, num_frames, lambda: self._speech_emotion(runtime, features))
+            track = emotion_track(emotion, num_frames, lambda: self._speech_emotion(runtime, features, fps, num_frames))
             timings["emotion"] = round(time.perf_counter() - clock, 4)
             clock = time.perf_counter()
             progress(0.6, "S2GNet")
-            vertices = runtime.perform_features(features, fps, track)
+            vertices = runtime.perform_features(features, fps, track, num_frames)
             timings["s2g"] = round(time.perf_counter() - clock, 4)
             return vertices, cached
 
@@ -259,9 +259,10 @@ class Performance:
             self._solvers[loaded.path] = hit
         return hit[1]
 
-    def _speech_emotion(self, runtime: SubjectRuntime, features: torch.Tensor) -> EmotionTrack:
+    def _speech_emotion(self, runtime: SubjectRuntime, features: torch.Tensor, fps: Fraction,
+                        num_frames: int) -> EmotionTrack:
         track = self._latest.get("speech_emotion")
         if track is None:
-            track = runtime.emotion_from_speech(features)
+            track = runtime.emotion_from_speech(features, fps, num_frames)
             self._latest["speech_emotion"] = track
         return track

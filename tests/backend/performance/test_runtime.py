@@ -101,7 +101,7 @@ def test_emotion_from_speech_fills_the_track(runtime, audio):
     track = runtime.perform(audio, fps)
     np.testing.assert_allclose(track.emotion.sum(1), 1.0, atol=1e-5)
     assert np.all((track.intensity >= 0) & (track.intensity <= 1))
-    heard = runtime.emotion_from_speech(runtime.frame_features(audio, fps))
+    heard = runtime.emotion_from_speech(runtime.model_features(audio), fps, track.num_frames)
     np.testing.assert_array_equal(track.emotion, heard.weights)
     np.testing.assert_array_equal(track.intensity, heard.intensity)
     np.testing.assert_array_equal(track.vertices, runtime.perform(audio, fps, heard).vertices)
@@ -115,14 +115,42 @@ def test_chunked_gru_matches_one_sequential_pass(runtime, audio):
     same motion as one sequential pass (burn-in of about 1 s)."""
     import torch
 
-    fps = Fraction(60)
-    feats = runtime.frame_features(audio, fps)
+    from emotalk3d_addon.backend.io.audio import Waveform
+
+    feats = runtime.model_features(Waveform(np.tile(audio.samples, 3), audio.sample_rate))
     f = feats.shape[0]
     cond = torch.from_numpy(condition(constant_track("happy", 1.0, f).weights, np.ones(f, np.float32)))
     net = runtime.s2g
     sequential = net.predict(feats, cond, chunk=10_000)
-    chunked = net.predict(feats, cond, chunk=24, burn_in=30)
+    chunked = net.predict(feats, cond, chunk=24, burn_in=25)
     motion = (sequential - sequential.mean(0)).abs().max()
-    assert f > 3 * 24
+    assert f > 3 * 24 + 25
     error = (chunked - sequential).abs().max()
     assert error < 0.05 * motion, (float(error), float(motion))
+
+
+@pytest.mark.parametrize("scene_fps", [Fraction(24), Fraction(30000, 1001), Fraction(60)])
+def test_a_scene_at_another_frame_rate_gets_the_model_rate_performance_in_time(runtime, audio, scene_fps):
+    """S2GNet and the extractor run at the rate they were trained at (the subject's fps);
+    a scene at 24, 29.97 or 60 fps gets that performance interpolated at its own frame
+    times, so the mouth's timing and depth do not depend on the scene's rate."""
+    model_fps = runtime.model_fps
+    assert scene_fps != model_fps
+    base = runtime.perform(audio, model_fps, constant_track("happy", 1.0, frame_count(audio.samples.size, 16000, model_fps)))
+    n = frame_count(audio.samples.size, 16000, scene_fps)
+    scene = runtime.perform(audio, scene_fps, constant_track("happy", 1.0, n))
+    assert scene.num_frames == n and scene.fps == scene_fps
+    at = np.clip(np.arange(n) * float(model_fps / scene_fps), 0, base.num_frames - 1)
+    lo = np.floor(at).astype(int)
+    hi = np.minimum(lo + 1, base.num_frames - 1)
+    w = (at - lo)[:, None, None]
+    expected = base.vertices[lo] * (1 - w) + base.vertices[hi] * w
+    motion = np.abs(base.vertices - base.vertices.mean(0)).max()
+    assert motion > 1e-4
+    np.testing.assert_allclose(scene.vertices, expected, atol=1e-6 + 1e-4 * motion)
+    # the emotion heard in the speech: the model-rate track, sampled at the scene's frames
+    heard = runtime.emotion_from_speech(runtime.model_features(audio), scene_fps, n)
+    model_rate = runtime.emotion_from_speech(runtime.model_features(audio), model_fps, base.num_frames)
+    wide = (at - lo)[:, None]
+    np.testing.assert_allclose(heard.weights, model_rate.weights[lo] * (1 - wide) + model_rate.weights[hi] * wide,
+                               atol=1e-5)
