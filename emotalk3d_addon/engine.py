@@ -127,12 +127,15 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
             self._empty(width, height)
             LAST_RENDER.update(cancelled=True)
             return
-        result = self.begin_result(0, 0, width, height)
-        began = time.perf_counter()
-        layer = result.layers[0]
-        _fill(layer, "Combined", passes.combined)
-        _fill(layer, "Depth", passes.depth)
-        _fill(layer, "FaceMatte", passes.face_matte)
+        try:
+            result = self.begin_result(0, 0, width, height)
+            began = time.perf_counter()
+            layer = result.layers[0]
+            _fill(layer, "Combined", passes.combined)
+            _fill(layer, "Depth", passes.depth)
+            _fill(layer, "FaceMatte", passes.face_matte)
+        finally:
+            passes.release()
         filled = time.perf_counter()
         self.end_result(result)
         self.update_progress(1.0)
@@ -193,7 +196,11 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
                                                   evaluated_mesh=head.visible_get())
                 passes = gaussian_frame.render_head(_client(settings), frame, cam, dirs, str(settings.device or "auto"),
                                                     linear=False)
-                self._drawn = drawn = (key, scale, _texture(passes.combined), width, height)
+                try:
+                    texture = _texture(passes.combined)
+                finally:
+                    passes.release()
+                self._drawn = drawn = (key, scale, texture, width, height)
                 self._draw_error = ""
             except Exception as exc:  # noqa: BLE001 - the viewport shows the message instead
                 self._drawn = None

@@ -9,12 +9,13 @@ from one frame to the next, so any frame range can be rendered on its own):
 * its emotion state (``emotion_state``) from the evaluated shape-key datablock;
 * the camera (``camera``).
 
-The worker renders; its arrays come back as .npy files (no pickle) and are loaded here.
+The worker renders into a shared passes buffer (``backend/io/passes_buffer.py``) that this
+side made for the frame's size and keeps mapped, so the passes reach ``foreach_set`` without
+a file or a copy; the buffer goes back to the client's pool once they are in Blender.
 """
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +44,15 @@ class HeadFrame:
 
 @dataclass
 class RenderedPasses:
+    """Views of a shared passes buffer: valid until ``release`` hands the buffer back."""
+
     combined: np.ndarray            # (H, W, 4) float32 straight RGBA (linear light), rows bottom-up
     depth: np.ndarray               # (H, W) float32 metres, 1e10 where empty
     face_matte: np.ndarray          # (H, W) float32
     device: str = ""
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    release: Callable[[], None] = lambda: None
 
 
 def is_head(ob) -> bool:
@@ -144,7 +148,9 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
                 linear: bool = True) -> RenderedPasses | None:
     """Render ``frame`` through ``camera`` in the worker; None when ``should_stop`` said so
     (the worker is killed then, and restarts on the next call). ``linear``: colours in
-    linear light (render passes); False keeps them display-encoded (viewport drawing)."""
+    linear light (render passes); False keeps them display-encoded (viewport drawing).
+    Call the result's ``release`` once its passes are copied into Blender."""
+    from ..backend.io import passes_buffer
     from .worker_client import WorkerError
 
     client.ensure_started()
@@ -152,10 +158,12 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
     in_dir.mkdir(parents=True, exist_ok=True)
     vertices_path = in_dir / f"vertices-{os.getpid()}-{time.monotonic_ns()}.npy"
     np.save(vertices_path, np.ascontiguousarray(frame.vertices, np.float32), allow_pickle=False)
-    call = None
+    width, height = camera.width, camera.height
+    buffer_path, mapping = client.passes.take(width, height)
+    call, handed_out = None, False
     try:
         request = RenderFrameRequest(
-            frame.subject_path, camera.spec(), str(vertices_path),
+            frame.subject_path, camera.spec(), str(buffer_path), str(vertices_path),
             tuple(float(v) for v in frame.object_to_world.ravel()), tuple(float(v) for v in frame.emotion),
             float(frame.intensity), tuple(str(d) for d in dirs), device, "bottom_up",
             "linear" if linear else "srgb")
@@ -169,16 +177,26 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
                 client.kill()
                 raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
         reply = RenderFrameReply.from_dict(call.wait(0))
-        # Linux: memory-mapped (the files sit in RAM, a mapping outlives the file's removal), so
-        # the only copy is into Blender's passes; elsewhere read (a mapped file cannot be deleted)
-        mmap = "r" if sys.platform.startswith("linux") else None
-        arrays = {name: np.load(p, allow_pickle=False, mmap_mode=mmap) for name, p in reply.arrays.items()}
+        if (reply.passes, reply.width, reply.height) != (str(buffer_path), width, height):
+            raise WorkerError(f"the backend rendered {reply.width}x{reply.height} into {reply.passes!r}, "
+                              f"not {width}x{height} into this render's buffer", "protocol")
+        views = passes_buffer.views(mapping, width, height)
+        handed_out = True
     finally:
         if call is not None:
             call.cleanup()
         vertices_path.unlink(missing_ok=True)
-    return RenderedPasses(arrays["combined"], arrays["depth"], arrays["face_matte"], reply.device,
-                          list(reply.warnings), dict(reply.timings))
+        if not handed_out:
+            client.passes.give_back(width, height, buffer_path, mapping)
+    released = []
+
+    def release() -> None:                  # once only: a buffer in the pool twice would be shared
+        if not released:
+            released.append(True)
+            client.passes.give_back(width, height, buffer_path, mapping)
+
+    return RenderedPasses(views["combined"], views["depth"], views["face_matte"], reply.device,
+                          list(reply.warnings), dict(reply.timings), release=release)
 
 
 __all__ = ["HeadFrame", "RenderedPasses", "find_head", "head_frame", "render_head", "resolve_subject", "is_head",

@@ -176,6 +176,52 @@ def _memory_tmp() -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- passes buffers
+
+
+class PassesPool:
+    """Shared passes buffers (``backend/io/passes_buffer.py``) in the client's folder, by
+    frame size. A render takes one for its call and gives it back once its passes are in
+    Blender, so a final render and the viewport never write the same one; each buffer is
+    created and mapped once and kept for the next frame of its size (at most ``keep``
+    free ones stay)."""
+
+    def __init__(self, folder: Path, keep: int = 3):
+        self.folder = Path(folder)
+        self.keep = keep
+        self._free: list[tuple[int, int, Path, Any]] = []       # (width, height, path, mapping), newest last
+        self._lock = threading.Lock()
+        self.created = 0
+
+    def take(self, width: int, height: int) -> tuple[Path, Any]:
+        """(path, flat float32 mapping) of a free buffer for ``width`` x ``height``."""
+        from ..backend.io import passes_buffer
+
+        with self._lock:
+            for i in range(len(self._free) - 1, -1, -1):
+                w, h, path, mapping = self._free[i]
+                if (w, h) == (width, height):
+                    del self._free[i]
+                    return path, mapping
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.created += 1
+        return passes_buffer.create(self.folder, width, height)
+
+    def give_back(self, width: int, height: int, path: Path, mapping: Any) -> None:
+        with self._lock:
+            self._free.append((width, height, path, mapping))
+            dropped = self._free[:-self.keep] if len(self._free) > self.keep else []
+            self._free = self._free[len(dropped):]
+        for _, _, old_path, _ in dropped:
+            Path(old_path).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        with self._lock:
+            dropped, self._free = self._free, []
+        for _, _, path, _ in dropped:
+            Path(path).unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -190,6 +236,7 @@ class WorkerClient:
         self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.mkdtemp(prefix="emotalk3d-worker-",
                                                                              dir=_memory_tmp()))
         self.tmp_root.mkdir(parents=True, exist_ok=True)
+        self.passes = PassesPool(self.tmp_root / "passes")
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
         self.hello: dict[str, Any] = {}       # the running worker's hello (its protocol, pid, versions)
@@ -379,6 +426,7 @@ class WorkerClient:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+        self.passes.clear()
         if remove_tmp:
             shutil.rmtree(self.tmp_root, ignore_errors=True)
 

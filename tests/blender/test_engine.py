@@ -357,3 +357,16 @@ def test_a_render_stopped_mid_frame_kills_only_the_worker(shot):
     assert not client.alive
     passes = gaussian_frame.render_head(client, frame, _pinhole(scene), dirs, "cpu")
     assert client.alive and client.pid != pid and passes.combined.shape == (SIZE, SIZE, 4)
+    first = passes.combined.copy()
+    made = client.passes.created
+    passes.release()
+    passes.release()                             # once only: the buffer is in the pool once
+    again = gaussian_frame.render_head(client, frame, _pinhole(scene), dirs, "cpu")
+    other = gaussian_frame.render_head(client, frame, _pinhole(scene), dirs, "cpu")   # while `again` is held
+    # the stopped call gave its buffer back; one buffer of this size serves frame after frame,
+    # a second one only while the first is still held
+    assert client.passes.created == made + 1
+    np.testing.assert_array_equal(again.combined, first)
+    np.testing.assert_array_equal(other.combined, first)
+    again.release()
+    other.release()

@@ -9,7 +9,7 @@ without torch or numpy; ``protocol.messages`` holds the typed requests and repli
 """
 from __future__ import annotations
 
-PROTOCOL = 1
+PROTOCOL = 2
 
 OP_PING = "ping"                   # {} -> versions, torch, CUDA
 OP_LOAD_SUBJECT = "load_subject"   # {subject} -> the subject's summary, kept warm

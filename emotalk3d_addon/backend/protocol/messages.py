@@ -238,13 +238,16 @@ class PerformRequest:
 
 @dataclass(frozen=True)
 class RenderFrameRequest:
-    """``render_frame``: one frame of ``subject``'s head. ``vertices``: a .npy (V, 3) float32
-    in subject space, metres (the template when empty); ``object_to_world``: 16 numbers,
-    row-major; ``emotion``: 8 weights; ``rows`` "bottom_up" for Blender; ``colors``
-    "linear" (sRGB decoded to linear light) or "srgb"."""
+    """``render_frame``: one frame of ``subject``'s head, its passes written into the
+    ``passes`` buffer (``backend/io/passes_buffer.py``: a mapped file the caller made for
+    the camera's size). ``vertices``: a .npy (V, 3) float32 in subject space, metres (the
+    template when empty); ``object_to_world``: 16 numbers, row-major; ``emotion``: 8
+    weights; ``rows`` "bottom_up" for Blender; ``colors`` "linear" (sRGB decoded to linear
+    light) or "srgb"."""
 
     subject: str
     camera: CameraSpec
+    passes: str
     vertices: str = ""
     object_to_world: tuple[float, ...] | None = None
     emotion: tuple[float, ...] = (1.0,) + (0.0,) * 7
@@ -256,7 +259,7 @@ class RenderFrameRequest:
     out_dir: str = ""
 
     def to_dict(self) -> dict:
-        out = {"subject": self.subject, "camera": self.camera.to_dict(), "vertices": self.vertices,
+        out = {"subject": self.subject, "camera": self.camera.to_dict(), "passes": self.passes, "vertices": self.vertices,
                "emotion": list(self.emotion), "intensity": self.intensity, "library": list(self.library),
                "device": self.device, "rows": self.rows, "colors": self.colors}
         if self.object_to_world is not None:
@@ -271,12 +274,15 @@ class RenderFrameRequest:
         camera = data.get("camera")
         if camera is None:
             raise InputError("render_frame needs a camera {K, world_to_camera, width, height}")
+        passes = data.get("passes")
+        if not isinstance(passes, str) or not passes:
+            raise InputError("render_frame needs passes: the path of a passes buffer for the camera's size")
         matrix = data.get("object_to_world")
         emotion = data.get("emotion", list(cls.emotion))
         rows, colors = str(data.get("rows") or "top_down"), str(data.get("colors") or "srgb")
         if rows not in ("top_down", "bottom_up") or colors not in ("srgb", "linear"):
             raise InputError(f"rows must be top_down or bottom_up and colors srgb or linear, got {rows!r}, {colors!r}")
-        return cls(str(data.get("subject", "")), CameraSpec.from_dict(camera), str(data.get("vertices") or ""),
+        return cls(str(data.get("subject", "")), CameraSpec.from_dict(camera), passes, str(data.get("vertices") or ""),
                    None if matrix is None else _numbers(matrix, 16, "object_to_world"),
                    _numbers(emotion, 8, "the emotion weights"),
                    intensity_value(data.get("intensity", 0.0), "the intensity"), parse_library(data.get("library")),
@@ -388,10 +394,11 @@ class PerformReply:
 
 @dataclass(frozen=True)
 class RenderFrameReply:
-    """``render_frame``'s result. ``arrays``: combined (H, W, 4) f32 straight RGBA, depth (H, W)
-    f32 camera z in metres (``BACKGROUND_DEPTH`` where empty), face_matte (H, W) f32."""
+    """``render_frame``'s result: the ``passes`` buffer now holds combined (H, W, 4) f32
+    straight RGBA, depth (H, W) f32 camera z in metres (``BACKGROUND_DEPTH`` where empty)
+    and face_matte (H, W) f32."""
 
-    arrays: dict[str, str]
+    passes: str
     width: int
     height: int
     device: str = ""
@@ -399,15 +406,11 @@ class RenderFrameReply:
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"arrays": dict(self.arrays), "width": self.width, "height": self.height, "device": self.device,
+        return {"passes": self.passes, "width": self.width, "height": self.height, "device": self.device,
                 "warnings": list(self.warnings), "timings": dict(self.timings)}
 
     @classmethod
     def from_dict(cls, data: Any) -> "RenderFrameReply":
-        d = _fields(data, "a render_frame reply", ("arrays", "width", "height"))
-        arrays = _paths(d["arrays"], "a render_frame reply's arrays")
-        missing = [n for n in ("combined", "depth", "face_matte") if n not in arrays]
-        if missing:
-            raise InputError(f"a render_frame reply lacks the arrays {', '.join(missing)}")
-        return cls(arrays, int(d["width"]), int(d["height"]), str(d.get("device", "")),
+        d = _fields(data, "a render_frame reply", ("passes", "width", "height"))
+        return cls(str(d["passes"]), int(d["width"]), int(d["height"]), str(d.get("device", "")),
                    tuple(d.get("warnings") or ()), {str(k): float(v) for k, v in (d.get("timings") or {}).items()})

@@ -67,7 +67,8 @@ def _layers_torch(rgb, alpha, depth, matte, bottom_up, linear):
 
 @torch.inference_mode()
 def compositor_layers(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor, matte: torch.Tensor,
-                      bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+                      bottom_up: bool = False, linear: bool = False,
+                      out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The passes a compositor expects, as float32 numpy arrays.
 
     In: rgb (H, W, 3) premultiplied, alpha (H, W), depth (H, W) expected camera z (metres),
@@ -76,22 +77,34 @@ def compositor_layers(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tenso
     drawn (like Blender's Z), "face_matte" (H, W) face coverage in [0, 1]. ``bottom_up``
     flips rows (first row = bottom, as in Blender's and OpenGL's images); ``linear`` decodes
     the colours, which the subject learned from sRGB-encoded photos, to linear light.
+    ``out``: float32 C-contiguous arrays of those shapes to write into (a shared passes
+    buffer's views) instead of new ones.
     """
-    if rgb.device.type != "cpu":
-        return _layers_torch(rgb, alpha, depth, matte, bottom_up, linear)
-    np_ = lambda t: t.detach().float().numpy()
     height, width = alpha.shape
-    combined = np.empty((height, width, 4), np.float32)
-    z = np.empty((height, width), np.float32)
-    face = np.empty((height, width), np.float32)
-    _layers_cpu(np_(rgb), np_(alpha), np_(depth), np_(matte), bool(bottom_up), bool(linear), _LUT, combined, z, face)
-    return {"combined": combined, "depth": z, "face_matte": face}
+    if out is None:
+        out = {"combined": np.empty((height, width, 4), np.float32), "depth": np.empty((height, width), np.float32),
+               "face_matte": np.empty((height, width), np.float32)}
+    else:
+        for name, shape in (("combined", (height, width, 4)), ("depth", (height, width)),
+                            ("face_matte", (height, width))):
+            a = out[name]
+            if a.shape != shape or a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError(f"layer {name} must be float32 C-contiguous {shape}, got {a.dtype} {a.shape}")
+    if rgb.device.type != "cpu":
+        for name, array in _layers_torch(rgb, alpha, depth, matte, bottom_up, linear).items():
+            np.copyto(out[name], array)
+        return out
+    np_ = lambda t: t.detach().float().numpy()
+    _layers_cpu(np_(rgb), np_(alpha), np_(depth), np_(matte), bool(bottom_up), bool(linear), _LUT,
+                out["combined"], out["depth"], out["face_matte"])
+    return out
 
 
-def frame_layers(out, bottom_up: bool = False, linear: bool = False) -> dict[str, np.ndarray]:
+def frame_layers(frame, bottom_up: bool = False, linear: bool = False,
+                 out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``compositor_layers`` of a rendered frame (``render.frame.render_head``'s RasterOutput,
-    face matte in ``extra[..., 0]``)."""
-    return compositor_layers(out.rgb, out.alpha, out.depth, out.extra[..., 0], bottom_up, linear)
+    face matte in ``extra[..., 0]``), into ``out`` when given."""
+    return compositor_layers(frame.rgb, frame.alpha, frame.depth, frame.extra[..., 0], bottom_up, linear, out)
 
 
 __all__ = ["compositor_layers", "frame_layers", "srgb_to_linear", "BACKGROUND_DEPTH", "EMPTY_ALPHA"]

@@ -41,9 +41,11 @@ Ops:
                   template when absent), object_to_world? (16 numbers, row-major), emotion
                   (8 weights), intensity, camera {K (9), world_to_camera (16, OpenCV axes),
                   width, height, near, far}, device?, rows? ("bottom_up" for Blender),
-                  colors? ("linear": sRGB decoded to linear light), out_dir}
-                  -> arrays combined (H,W,4) straight RGBA, depth (H,W) camera z in metres
-                  (1e10 where empty), face_matte (H,W); device used, warnings, timings.
+                  colors? ("linear": sRGB decoded to linear light), passes (a passes
+                  buffer the caller made for the camera's size, ``io/passes_buffer.py``)}
+                  -> the buffer filled with combined (H,W,4) straight RGBA, depth (H,W)
+                  camera z in metres (1e10 where empty), face_matte (H,W); device used,
+                  warnings, timings.
                   The subject's Gaussians stay loaded between frames; no state is carried
                   from one frame to the next.
 ``shutdown``      reply, then exit.
@@ -65,6 +67,7 @@ from typing import Any, Callable
 from ..protocol import OP_SHUTDOWN, OPS, PROTOCOL
 
 Send = Callable[[dict], None]
+MAPPED_PASS_BUFFERS = 4          # passes buffers kept mapped (a few render sizes, viewport and final)
 
 
 def _save(folder: Path, name: str, array) -> str:
@@ -91,6 +94,7 @@ class Worker:
         self._performance = None
         self._exported: dict[str, dict[str, str]] = {}            # fingerprint -> array paths
         self._renderers: dict[tuple, Any] = {}                    # (subject path, stamp, device) -> FrameRenderer
+        self._pass_buffers: dict[tuple, Any] = {}                 # (path, width, height) -> mapping
 
     @property
     def performance(self):
@@ -205,10 +209,9 @@ class Worker:
 
         clock = time.perf_counter()
         request = RenderFrameRequest.from_dict(params)
-        out_dir = Path(params["out_dir"])
-        out_dir.mkdir(parents=True, exist_ok=True)
         loaded = self.performance.subject(request.subject, request.library)
         camera = raster_camera(request.camera)
+        passes = self._passes(request.passes, camera.width, camera.height)
         vertices = np.load(request.vertices, allow_pickle=False) if request.vertices \
             else loaded.subject.geometry.template
         matrix = None if request.object_to_world is None else np.asarray(request.object_to_world).reshape(4, 4)
@@ -219,16 +222,29 @@ class Worker:
             out = self._renderer(loaded, dev).render(vertices, np.asarray(request.emotion, np.float32),
                                                      request.intensity, camera, matrix, timings)
             clock = time.perf_counter()
-            layers = frame_layers(out, bottom_up=request.rows == "bottom_up", linear=request.colors == "linear")
+            frame_layers(out, bottom_up=request.rows == "bottom_up", linear=request.colors == "linear", out=passes)
             timings["layers"] = time.perf_counter() - clock
-            return layers
 
-        layers, used = run_with_fallback(render, resolve_device(request.device), warnings, "rendering")
-        clock = time.perf_counter()
-        arrays = {name: _save(out_dir, name, array) for name, array in layers.items()}
-        timings["write"] = time.perf_counter() - clock
-        return RenderFrameReply(arrays, camera.width, camera.height, str(used), tuple(warnings),
+        _, used = run_with_fallback(render, resolve_device(request.device), warnings, "rendering")
+        return RenderFrameReply(request.passes, camera.width, camera.height, str(used), tuple(warnings),
                                 {k: round(v, 6) for k, v in timings.items()}).to_dict()
+
+    def _passes(self, path: str, width: int, height: int) -> dict[str, Any]:
+        """Views of the caller's passes buffer, mapped once (the last few buffers stay mapped)."""
+        from ..errors import InputError
+        from ..io import passes_buffer
+
+        key = (path, width, height)
+        mapping = self._pass_buffers.pop(key, None)
+        if mapping is None:
+            try:
+                mapping = passes_buffer.attach(path, width, height)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        self._pass_buffers[key] = mapping                     # most recent last
+        while len(self._pass_buffers) > MAPPED_PASS_BUFFERS:
+            self._pass_buffers.pop(next(iter(self._pass_buffers)))
+        return passes_buffer.views(mapping, width, height)
 
 
 class MissingDependency(Exception):

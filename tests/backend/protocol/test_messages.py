@@ -28,15 +28,15 @@ def _requests():
     yield PerformRequest("demo", "/tmp/a.wav", (30000, 1001), EmotionSpec.constant("happy"), ("/lib",), "cpu",
                          "whisper:tiny.en", 256, True, 0.5, "/tmp/out")
     yield PerformRequest("demo", "/tmp/a.wav", 29.97)
-    yield RenderFrameRequest("demo", camera, "/tmp/v.npy", tuple(float(i) for i in range(16)),
+    yield RenderFrameRequest("demo", camera, "/tmp/passes-64x48-00aa.f32", "/tmp/v.npy", tuple(float(i) for i in range(16)),
                              (0.0, 1.0) + (0.0,) * 6, 0.7, ("/lib",), "cuda", "bottom_up", "linear", "/tmp/o")
-    yield RenderFrameRequest("demo", camera)
+    yield RenderFrameRequest("demo", camera, "/tmp/passes-64x48-00aa.f32")
     summary = SubjectSummary("demo", "/s/demo", "0123456789abcdef", {"name": "demo", "fps": 30}, 3150, 6000, 15,
                              {"template": "/t/template.npy", "components": "/t/components.npy"})
     yield summary
     yield PerformReply(90, 15, (30000, 1001), ("neutral",) * 8, 0.1, 0.7, 90, True, "cpu", ("slow",),
                        {"coefficients": "/o/c.npy"}, summary, {"s2g": 0.01})
-    yield RenderFrameReply({"combined": "/o/c.npy", "depth": "/o/d.npy", "face_matte": "/o/m.npy"}, 64, 48, "cuda",
+    yield RenderFrameReply("/tmp/passes-64x48-00aa.f32", 64, 48, "cuda",
                            (), {"raster": 0.002})
 
 
@@ -49,8 +49,8 @@ def test_the_wire_form_round_trips_through_json(request_):
 def test_a_reply_lacking_a_part_is_refused_by_name():
     with pytest.raises(InputError, match="lacks subject"):
         PerformReply.from_dict({"num_frames": 1, "num_components": 1, "fps": [30, 1], "arrays": {}})
-    with pytest.raises(InputError, match="face_matte"):
-        RenderFrameReply.from_dict({"arrays": {"combined": "a.npy", "depth": "b.npy"}, "width": 4, "height": 4})
+    with pytest.raises(InputError, match="lacks passes"):
+        RenderFrameReply.from_dict({"width": 4, "height": 4})
 
 
 def test_nested_matrices_and_defaults_are_accepted():
@@ -78,17 +78,18 @@ def test_nested_matrices_and_defaults_are_accepted():
     (lambda: PerformRequest.from_dict({"fps": "fast"}), "fps"),
     (lambda: PerformRequest.from_dict({"library": "/one/folder"}), "library"),
     (lambda: RenderFrameRequest.from_dict({"subject": "demo"}), "needs a camera"),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict()}), "needs passes"),
     (lambda: CameraSpec.from_dict({"K": [[1, 2, 3], [4, 5, 6], [7, 8, [9]]], "world_to_camera": W2C, "width": 4,
                                    "height": 4}), "9 numbers"),
     (lambda: PerformRequest.from_dict({"cache_mb": float("nan")}), "cache_mb"),
     (lambda: PerformRequest.from_dict(["not", "an", "object"]), "must be an object"),
-    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "intensity": 7}), "[0, 1]"),
-    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "emotion": []}),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "passes": "p", "intensity": 7}), "[0, 1]"),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "passes": "p", "emotion": []}),
      "8 numbers"),
-    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "emotion": [1, 0]}),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "passes": "p", "emotion": [1, 0]}),
      "8 numbers"),
-    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "rows": "sideways"}), "rows"),
-    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "passes": "p", "rows": "sideways"}), "rows"),
+    (lambda: RenderFrameRequest.from_dict({"camera": CameraSpec(K, W2C, 4, 4).to_dict(), "passes": "p",
                                            "object_to_world": [1.0] * 15}), "object_to_world"),
 ])
 def test_a_bad_field_is_refused_by_name(build, needle):

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from emotalk3d_addon.backend.io import passes_buffer
 from emotalk3d_addon.backend.tools.cli import main
 from emotalk3d_addon.backend.render.frame import FrameRenderer
 from emotalk3d_addon.backend.render.views import orbit_camera
@@ -72,11 +73,12 @@ def test_cli_render_and_the_engine_path_give_the_same_frame(tmp_path, emotion):
     camera = orbit_camera(FrameRenderer(load_subject(subject_dir)).view_defaults, "front", SIZE, SIZE)
     spec = {"K": camera.K.flatten().tolist(), "world_to_camera": camera.world_to_camera.flatten().tolist(),
             "width": SIZE, "height": SIZE}
-    frame = worker.op_render_frame({"subject": "demo", "vertices": str(tmp_path / "v.npy"), "camera": spec,
-                                    "emotion": arrays["emotion"][FRAME].tolist(),
-                                    "intensity": float(arrays["intensity"][FRAME]), "device": "cpu",
-                                    "out_dir": str(tmp_path / "render")}, lambda f, m: None)
-    engine = np.load(frame["arrays"]["combined"])
+    buffer, mapping = passes_buffer.create(tmp_path, SIZE, SIZE)
+    worker.op_render_frame({"subject": "demo", "vertices": str(tmp_path / "v.npy"), "camera": spec,
+                            "emotion": arrays["emotion"][FRAME].tolist(),
+                            "intensity": float(arrays["intensity"][FRAME]), "device": "cpu",
+                            "passes": str(buffer)}, lambda f, m: None)
+    engine = passes_buffer.views(mapping, SIZE, SIZE)["combined"]
     assert engine[..., 3].max() > 0.5                                   # the head is in view
     assert np.abs(engine - cli).max() <= 1.0 / 255.0                   # PNG rounding is half of that
     assert reply["basis_max_mm"] > 0.0                                 # both show the basis, not the raw track

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from emotalk3d_addon.backend.device import is_out_of_memory, run_with_fallback
+from emotalk3d_addon.backend.io import passes_buffer
 from emotalk3d_addon.backend.render.layers import BACKGROUND_DEPTH, frame_layers, srgb_to_linear
 from emotalk3d_addon.backend.raster import RasterOutput
 from emotalk3d_addon.backend.raster.camera import intrinsics, look_at
@@ -33,9 +34,16 @@ def client():
 
 
 def _render(client, **params):
-    reply = client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), **params},
-                        timeout=300)
-    return {k: np.load(p, allow_pickle=False) for k, p in reply["arrays"].items()}, reply
+    """The passes of one frame, copied out of a buffer from the client's pool."""
+    camera = params.pop("camera", _camera())
+    path, mapping = client.passes.take(camera["width"], camera["height"])
+    try:
+        reply = client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": camera,
+                                             "passes": str(path), **params}, timeout=300)
+        assert reply["passes"] == str(path)
+        return {k: v.copy() for k, v in passes_buffer.views(mapping, camera["width"], camera["height"]).items()}, reply
+    finally:
+        client.passes.give_back(camera["width"], camera["height"], path, mapping)
 
 
 def test_render_frame_writes_the_three_passes(client):
@@ -85,9 +93,47 @@ def test_object_matrix_and_vertices_move_the_head(client, tmp_path):
     ({"subject": "no-such-subject"}, "no-such-subject"),
 ])
 def test_bad_requests_are_input_errors(client, params, needle):
-    with pytest.raises(WorkerError) as err:
-        client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), **params}, timeout=120)
+    path, mapping = client.passes.take(SIZE, SIZE)
+    try:
+        with pytest.raises(WorkerError) as err:
+            client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), "passes": str(path),
+                                         **params}, timeout=120)
+    finally:
+        client.passes.give_back(SIZE, SIZE, path, mapping)
     assert err.value.kind == "input" and needle in str(err.value)
+
+
+def test_a_passes_buffer_of_another_size_or_name_is_refused_and_never_made(client, tmp_path):
+    """The worker writes only into a buffer the caller made for exactly this frame size."""
+    small, mapping = passes_buffer.create(tmp_path, SIZE // 2, SIZE // 2)
+    made = tmp_path / f"passes-{SIZE}x{SIZE}-00ff.f32"
+    stranger = tmp_path / "notes.txt"
+    stranger.write_bytes(b"x" * passes_buffer.nbytes(SIZE, SIZE))
+    for path, needle in ((small, "needs"), (made, "cannot be opened"), (stranger, "not a passes buffer")):
+        with pytest.raises(WorkerError) as err:
+            client.call("render_frame", {"subject": "demo", "device": "cpu", "camera": _camera(), "passes": str(path)},
+                        timeout=120)
+        assert err.value.kind == "input" and needle in str(err.value), str(err.value)
+    assert not made.exists() and stranger.read_bytes() == b"x" * passes_buffer.nbytes(SIZE, SIZE)
+    assert small.stat().st_size == passes_buffer.nbytes(SIZE // 2, SIZE // 2)
+
+
+def test_the_pool_reuses_a_buffer_per_size_and_never_hands_one_out_twice(tmp_path):
+    from emotalk3d_addon.bridge.worker_client import PassesPool
+
+    pool = PassesPool(tmp_path, keep=2)
+    a = pool.take(8, 4)
+    b = pool.take(8, 4)                          # a is still out: another buffer
+    assert a[0] != b[0] and pool.created == 2
+    pool.give_back(8, 4, *a)
+    assert pool.take(8, 4)[0] == a[0]            # mapped once, used again
+    pool.give_back(8, 4, *a)
+    pool.give_back(8, 4, *b)
+    c = pool.take(16, 16)
+    pool.give_back(16, 16, *c)                   # three free, keep 2: the oldest file goes
+    assert not a[0].exists() and b[0].exists() and c[0].exists()
+    pool.clear()
+    assert not any(tmp_path.iterdir())
 
 
 def test_wrong_vertex_count_is_named(client, tmp_path):
@@ -192,11 +238,12 @@ def test_render_frame_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
     from emotalk3d_addon.backend.tools.worker import Worker
 
     worker, seen = _oom_on_cuda(monkeypatch, Worker, "_renderer")
+    path, mapping = passes_buffer.create(tmp_path, SIZE, SIZE)
     reply = worker.op_render_frame({"subject": "demo", "device": "cuda", "camera": _camera(),
-                                    "out_dir": str(tmp_path)}, None)
+                                    "passes": str(path)}, None)
     assert seen == ["cuda", "cpu"] and reply["device"] == "cpu"
     assert len(reply["warnings"]) == 1 and "out of memory" in reply["warnings"][0]
-    assert np.load(reply["arrays"]["combined"])[..., 3].max() > 0.5
+    assert passes_buffer.views(mapping, SIZE, SIZE)["combined"][..., 3].max() > 0.5
 
 
 def test_perform_falls_back_to_the_cpu_on_cuda_oom(monkeypatch, tmp_path):
