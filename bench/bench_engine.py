@@ -60,15 +60,14 @@ def main() -> None:
     args = parser.parse_args()
 
     import bpy
-    import numpy as np
 
     from emotalk3d_addon import engine, preferences
     from emotalk3d_addon.bridge import camera as camera_mod
-    from emotalk3d_addon.bridge import gaussian_frame, subjects
+    from emotalk3d_addon.bridge import gaussian_frame
 
     work = Path(tempfile.mkdtemp(prefix="emotalk3d-bench-engine-"))
     scene, gscene = _scene(work, args.device)
-    dirs = subjects.library_dirs(preferences.library_paths(preferences.get_prefs()))
+    dirs = preferences.current_settings().library_dirs()
     print(f"EmoTalk3D engine overhead, demo subject, device {args.device}, threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
     for size in args.sizes.split(","):
@@ -119,10 +118,12 @@ class Bare:
 
     def frame(self, hf, pin) -> tuple[float, float]:
         """Seconds of FrameRenderer.render and of rasterize alone for one frame."""
+        import numpy as np
         import torch
 
         from emotalk3d_addon.backend.appearance.placement import apply_linear, split_object_matrix
         from emotalk3d_addon.backend.raster import Camera, rasterize
+        from emotalk3d_addon.backend.render.frame import emotion_input
 
         renderer = self.renderer
         cam = Camera(torch.tensor(pin.K, dtype=torch.float32), torch.tensor(pin.world_to_camera, dtype=torch.float32),
@@ -130,7 +131,9 @@ class Bare:
         t = time.perf_counter()
         renderer.render(hf.vertices, hf.emotion, hf.intensity, cam, hf.object_to_world)
         full = time.perf_counter() - t
-        frame = renderer.frame(hf.vertices, hf.emotion, hf.intensity)
+        with torch.inference_mode():
+            frame = renderer.head.frame(torch.from_numpy(np.asarray(hf.vertices, np.float32)).to(renderer.device),
+                                        emotion_input(hf.emotion, hf.intensity).to(renderer.device))
         p = split_object_matrix(hf.object_to_world)
         means, quats, scales = apply_linear(frame.means, frame.quats, frame.scales, p)
         folded = Camera(cam.K, (cam.world_to_camera.double() @ torch.tensor(p.rigid)).float(), cam.width,
