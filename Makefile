@@ -17,7 +17,7 @@ STAMP42 := $(VENV42)/.installed
 SYSTEM_PACKAGES := espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k sox ffmpeg libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1 \
 	libx11-6 libxi6 libxrender1 libxkbcommon0 libsm6 libxext6 libxfixes3
 
-.PHONY: venv venv-bpy45 venv-bpy42 sysdeps test demo demo-subject bench extension clean-venv
+.PHONY: venv venv-bpy45 venv-bpy42 sysdeps test test-installer demo demo-subject bench extension clean-venv
 
 venv: $(STAMP)
 
@@ -52,6 +52,11 @@ sysdeps:
 
 test: venv venv-bpy45 venv-bpy42 sysdeps
 	$(BIN)/python -m pytest -q tests
+
+# Opt-in: Preferences > Install Backend for real (the package index, about 0.5 GB), into a
+# temporary Blender user folder, then one generation with that backend.
+test-installer: venv
+	$(BIN)/python tests/installer/run_installer.py
 
 demo: venv sysdeps
 	$(BIN)/python -m emotalk3d_addon.backend.tools.demo run --out out

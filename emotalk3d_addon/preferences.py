@@ -59,6 +59,8 @@ class EMOTALK3D_Preferences(AddonPreferences):
         row.operator("emotalk3d.restart_worker", icon='FILE_REFRESH')
         row = box.row(align=True)
         row.operator("emotalk3d.install_backend", icon='IMPORT')
+        if install.STATUS.get("running"):
+            row.operator("emotalk3d.cancel_install", icon='CANCEL')
         status = install.STATUS.get("message")
         if status:
             box.label(text=status)

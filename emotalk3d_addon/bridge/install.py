@@ -5,12 +5,20 @@ interpreter, which has ``venv``) inside the extension's user folder, so it survi
 extension updates and is removed with the extension's user data. This is the only use of
 the network (the manifest's ``network`` permission); it is refused when Blender's
 "Allow Online Access" is off.
+
+The new environment is built beside the current one (``<env>.new``) and takes its place
+only once every step succeeded, so a failed or cancelled install leaves the previous
+backend working. Progress (the step, and pip's latest line: which package it collects or
+downloads) is in ``STATUS`` for the preferences panel; ``cancel`` stops the running step.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .worker_client import venv_python
@@ -22,43 +30,135 @@ PINNED = ("torch==2.11.0", "torchaudio==2.11.0", "transformers==4.57.6", "meetin
 CUDA_EXTRA = ("gsplat==1.5.3", "packaging>=23")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
-STATUS: dict[str, object] = {"running": False, "message": "", "ok": None, "log": ""}
+STATUS: dict[str, object] = {"running": False, "message": "", "ok": None, "log": "", "step": 0, "steps": 0}
+_cancel = threading.Event()
+
+
+def staging_dir(env_dir: Path) -> Path:
+    """Where the next environment is built before it replaces ``env_dir``."""
+    env_dir = Path(env_dir)
+    return env_dir.with_name(env_dir.name + ".new")
 
 
 def install_commands(base_python: str, env_dir: Path, cuda: bool = False) -> list[list[str]]:
-    """The commands, in order: create the environment, upgrade pip, install the pinned packages."""
-    py = str(venv_python(env_dir))
+    """The commands, in order: create the environment (in ``staging_dir(env_dir)``), upgrade
+    pip, install the pinned packages."""
+    build = staging_dir(env_dir)
+    py = str(venv_python(build))
     packages = list(PINNED) + (list(CUDA_EXTRA) if cuda else [])
     index = [] if cuda or sys.platform == "darwin" else ["--extra-index-url", CPU_INDEX]
-    return [[base_python, "-m", "venv", "--clear", str(env_dir)],
+    return [[base_python, "-m", "venv", "--clear", str(build)],
             [py, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "pip"],
-            [py, "-m", "pip", "install", "--disable-pip-version-check", *index, *packages]]
+            [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *index, *packages]]
 
 
-def run_install(commands: list[list[str]], log_path: Path) -> bool:
-    """Run the commands one after the other, logging to ``log_path``; updates STATUS."""
-    STATUS.update(running=True, ok=None, message="Installing the backend...", log=str(log_path))
+def cancel() -> None:
+    """Stop a running install: its step is killed, the half-built environment removed."""
+    _cancel.set()
+
+
+def _pip_news(line: str) -> str:
+    """The part of a pip output line worth showing ('Downloading torch-2.11.0...whl (180 MB)')."""
+    text = line.strip()
+    for word in ("Collecting", "Downloading", "Installing collected packages", "Successfully installed"):
+        if text.startswith(word):
+            return text[:100]
+    return ""
+
+
+def _run_step(cmd: list[str], n: int, steps: int, log) -> int | None:
+    """Run one step, its output into ``log``; its exit code, or None when cancelled."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def watch() -> None:
+        while proc.poll() is None:
+            if _cancel.wait(0.2):
+                proc.kill()
+                return
+
+    threading.Thread(target=watch, name="emotalk3d-install-cancel", daemon=True).start()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log.write(line)
+        log.flush()
+        news = _pip_news(line)
+        if news:
+            STATUS["message"] = f"Installing the backend: step {n} of {steps}: {news}"
+    code = proc.wait()
+    return None if _cancel.is_set() else code
+
+
+def run_install(commands: list[list[str]], log_path: Path, env_dir: Path,
+                before_replace=lambda: None) -> bool:
+    """Run the commands one after the other, logging to ``log_path``, then put the new
+    environment in place of ``env_dir`` (``before_replace`` first: stop the worker that runs
+    from the old one); updates STATUS. False (previous backend kept) on a failed step, an
+    error or a cancel."""
+    env_dir = Path(env_dir)
+    build = staging_dir(env_dir)
+    started = time.monotonic()
+    STATUS.update(running=True, ok=None, message="Installing the backend...", log=str(log_path), step=0,
+                  steps=len(commands))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        shutil.rmtree(build, ignore_errors=True)
         with open(log_path, "w", encoding="utf-8") as log:
             for n, cmd in enumerate(commands, 1):
-                STATUS["message"] = f"Installing the backend: step {n} of {len(commands)} (see {log_path.name})"
+                STATUS.update(step=n, message=f"Installing the backend: step {n} of {len(commands)}")
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
-                code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
-                if code != 0:
-                    STATUS.update(ok=False, message=f"Backend install failed at step {n} (exit {code}); log: {log_path}")
+                code = _run_step(cmd, n, len(commands), log)
+                if code is None:
+                    shutil.rmtree(build, ignore_errors=True)
+                    STATUS.update(ok=False, message="Backend install cancelled; the previous backend is unchanged")
                     return False
-        STATUS.update(ok=True, message="Backend installed")
+                if code != 0:
+                    shutil.rmtree(build, ignore_errors=True)
+                    STATUS.update(ok=False, message=f"Backend install failed at step {n} (exit {code}); the previous "
+                                                    f"backend is unchanged; log: {log_path}")
+                    return False
+        if _cancel.is_set():
+            shutil.rmtree(build, ignore_errors=True)
+            STATUS.update(ok=False, message="Backend install cancelled; the previous backend is unchanged")
+            return False
+        before_replace()
+        _replace(env_dir, build)
+        STATUS.update(ok=True, message=f"Backend installed in {time.monotonic() - started:.0f} s "
+                                       f"({_size_mb(env_dir):.0f} MB): {env_dir}")
         return True
     except OSError as exc:
-        STATUS.update(ok=False, message=f"Backend install failed: {exc}")
+        shutil.rmtree(build, ignore_errors=True)
+        STATUS.update(ok=False, message=f"Backend install failed: {exc}; the previous backend is unchanged")
         return False
     finally:
+        _cancel.clear()
         STATUS["running"] = False
 
 
-def start_install(commands: list[list[str]], log_path: Path) -> threading.Thread:
-    thread = threading.Thread(target=run_install, args=(commands, log_path), name="emotalk3d-install", daemon=True)
+def _replace(env_dir: Path, build: Path) -> None:
+    """``build`` becomes ``env_dir``; the old environment is removed only after the swap."""
+    old = env_dir.with_name(env_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if env_dir.exists():
+        os.replace(env_dir, old)
+    try:
+        os.replace(build, env_dir)
+    except OSError:
+        if old.exists() and not env_dir.exists():
+            os.replace(old, env_dir)          # put the previous backend back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
+def start_install(commands: list[list[str]], log_path: Path, env_dir: Path,
+                  before_replace=lambda: None) -> threading.Thread:
+    _cancel.clear()
+    STATUS.update(running=True, ok=None, message="Installing the backend...")
+    thread = threading.Thread(target=run_install, args=(commands, log_path, env_dir, before_replace),
+                              name="emotalk3d-install", daemon=True)
     thread.start()
     return thread

@@ -76,8 +76,8 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
         env_dir.parent.mkdir(parents=True, exist_ok=True)
         cuda = current_settings(context).device == "cuda"
         commands = install.install_commands(sys.executable, Path(env_dir), cuda=cuda)
-        install.start_install(commands, Path(env_dir).parent / "install.log")
-        worker_client.shutdown_client()
+        install.start_install(commands, Path(env_dir).parent / "install.log", Path(env_dir),
+                              before_replace=worker_client.shutdown_client)
         if context.window is not None:
             self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
             context.window_manager.modal_handler_add(self)
@@ -96,4 +96,20 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
         return {'PASS_THROUGH'}
 
 
-CLASSES = (EMOTALK3D_OT_check_backend, EMOTALK3D_OT_restart_worker, EMOTALK3D_OT_install_backend)
+class EMOTALK3D_OT_cancel_install(bpy.types.Operator):
+    """Stop the backend install; the previous backend stays as it was"""
+
+    bl_idname = "emotalk3d.cancel_install"
+    bl_label = "Cancel Install"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(install.STATUS.get("running"))
+
+    def execute(self, context):
+        install.cancel()
+        return {'FINISHED'}
+
+
+CLASSES = (EMOTALK3D_OT_check_backend, EMOTALK3D_OT_restart_worker, EMOTALK3D_OT_install_backend,
+           EMOTALK3D_OT_cancel_install)

@@ -68,4 +68,64 @@ def test_install_pins_match_the_project_requirements(tmp_path):
     assert {"torch", "transformers", "numpy", "safetensors", "soundfile"} <= {p.split("==")[0] for p in install.PINNED}
     cmds = install.install_commands("/blender/python3.11", tmp_path / "env")
     assert cmds[0][:3] == ["/blender/python3.11", "-m", "venv"]
-    assert cmds[-1][0] == str(venv_python(tmp_path / "env")) and cmds[-1][-len(install.PINNED):] == list(install.PINNED)
+    # built beside the current environment, which it replaces only at the end
+    assert cmds[0][-1] == str(install.staging_dir(tmp_path / "env"))
+    assert cmds[-1][0] == str(venv_python(install.staging_dir(tmp_path / "env")))
+    assert cmds[-1][-len(install.PINNED):] == list(install.PINNED)
+
+
+def _previous_backend(tmp_path):
+    env = tmp_path / "backend-env"
+    env.mkdir()
+    (env / "marker").write_text("previous")
+    return env
+
+
+def _step(code: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", code]
+
+
+def test_an_install_replaces_the_backend_only_when_every_step_succeeded(tmp_path):
+    env = _previous_backend(tmp_path)
+    build = install.staging_dir(env)
+    make = _step(f"import pathlib; p = pathlib.Path({str(build)!r}); p.mkdir(); (p / 'marker').write_text('new'); "
+                 "print('Collecting torch==2.11.0')")
+    replaced = []
+    assert install.run_install([make, _step("print('Successfully installed torch-2.11.0')")], tmp_path / "log.txt",
+                               env, before_replace=lambda: replaced.append(True))
+    assert (env / "marker").read_text() == "new" and not build.exists() and replaced == [True]
+    assert install.STATUS["ok"] is True and "Backend installed" in install.STATUS["message"]
+    assert "Collecting torch" in (tmp_path / "log.txt").read_text()
+    assert not env.with_name(env.name + ".old").exists()
+
+
+def test_a_failed_install_leaves_the_previous_backend(tmp_path):
+    env = _previous_backend(tmp_path)
+    build = install.staging_dir(env)
+    make = _step(f"import pathlib; pathlib.Path({str(build)!r}).mkdir()")
+    assert not install.run_install([make, _step("raise SystemExit(3)")], tmp_path / "log.txt", env)
+    assert (env / "marker").read_text() == "previous" and not build.exists()
+    assert install.STATUS["ok"] is False and "step 2" in install.STATUS["message"]
+    assert "unchanged" in install.STATUS["message"] and not install.STATUS["running"]
+
+
+def test_a_cancelled_install_stops_its_step_and_leaves_the_previous_backend(tmp_path):
+    import time
+
+    env = _previous_backend(tmp_path)
+    build = install.staging_dir(env)
+    make = _step(f"import pathlib; pathlib.Path({str(build)!r}).mkdir()")
+    thread = install.start_install([make, _step("import time; print('Downloading torch', flush=True); "
+                                                "time.sleep(60)")], tmp_path / "log.txt", env)
+    deadline = time.monotonic() + 30
+    while "Downloading torch" not in str(install.STATUS["message"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "step 2 of 2: Downloading torch" in str(install.STATUS["message"])      # progress shows the package
+    started = time.monotonic()
+    install.cancel()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 10       # the sleeping step was killed
+    assert (env / "marker").read_text() == "previous" and not build.exists()
+    assert install.STATUS["ok"] is False and "cancelled" in install.STATUS["message"]
