@@ -53,7 +53,7 @@ sysdeps:
 test: venv venv-bpy45 venv-bpy42 sysdeps
 	$(BIN)/python -m pytest -q tests
 
-# Opt-in: Preferences > Install Backend for real (the package index, about 0.5 GB), into a
+# Opt-in: Preferences > Install Backend for real (the package index, 0.5-5.4 GB), into a
 # temporary Blender user folder, then one generation with that backend.
 test-installer: venv
 	$(BIN)/python tests/installer/run_installer.py

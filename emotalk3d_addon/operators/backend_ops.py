@@ -47,7 +47,7 @@ class EMOTALK3D_OT_restart_worker(bpy.types.Operator):
 
 
 class EMOTALK3D_OT_install_backend(bpy.types.Operator):
-    """Build a Python environment with the backend's pinned packages in the extension's user folder (downloads about 1 GB)"""
+    """Build a Python environment with the backend's pinned packages in the extension's user folder (downloads 0.5 to 5 GB); the current backend stays until it is done"""
 
     bl_idname = "emotalk3d.install_backend"
     bl_label = "Install Backend"
