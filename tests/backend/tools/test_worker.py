@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emotalk3d_addon.backend.protocol import PROTOCOL
 from emotalk3d_addon.bridge.worker_client import (ADDON_DIR, WorkerClient, WorkerError, resolve_python,
                                                   worker_command, worker_environment)
 
@@ -43,7 +44,7 @@ def test_ping_reports_the_backend(client):
     info = client.ensure_started()
     import torch
 
-    assert info["torch"] == torch.__version__ and info["protocol"] == 1
+    assert info["torch"] == torch.__version__ and info["protocol"] == PROTOCOL
     assert info["pid"] == client.pid and client.alive
 
 
@@ -212,7 +213,7 @@ def test_a_crash_gives_a_clear_message(client, trained_subject, audio):
     with pytest.raises(WorkerError) as err:
         call.wait(10)
     assert err.value.kind == "crashed" and "stopped unexpectedly" in str(err.value)
-    assert client.call("ping", {}, timeout=120)["protocol"] == 1
+    assert client.call("ping", {}, timeout=120)["protocol"] == PROTOCOL
 
 
 def test_an_interpreter_without_torch_is_reported(tmp_path):
