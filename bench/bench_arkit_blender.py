@@ -86,11 +86,12 @@ def main() -> int:
     demo = perform_demo_weights()
     act2, slot2, _ = arkit_target.write_target_action(ob, demo, 1.0, float(FPS), s, "demo")
     compat.assign_action(ob.data.shape_keys, act2, slot2)
-    curves = len(list(compat.action_fcurves(act2, slot2)))
+    curves = list(compat.action_fcurves(act2, slot2))
+    moving = sum(len(fc.keyframe_points) > 1 for fc in curves)
     play()
     demo_keys = min(timed(play)[0] for _ in range(3)) / len(frames)
-    print(f"retargeted playback of the demo subject's performance ({curves} of 52 shapes move; the rest get no "
-          f"curve): {demo_keys * 1e3:.3f} ms/frame")
+    print(f"retargeted playback of the demo subject's performance ({moving} of 52 shapes move; the other "
+          f"{len(curves) - moving} hold at 0 with one key): {demo_keys * 1e3:.3f} ms/frame (goal <= 1 ms)")
     return 0
 
 

@@ -141,7 +141,9 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
                         "map them in the EmoTalk3D panel's ARKit mapping")
     moved = moved_shapes(raw, neutral)
     unmatched = [a for a in moved if a not in found]
-    # only the shapes the performance moves get a curve (fewer curves to evaluate at playback)
+    # the shapes the performance moves get a key per frame; the mapped ones it leaves still
+    # get one key at 0, so the Action defines every shape it maps (no value left over from
+    # another Action) and playback skips them (Blender mixes no shape key at 0)
     names, values = _curves(weights, {a: k for a, k in found.items() if a in moved}, settings)
     if not names:
         raise UserError(f"The performance moves no shape that {target.name!r} has a key for "
@@ -149,6 +151,9 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
     key = target.data.shape_keys
     mesh.widen_sliders(key, names, values)            # strengths above 1 must not be clamped by the sliders
     act, slot = action_mod.new_shape_key_action(key, name, names, values, frame_start)
+    for arkit in ARKIT_NAMES:
+        if arkit in found and arkit not in moved and not (settings.blinks and arkit in BLINK_NAMES):
+            _hold_at_zero(_new_curve(act, slot, action_mod.data_path(found[arkit])), frame_start)
     act[RAW_PROP] = raw.ravel().tolist()
     if neutral is not None and neutral.shape == raw.shape:
         act[NEUTRAL_PROP] = np.ascontiguousarray(neutral, np.float32).ravel().tolist()
@@ -163,6 +168,15 @@ def write_target_action(target, weights: np.ndarray, frame_start: float, fps: fl
                     fc = _new_curve(act, slot, path)
                 _blink_keys(fc, centres, fps, frame_start)
     return act, slot, unmatched
+
+
+def _hold_at_zero(fc, frame_start: float) -> None:
+    """One constant key at 0: the shape stays at rest for the whole performance."""
+    fc.keyframe_points.add(1)
+    point = fc.keyframe_points[0]
+    point.co = (float(frame_start), 0.0)
+    point.interpolation = 'CONSTANT'
+    fc.update()
 
 
 def _new_curve(act, slot, path: str):
@@ -184,13 +198,19 @@ def apply_strengths(act, settings, target) -> bool:
     found = mapping(settings, target)
     slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
     curves = {fc.data_path: fc for fc in compat.action_fcurves(act, slot)}
+    moved = set(moved_shapes(np.asarray(raw, np.float32).reshape(weights.shape),
+                             None if neutral is None else np.asarray(neutral, np.float32).reshape(weights.shape)))
     names, values = _curves(weights, found, settings)
     mesh.widen_sliders(target.data.shape_keys, names, values)
     blinking = {action_mod.data_path(found[a]) for a in BLINK_NAMES if a in found} if settings.blinks else set()
+    arkits = [a for a in ARKIT_NAMES if a in found]
     for k, key_name in enumerate(names):
         fc = curves.get(action_mod.data_path(key_name))
-        if fc is not None and fc.data_path not in blinking:
-            action_mod.fill_curve(fc, values[:, k], act.emotalk3d.frame_start)
+        if fc is None or fc.data_path in blinking:
+            continue
+        if arkits[k] not in moved and len(fc.keyframe_points) <= 1:
+            continue                                  # still: its one key at 0 holds
+        action_mod.fill_curve(fc, values[:, k], act.emotalk3d.frame_start)
     return True
 
 

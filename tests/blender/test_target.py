@@ -71,9 +71,16 @@ def test_a_character_is_driven_through_its_own_key_names(scene, demo_clip):
     assert mapped["mouthFrownLeft"] == "Mouth_Frown.L" and mapped[MISSING] == ""
     assert sum(1 for v in mapped.values() if v) == 51
     before = {"objects": sorted(o.name for o in bpy.data.objects), "meshes": len(bpy.data.meshes)}
+    ob.data.shape_keys.key_blocks["eyeLookUpLeft"].value = 0.7       # left over from another Action
     s, result = _generate(scene, demo_clip, "happy")
     assert result == {'FINISHED'}
     act = s.last_action
+    # a mapped shape the performance leaves still (the demo rig has no eye look) is held at 0
+    # by one key, so nothing from before shows through and playback mixes no such key
+    still = _curve(act, "eyeLookUpLeft")
+    assert still.shape == (1, 2) and still[0, 1] == 0.0
+    scene.frame_set(12)
+    assert ob.data.shape_keys.key_blocks["eyeLookUpLeft"].value == 0.0
     assert act.emotalk3d.target == ob.name and ob.data.shape_keys.animation_data.action == act
     assert sorted(o.name for o in bpy.data.objects) == before["objects"]      # no head was added
     assert len(bpy.data.meshes) == before["meshes"]
@@ -107,6 +114,7 @@ def test_a_character_is_driven_through_its_own_key_names(scene, demo_clip):
     # strengths re-write the keys without the backend
     s.strength_jaw = 0.5
     np.testing.assert_allclose(_curve(act, "ARKit_jawOpen")[:, 1], 0.5 * jaw[:, 1], atol=1e-6)
+    assert _curve(act, "eyeLookUpLeft").shape == (1, 2)             # a still shape keeps its one key
     s.strength_jaw = 1.0
     # sad: a lower smile
     s2, result = _generate(scene, demo_clip, "sad")
