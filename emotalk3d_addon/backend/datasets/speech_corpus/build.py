@@ -216,6 +216,16 @@ def tempo_plan(specs: list[RecordingSpec], preset: CorpusPreset, seed: int,
     return jobs
 
 
+def _in_parallel(fn, jobs: list, workers: int, what: str, log: Callable[[str], None], chunksize: int = 1) -> None:
+    """``fn`` over ``jobs`` in ``workers`` processes, logging progress and time left 20 times."""
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        for i, _ in enumerate(pool.map(fn, jobs, chunksize=chunksize), 1):
+            if i % max(1, len(jobs) // 20) == 0 or i == len(jobs):
+                elapsed = time.perf_counter() - started
+                log(f"{what} {i}/{len(jobs)} in {elapsed:.0f} s, about {elapsed / i * (len(jobs) - i):.0f} s left")
+
+
 def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: int | None = None,
                 log: Callable[[str], None] = print) -> Path:
     """Build (or finish building) the corpus in ``out``; returns it. Safe to interrupt and rerun."""
@@ -265,24 +275,12 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
         stale = stale_motion(specs, p, seed, out / "recordings")
         if stale:
             log(f"rig motion: {len(stale)} recordings were animated by an older rig; animating them again")
-            started = time.perf_counter()
-            with ProcessPoolExecutor(workers) as pool:
-                for i, _ in enumerate(pool.map(_animate_one, stale, chunksize=4), 1):
-                    if i % max(1, len(stale) // 20) == 0 or i == len(stale):
-                        elapsed = time.perf_counter() - started
-                        log(f"animated {i}/{len(stale)} in {elapsed:.0f} s, "
-                            f"about {elapsed / i * (len(stale) - i):.0f} s left")
+            _in_parallel(_animate_one, stale, workers, "animated", log, chunksize=4)
         copies = [j for j in tempo_plan(specs, p, seed, out / "recordings")
                   if not (j[0].parent / tempo_copy_name(j[0].name, j[1]) / "meta.json").is_file()]
         if copies:
             log(f"tempo copies: {len(copies)} to make")
-            started = time.perf_counter()
-            with ProcessPoolExecutor(workers) as pool:
-                for i, _ in enumerate(pool.map(_tempo_one, copies, chunksize=1), 1):
-                    if i % max(1, len(copies) // 20) == 0 or i == len(copies):
-                        elapsed = time.perf_counter() - started
-                        log(f"tempo copy {i}/{len(copies)} in {elapsed:.0f} s, "
-                            f"about {elapsed / i * (len(copies) - i):.0f} s left")
+            _in_parallel(_tempo_one, copies, workers, "tempo copy", log)
     except SpeechError as exc:
         raise InputError(f"speech synthesis failed: {exc}") from None
     return out
