@@ -57,8 +57,8 @@ def main() -> int:
     for name in ARKIT_NAMES:
         kb = ob.shape_key_add(name=name, from_mix=False)
         co = np.empty(n * 3, np.float32)
-        kb.data.foreach_get("co", co)
-        kb.data.foreach_set("co", co + rng.normal(scale=0.002, size=co.size).astype(np.float32))
+        kb.points.foreach_get("co", co)
+        kb.points.foreach_set("co", co + rng.normal(scale=0.002, size=co.size).astype(np.float32))
     scene = bpy.context.scene
     s = scene.emotalk3d
     s.target = ob

@@ -105,7 +105,7 @@ def shape_key_mix(key_eval, num_vertices: int) -> np.ndarray:
     def co(block):
         if block.name not in coords:
             out = np.empty(num_vertices * 3, np.float32)
-            block.data.foreach_get("co", out)
+            block.points.foreach_get("co", out)     # ``points``: the bulk path (200x ``data``)
             coords[block.name] = out.reshape(-1, 3)
         return coords[block.name]
 

@@ -50,7 +50,7 @@ def add_basis_shape_keys(ob: bpy.types.Object, template: np.ndarray, components:
     ob.shape_key_add(name="Basis", from_mix=False)
     for k, name in enumerate(names):
         kb = ob.shape_key_add(name=name, from_mix=False)
-        kb.data.foreach_set("co", (template + components[k]).astype(np.float32).ravel())
+        kb.points.foreach_set("co", (template + components[k]).astype(np.float32).ravel())   # bulk path
         kb.slider_min, kb.slider_max = -1.0, 1.0
         kb.value = 0.0
     ob.data.shape_keys.use_relative = True

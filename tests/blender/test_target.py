@@ -31,8 +31,8 @@ def _character(name="Character"):
             continue
         kb = ob.shape_key_add(name=SPELLINGS.get(arkit, arkit), from_mix=False)
         co = np.empty(n * 3, np.float32)
-        kb.data.foreach_get("co", co)
-        kb.data.foreach_set("co", co + rng.normal(scale=0.002, size=co.size).astype(np.float32))
+        kb.points.foreach_get("co", co)
+        kb.points.foreach_set("co", co + rng.normal(scale=0.002, size=co.size).astype(np.float32))
     return ob
 
 
