@@ -213,13 +213,22 @@ class PassesPool:
             dropped = self._free[:-self.keep] if len(self._free) > self.keep else []
             self._free = self._free[len(dropped):]
         for _, _, old_path, _ in dropped:
-            Path(old_path).unlink(missing_ok=True)
+            _remove(old_path)
 
     def clear(self) -> None:
         with self._lock:
             dropped, self._free = self._free, []
         for _, _, path, _ in dropped:
-            Path(path).unlink(missing_ok=True)
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Delete a buffer file; where it is still mapped and the system refuses (Windows), it goes
+    with the client's folder at shutdown."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- client
