@@ -17,6 +17,7 @@ from torch import nn
 
 from ..emotions import CONDITION_DIM
 from ..model_limits import MAX_MODEL_LAYERS
+from ..speech.framerate import sample_rows
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,6 @@ class S2GNet(nn.Module):
         """
         states = self.chunked_hidden_states(features, condition, chunk, burn_in)
         if sample_at is not None:
-            from ..speech.framerate import sample_rows
-
             states = sample_rows(states, sample_at)
         out = torch.empty(states.shape[0], self.config.num_vertices * 3, dtype=torch.float32)
         weight_t, bias = self.head.weight.t(), self.head.bias
