@@ -92,7 +92,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
         created_strip, strip = False, None
         if request.audio_is_file:
             strip = sequencer.find_strip_for_file(scene, request.audio, request.start_frame)
-            if strip is None:
+            if strip is None and sequencer.has_audio():      # without audio: no editor is made either
                 try:
                     strip = sequencer.add_sound_strip(scene, request.audio, int(request.start_frame), num_frames)
                 except RuntimeError as exc:

@@ -58,6 +58,11 @@ def add_sound_strip(scene, path: str, frame_start: int, num_frames: int, name: s
     return compat.top_strips(sed).new_sound(label, path, channel, int(frame_start))
 
 
+def has_audio() -> bool:
+    """Whether this Blender can hold sound strips (built with Audaspace; bpy 4.2 from PyPI is not)."""
+    return bool(getattr(bpy.app.build_options, "audaspace", True))
+
+
 def is_no_audio_error(exc: BaseException) -> bool:
     """True for the error of a Blender built without audio support (Audaspace)."""
     return "audaspace" in str(exc).lower()

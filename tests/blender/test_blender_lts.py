@@ -41,6 +41,13 @@ def test_runs_on_blender_4_5_and_4_2(scenario):
     assert found["generate_rc"] == 0
     assert found["slotted"] is (found["expected"] == "4.5") and found["group_compositor"] is False
     assert '["emotalk3d_emotion"]' in found["curves"] and any(c.startswith("key_blocks") for c in found["curves"])
+    # the sound strip where Blender has audio (4.5); without it (the 4.2 wheels) no strip and
+    # no sequence editor that the file did not have before
+    assert found["audio"] is (found["expected"] == "4.5")
+    if found["audio"]:
+        assert found["strips"] == 1
+    else:
+        assert found["strips"] == 0 and found["sequence_editor"] is found["sequence_editor_before"]
 
 
 def test_compositor_set_up_on_the_node_tree(scenario):

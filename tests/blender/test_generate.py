@@ -410,3 +410,10 @@ def test_a_blender_without_audio_support_still_generates(scene, trained_subject,
     monkeypatch.setattr(sequencer, "add_sound_strip", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
     with pytest.raises(RuntimeError, match="disk full"):          # any other failure still rolls back
         bpy.ops.emotalk3d.generate()
+    monkeypatch.undo()
+    # a Blender that says it has no Audaspace (bpy 4.2) is not given a sequence editor at all
+    if scene.sequence_editor is not None:
+        scene.sequence_editor_clear()
+    monkeypatch.setattr(sequencer, "has_audio", lambda: False)
+    assert bpy.ops.emotalk3d.generate() == {'FINISHED'}
+    assert scene.sequence_editor is None and "no audio support" in LAST_REPORT["message"]

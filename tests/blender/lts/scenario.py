@@ -31,6 +31,7 @@ try:
     blend = os.path.join(work, "shot45.blend")
     audio = os.path.join(root, "emotalk3d_addon", "subjects", "demo", "demo_clip.wav")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    found["sequence_editor_before"] = bpy.context.scene.sequence_editor is not None
     found["generate_rc"] = headless.main(["generate", "--subject", "demo", "--audio", audio, "--emotion", "happy",
                                           "--save", blend])
     bpy.ops.wm.open_mainfile(filepath=blend)
@@ -38,6 +39,9 @@ try:
     head = scene.emotalk3d.head
     key = head.data.shape_keys
     act = key.animation_data.action
+    found["audio"] = bool(getattr(bpy.app.build_options, "audaspace", True))
+    found["sequence_editor"] = scene.sequence_editor is not None
+    found["strips"] = len(compat.all_strips(scene))
     found["slotted"] = compat.has_slotted_actions()
     found["curves"] = sorted({fc.data_path for fc in compat.action_fcurves(act, act.slots[0] if found["slotted"] else None)})
     found["group_compositor"] = compositing.is_group_compositor()
