@@ -37,7 +37,7 @@ class _Block:
         self.name, self.value, self.mute = name, float(value), False
         self.slider_min, self.slider_max, self.relative_key = -10.0, 10.0, relative
         flat = np.ascontiguousarray(co, np.float32).ravel()
-        self.data = SimpleNamespace(foreach_get=lambda attr, out: out.__setitem__(slice(None), flat))
+        self.points = SimpleNamespace(foreach_get=lambda attr, out: out.__setitem__(slice(None), flat))
 
 
 def _blender_mix(template, components, coefficients):
