@@ -5,9 +5,11 @@ Scene: the shipped demo subject performing its clip (generated here), a camera 0
 face. For each size, frames are rendered with ``bpy.ops.render.render`` on the Gaussian scene
 (the engine reads the camera and the evaluated head in Blender, the worker renders and writes
 the passes, Blender fills them). The same frames (vertices, emotion, camera) are then rendered
-by the backend alone in a fresh process: ``FrameRenderer.render`` (G2ANet + fusion +
-rasteriser) and the rasteriser alone. Medians over the frames after three warm-up frames; the
-ratios are the figures to compare across machines.
+by the backend alone in a fresh process of its own, kept running, each frame right after the
+engine rendered it: ``FrameRenderer.render`` (G2ANet + fusion + rasteriser) and the rasteriser
+alone. The ratio is the median of the per-frame pairs (so load that comes and goes hits both
+sides of a pair alike) over the frames after three warm-up frames; the ratios are the figures
+to compare across machines.
 
     python bench/bench_engine.py [--sizes 512x512,1920x1080] [--frames 6] [--device cpu|cuda]
 """
@@ -74,33 +76,40 @@ def main() -> None:
         width, height = (int(v) for v in size.split("x"))
         for s in (scene, gscene):
             s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = width, height, 100
-        engine_s, worker_s, op_s, inputs = [], [], [], []
-        for i in range(args.frames + WARMUP):
-            frame = 5 + 7 * i
-            scene.frame_set(frame)
-            gscene.frame_set(frame)
-            t = time.perf_counter()
-            bpy.ops.render.render(scene=gscene.name)
-            op = time.perf_counter() - t
-            info = dict(engine.LAST_RENDER)
-            assert info.get("ok"), info
-            if os.environ.get("BENCH_VERBOSE"):
-                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()})
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            hf = gaussian_frame.head_frame(depsgraph, gscene.emotalk3d.head, dirs, evaluated_mesh=False)
-            pin = camera_mod.from_blender_camera(gscene.camera, gscene)
-            inputs.append((hf, pin))
-            if i < WARMUP:
-                continue                                # the worker loads the subject, buffers warm up
-            engine_s.append(info["total_s"])
-            worker_s.append(info["worker"]["raster"])
-            op_s.append(op)
-        bare_s, raster_s = _bare_in_subprocess(inputs, args.device, work)
+        engine_s, worker_s, op_s, bare_s, raster_s = [], [], [], [], []
+        bare = BareProcess(args.device)
+        try:
+            for i in range(args.frames + WARMUP):
+                frame = 5 + 7 * i
+                scene.frame_set(frame)
+                gscene.frame_set(frame)
+                t = time.perf_counter()
+                bpy.ops.render.render(scene=gscene.name)
+                op = time.perf_counter() - t
+                info = dict(engine.LAST_RENDER)
+                assert info.get("ok"), info
+                if os.environ.get("BENCH_VERBOSE"):
+                    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()})
+                depsgraph = bpy.context.evaluated_depsgraph_get()
+                hf = gaussian_frame.head_frame(depsgraph, gscene.emotalk3d.head, dirs, evaluated_mesh=False)
+                pin = camera_mod.from_blender_camera(gscene.camera, gscene)
+                full, raster = bare.frame(hf, pin)          # the same frame, right after, in the other process
+                if i < WARMUP:
+                    continue                                # the worker loads the subject, buffers warm up
+                engine_s.append(info["total_s"])
+                worker_s.append(info["worker"]["raster"])
+                op_s.append(op)
+                bare_s.append(full)
+                raster_s.append(raster)
+        finally:
+            bare.close()
         e, w, b, r, o = (statistics.median(v) for v in (engine_s, worker_s, bare_s, raster_s, op_s))
+        paired = statistics.median(x / y for x, y in zip(engine_s, bare_s))
         print(f"{width}x{height}: engine.render {e * 1000:.1f} ms (render operator {o * 1000:.1f} ms); "
               f"worker G2ANet+raster {w * 1000:.1f} ms; bare FrameRenderer.render {b * 1000:.1f} ms, "
               f"rasteriser alone {r * 1000:.1f} ms")
-        print(f"  engine / bare FrameRenderer = {e / b:.3f}  (overhead {100 * (e / b - 1):+.1f} %); "
+        print(f"  engine / bare FrameRenderer = {paired:.3f} (median of per-frame pairs; ratio of medians "
+              f"{e / b:.3f}); worker compute / bare = {statistics.median(x / y for x, y in zip(worker_s, bare_s)):.3f}; "
               f"engine / rasteriser alone = {e / r:.3f}")
     from emotalk3d_addon.bridge import worker_client
 
@@ -148,52 +157,61 @@ class Bare:
         return full, time.perf_counter() - t
 
 
-def _bare_in_subprocess(inputs, device: str, work: Path) -> tuple[list[float], list[float]]:
-    """Run ``Bare`` on the engine's frames in a fresh process (Blender's process never runs torch,
-    and threads left spinning by it would slow the worker down)."""
-    import json
-    import subprocess
+class BareProcess:
+    """The backend alone in a fresh process of its own (so neither process's threads slow the
+    other), kept running: each frame is rendered there right after the engine rendered it,
+    and the two times form a pair."""
 
-    import numpy as np
+    def __init__(self, device: str):
+        import subprocess
 
-    path = work / f"frames-{len(inputs)}.npz"
-    np.savez(path, vertices=np.stack([hf.vertices for hf, _ in inputs]),
-             emotion=np.stack([hf.emotion for hf, _ in inputs]),
-             intensity=np.array([hf.intensity for hf, _ in inputs]),
-             matrix=np.stack([hf.object_to_world for hf, _ in inputs]),
-             K=np.stack([pin.K for _, pin in inputs]), w2c=np.stack([pin.world_to_camera for _, pin in inputs]),
-             size=np.array([[pin.width, pin.height] for _, pin in inputs]),
-             clip=np.array([[pin.near, pin.far] for _, pin in inputs]))
-    out = subprocess.run([sys.executable, __file__, "--bare", str(path), "--device", device], check=True,
-                         capture_output=True, text=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    return result["full"][WARMUP:], result["raster"][WARMUP:]
+        self.proc = subprocess.Popen([sys.executable, __file__, "--bare", "--device", device], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def frame(self, hf, pin) -> tuple[float, float]:
+        import json
+
+        import numpy as np
+
+        message = {"vertices": np.asarray(hf.vertices, np.float32).tolist(), "emotion": list(map(float, hf.emotion)),
+                   "intensity": float(hf.intensity), "matrix": np.asarray(hf.object_to_world).tolist(),
+                   "K": np.asarray(pin.K).tolist(), "w2c": np.asarray(pin.world_to_camera).tolist(),
+                   "size": [pin.width, pin.height], "clip": [pin.near, pin.far]}
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the bare backend process ended")
+            if line.startswith('{"full"'):                  # anything a library printed is skipped
+                out = json.loads(line)
+                return out["full"], out["raster"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
 
 
-def bare_main(path: str, device: str) -> None:
+def bare_main(device: str) -> None:
+    """Render frames sent as JSON lines on stdin; reply with their times on stdout."""
     import json
     from types import SimpleNamespace
 
     import numpy as np
 
-    data = np.load(path)
     bare = Bare(device)
-    full, raster = [], []
-    for i in range(data["vertices"].shape[0]):
-        hf = SimpleNamespace(vertices=data["vertices"][i], emotion=data["emotion"][i],
-                             intensity=float(data["intensity"][i]), object_to_world=data["matrix"][i])
-        pin = SimpleNamespace(K=data["K"][i], world_to_camera=data["w2c"][i], width=int(data["size"][i, 0]),
-                              height=int(data["size"][i, 1]), near=float(data["clip"][i, 0]),
-                              far=float(data["clip"][i, 1]))
-        f, r = bare.frame(hf, pin)
-        full.append(f)
-        raster.append(r)
-    print(json.dumps({"full": full, "raster": raster}))
+    for line in sys.stdin:
+        d = json.loads(line)
+        hf = SimpleNamespace(vertices=np.asarray(d["vertices"], np.float32), emotion=np.asarray(d["emotion"], np.float32),
+                             intensity=float(d["intensity"]), object_to_world=np.asarray(d["matrix"], np.float64))
+        pin = SimpleNamespace(K=np.asarray(d["K"]), world_to_camera=np.asarray(d["w2c"]), width=int(d["size"][0]),
+                              height=int(d["size"][1]), near=float(d["clip"][0]), far=float(d["clip"][1]))
+        full, raster = bare.frame(hf, pin)
+        print(json.dumps({"full": full, "raster": raster}), flush=True)
 
 
 if __name__ == "__main__":
     if "--bare" in sys.argv:
-        bare_main(sys.argv[sys.argv.index("--bare") + 1],
-                  sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
+        bare_main(sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
     else:
         main()
