@@ -109,30 +109,29 @@ def run_install(commands: list[list[str]], log_path: Path, env_dir: Path,
                 log.flush()
                 code = _run_step(cmd, n, len(commands), log)
                 if code is None:
-                    shutil.rmtree(build, ignore_errors=True)
-                    STATUS.update(ok=False, message="Backend install cancelled; the previous backend is unchanged")
-                    return False
+                    return _abandon(build, "Backend install cancelled; the previous backend is unchanged")
                 if code != 0:
-                    shutil.rmtree(build, ignore_errors=True)
-                    STATUS.update(ok=False, message=f"Backend install failed at step {n} (exit {code}); the previous "
-                                                    f"backend is unchanged; log: {log_path}")
-                    return False
+                    return _abandon(build, f"Backend install failed at step {n} (exit {code}); the previous "
+                                           f"backend is unchanged; log: {log_path}")
         if _cancel.is_set():
-            shutil.rmtree(build, ignore_errors=True)
-            STATUS.update(ok=False, message="Backend install cancelled; the previous backend is unchanged")
-            return False
+            return _abandon(build, "Backend install cancelled; the previous backend is unchanged")
         before_replace()
         _replace(env_dir, build)
         STATUS.update(ok=True, message=f"Backend installed in {time.monotonic() - started:.0f} s "
                                        f"({_size_mb(env_dir):.0f} MB): {env_dir}")
         return True
     except OSError as exc:
-        shutil.rmtree(build, ignore_errors=True)
-        STATUS.update(ok=False, message=f"Backend install failed: {exc}; the previous backend is unchanged")
-        return False
+        return _abandon(build, f"Backend install failed: {exc}; the previous backend is unchanged")
     finally:
         _cancel.clear()
         STATUS["running"] = False
+
+
+def _abandon(build: Path, message: str) -> bool:
+    """Remove the half-built environment and say why; False (the install did not happen)."""
+    shutil.rmtree(build, ignore_errors=True)
+    STATUS.update(ok=False, message=message)
+    return False
 
 
 def _replace(env_dir: Path, build: Path) -> None:
