@@ -1,7 +1,8 @@
 """One animated frame of Gaussians: mesh motion, G2ANet and static/dynamic fusion (SPEC 2.4-2.6).
 
 The canonical set G_o holds the Nf face Gaussians first (in ``FaceBinding`` order), then
-the No OTF (head-completion) Gaussians. Every canonical Gaussian i has a static weight
+the No OTF (head-completion) Gaussians, then the Nr rigid-part Gaussians (eyeballs, teeth;
+``rigid.py``; Nr may be 0). Every canonical Gaussian i has a static weight
 W_i = ``fusion_weight(d_i)``: 0 for face Gaussians (d = 0), from the distance to the
 nearest face point for OTF ones. A frame is the union of two sets:
 
@@ -17,6 +18,10 @@ point (OTF); dmu = ``motion_offsets`` over the face Gaussians (motion minus the 
 motion) for a face Gaussian, and the same decay applied to its nearest face point's dmu
 for an OTF Gaussian (``otf_motion(dmu_face, ...)``), so the appearance is invariant to a
 global translation of the mesh while positions follow the raw motion.
+
+**Rigid set** (listed after the dynamic set, part of it: ``dynamic`` True, W = 0): every
+rigid-part Gaussian moved by its part's rigid fit to the frame's mesh, canonical opacity,
+scale and colour (G2ANet does not touch them).
 
 **Static set**, opacity alpha_o * W: every canonical Gaussian with W > 0, i.e. the OTF
 Gaussians beyond d0 = 5 mm, at their canonical position, rotation and colour.
@@ -38,7 +43,7 @@ from __future__ import annotations
 import copy
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +52,10 @@ from .binding import FaceBinding
 from .completion import CompletionConfig, OTFBinding, bind_otf, fusion_weight, otf_motion, sample_completion
 from .g2anet import G2AConfig, G2ANet, motion_offsets
 from .gaussians import GaussianSet
+from .rigid import RigidBinding, RigidPart, sample_surface
+
+
+RIGID_PER_CM2 = 60.0     # rigid-part Gaussians seeded per square centimetre of part surface
 
 
 @dataclass(eq=False)
@@ -81,22 +90,27 @@ class FrameGaussians:
 
 
 def static_weights(binding: FaceBinding, otf: OTFBinding, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(Nf + No,) static weight W of every canonical Gaussian: 0 for the face, W_p(d) for OTF."""
+                   dtype: torch.dtype = torch.float32, num_rigid: int = 0) -> torch.Tensor:
+    """(Nf + No + Nr,) static weight W of every canonical Gaussian: 0 for the face, W_p(d)
+    for OTF, 0 for the rigid parts."""
     return torch.cat([torch.zeros(binding.num, device=device, dtype=dtype),
-                      fusion_weight(otf.distance.to(device=device, dtype=dtype))])
+                      fusion_weight(otf.distance.to(device=device, dtype=dtype)),
+                      torch.zeros(num_rigid, device=device, dtype=dtype)])
 
 
 def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding, net: G2ANet,
-                  vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True) -> FrameGaussians:
+                  vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True,
+                  rigid: RigidBinding | None = None) -> FrameGaussians:
     """The fused Gaussians of one frame (see the module docstring); differentiable.
 
-    canonical: Nf face then No OTF Gaussians; vertices (V, 3) mesh at time t, metres
-    (the template's topology, before upsampling); emotion (E,) the G2ANet condition.
+    canonical: Nf face, No OTF, then Nr rigid Gaussians; vertices (V, 3) mesh at time t,
+    metres (the template's topology, before upsampling); emotion (E,) the G2ANet condition.
     """
-    nf, no = binding.num, otf.num
-    if canonical.num != nf + no:
-        raise ValueError(f"canonical set has {canonical.num} Gaussians, expected {nf} face + {no} OTF")
+    rigid = rigid if rigid is not None else RigidBinding.empty()
+    nf, no, nr = binding.num, otf.num, rigid.num
+    if canonical.num != nf + no + nr:
+        raise ValueError(f"canonical set has {canonical.num} Gaussians, expected {nf} face + {no} OTF "
+                         f"+ {nr} rigid")
     if canonical.sh_degree != net.config.sh_degree:
         raise ValueError(f"canonical SH degree {canonical.sh_degree} != G2ANet's {net.config.sh_degree}")
     vertices, emotion = torch.as_tensor(vertices), torch.as_tensor(emotion)
@@ -105,7 +119,7 @@ def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding,
     dev, dt = canonical.device, canonical.dtype
     vertices = vertices.to(device=dev, dtype=dt)
     face = canonical.index(slice(0, nf))
-    rest = canonical.index(slice(nf, None))
+    rest = canonical.index(slice(nf, nf + no))
     nearest = otf.nearest.to(dev)
     w_otf = fusion_weight(otf.distance.to(device=dev, dtype=dt))
     if drop_hidden:
@@ -133,70 +147,92 @@ def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding,
     dyn_log_s = torch.cat([face.log_scales, rest.log_scales[dyn]])
     dyn_logit = torch.cat([face.opacity_logits, rest.opacity_logits[dyn]])
 
+    # Rigid set: each part moved by its rigid fit to the mesh; canonical appearance.
+    parts = canonical.index(slice(nf + no, None))
+    mu_rigid, quat_rigid = rigid.move(parts.means, parts.quats, vertices)
+    rigid_src = torch.arange(nf + no, nf + no + nr, device=dev)
+
     # Static set: canonical Gaussians, opacity x W.
     if drop_hidden:
         st_src = nf + stat
         w_st = w_otf[stat]
     else:
-        st_src = torch.arange(nf + no, device=dev)
-        w_st = torch.cat([torch.zeros(nf, device=dev, dtype=dt), w_otf])
+        st_src = torch.arange(nf + no + nr, device=dev)
+        w_st = torch.cat([torch.zeros(nf, device=dev, dtype=dt), w_otf, torch.zeros(nr, device=dev, dtype=dt)])
     st = canonical.index(st_src)
 
-    quats = torch.cat([quat_t, st.quats])
-    w = torch.cat([w_dyn, w_st])
+    quats = torch.cat([quat_t, quat_rigid, st.quats])
+    w = torch.cat([w_dyn, torch.zeros(nr, device=dev, dtype=dt), w_st])
     return FrameGaussians(
-        means=torch.cat([mu_face, rest.means[dyn] + motion_otf, st.means]),
+        means=torch.cat([mu_face, rest.means[dyn] + motion_otf, mu_rigid, st.means]),
         quats=torch.nn.functional.normalize(quats, dim=-1),
-        scales=torch.exp(torch.cat([dyn_log_s, st.log_scales])),
-        opacities=torch.cat([torch.sigmoid(dyn_logit) * (1.0 - w_dyn), torch.sigmoid(st.opacity_logits) * w_st]),
-        sh=torch.cat([sh_t, st.sh]),
+        scales=torch.exp(torch.cat([dyn_log_s, parts.log_scales, st.log_scales])),
+        opacities=torch.cat([torch.sigmoid(dyn_logit) * (1.0 - w_dyn), torch.sigmoid(parts.opacity_logits),
+                             torch.sigmoid(st.opacity_logits) * w_st]),
+        sh=torch.cat([sh_t, parts.sh, st.sh]),
         matte=1.0 - w,
-        source=torch.cat([dyn_src, st_src]),
-        dynamic=torch.cat([torch.ones(dyn_src.shape[0], dtype=torch.bool, device=dev),
+        source=torch.cat([dyn_src, rigid_src, st_src]),
+        dynamic=torch.cat([torch.ones(dyn_src.shape[0] + nr, dtype=torch.bool, device=dev),
                            torch.zeros(st_src.shape[0], dtype=torch.bool, device=dev)]),
     )
 
 
 @dataclass(eq=False)
 class AnimatedHead:
-    """A subject's animatable appearance: canonical Gaussians, bindings and G2ANet."""
+    """A subject's animatable appearance: canonical Gaussians (face, OTF, rigid parts),
+    bindings and G2ANet."""
 
     canonical: GaussianSet
     binding: FaceBinding
     otf: OTFBinding
     net: G2ANet
+    rigid: RigidBinding = field(default_factory=RigidBinding.empty)
 
     def frame(self, vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True) -> FrameGaussians:
         """``compose_frame`` for a mesh frame (V, 3) metres and an emotion vector (E,)."""
         return compose_frame(self.canonical, self.binding, self.otf, self.net, vertices, emotion,
-                             drop_hidden=drop_hidden)
+                             drop_hidden=drop_hidden, rigid=self.rigid)
 
     def to(self, device: torch.device | str) -> "AnimatedHead":
         """A copy on ``device`` in eval mode; this head (a subject's) is left as it was."""
         device = torch.device(device)
         net = copy.deepcopy(self.net).to(device).eval()
-        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net)
+        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net, self.rigid.to(device))
+
+    @property
+    def otf_slice(self) -> slice:
+        """Rows of the OTF Gaussians in ``canonical``."""
+        return slice(self.binding.num, self.binding.num + self.otf.num)
+
+    @property
+    def rigid_slice(self) -> slice:
+        """Rows of the rigid-part Gaussians in ``canonical``."""
+        start = self.binding.num + self.otf.num
+        return slice(start, start + self.rigid.num)
 
     @property
     def weights(self) -> torch.Tensor:
-        """(Nf + No,) static weight W of every canonical Gaussian."""
-        return static_weights(self.binding, self.otf, self.canonical.device, self.canonical.dtype)
+        """(Nf + No + Nr,) static weight W of every canonical Gaussian."""
+        return static_weights(self.binding, self.otf, self.canonical.device, self.canonical.dtype, self.rigid.num)
 
     def rebind(self) -> None:
         """Recompute every OTF point's nearest face point from the current canonical means."""
         nf = self.binding.num
-        self.otf = bind_otf(self.canonical.means[nf:].detach(), self.canonical.means[:nf].detach())
+        self.otf = bind_otf(self.canonical.means[self.otf_slice].detach(), self.canonical.means[:nf].detach())
 
     @classmethod
     def initial(cls, template: np.ndarray, triangles: np.ndarray, uvs: np.ndarray, face_mask: np.ndarray, *,
                 g2a: G2AConfig | None = None, completion: CompletionConfig | None = None,
-                opacity: float = 0.1) -> "AnimatedHead":
-        """An untrained head: face Gaussians on the upsampled template, OTF points sampled around it.
+                opacity: float = 0.1, rigid_parts: list[RigidPart] | tuple[RigidPart, ...] = (),
+                rigid_per_cm2: float = RIGID_PER_CM2) -> "AnimatedHead":
+        """An untrained head: face Gaussians on the upsampled template, OTF points sampled
+        around it, rigid-part Gaussians on each part's surface (``rigid_per_cm2`` per square
+        centimetre, seeded like the completion).
 
         Grey, isotropic, opacity ``opacity`` (as 3DGS initialises). Face scale: half the mean
         edge length of the subdivided face mesh; OTF scale: half the mean point spacing
-        (box volume / count)^(1/3). template (V, 3) metres, triangles (T, 3), uvs (V, 2),
-        face_mask (V,) bool.
+        (box volume / count)^(1/3); rigid scale: half the spacing on the part's surface.
+        template (V, 3) metres, triangles (T, 3), uvs (V, 2), face_mask (V,) bool.
         """
         g2a = g2a or G2AConfig()
         binding = FaceBinding.build(template, triangles, uvs, face_mask)
@@ -219,5 +255,17 @@ class AnimatedHead:
         else:
             spacing = 2 * edge
         otf_set = GaussianSet.from_points(otf_pts, sh_degree=g2a.sh_degree, scale=0.5 * spacing, opacity=opacity)
-        canonical = GaussianSet.concat([face, otf_set])
-        return cls(canonical, binding, bind_otf(otf_pts, face_pts), G2ANet(g2a))
+        sets, part_of = [face, otf_set], []
+        generator = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        for k, part in enumerate(rigid_parts):
+            area_cm2 = part.area() * 1e4
+            count = max(1, int(round(rigid_per_cm2 * area_cm2)))
+            pts = sample_surface(part, count, generator)
+            spacing = math.sqrt(part.area() / count)
+            sets.append(GaussianSet.from_points(pts, sh_degree=g2a.sh_degree, scale=0.5 * spacing, opacity=opacity))
+            part_of.append(torch.full((count,), k, dtype=torch.int64))
+        rigid = RigidBinding.build([p.name for p in rigid_parts],
+                                   torch.cat(part_of) if part_of else torch.zeros(0, dtype=torch.int64),
+                                   [p.anchor for p in rigid_parts], template)
+        canonical = GaussianSet.concat(sets)
+        return cls(canonical, binding, bind_otf(otf_pts, face_pts), G2ANet(g2a), rigid)

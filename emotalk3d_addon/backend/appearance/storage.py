@@ -1,14 +1,16 @@
 """The appearance part of a subject bundle (the manifest's optional "appearance" section).
 
 Files:
-    canonical.ply            the canonical Gaussians (face first, then head completion) as a
-                             standard 3DGS PLY, so other splat tools open them
+    canonical.ply            the canonical Gaussians (face first, then head completion, then
+                             the rigid parts) as a standard 3DGS PLY, so other splat tools open them
     appearance.safetensors   otf.nearest (No,) int64, otf.distance (No,) float32 metres,
-                             g2a.* the G2ANet weights
+                             g2a.* the G2ANet weights; with rigid parts, rigid.part (Nr,) int64
+                             and rigid.anchor.<name> (A,) int64 template-vertex indices
 Manifest section:
     {"canonical": "canonical.ply", "file": "appearance.safetensors", "num_face": Nf,
      "num_otf": No, "sh_degree": d, "g2a": {G2AConfig}, "view": {"target": [x, y, z],
-     "distance": metres, "fov_x_deg": degrees, "width": px, "height": px}}
+     "distance": metres, "fov_x_deg": degrees, "width": px, "height": px},
+     "num_rigid": Nr, "rigid_parts": [names]}       (the last two optional: 0 and [])
 ``view`` is the default camera (from the training cameras) that ``render --view`` orbits.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .completion import OTFBinding
 from .dynamic import AnimatedHead
 from .g2anet import G2AConfig, G2ANet
 from .ply import read_ply, write_ply
+from .rigid import RigidBinding
 
 CANONICAL_PLY = "canonical.ply"
 APPEARANCE_FILE = "appearance.safetensors"
@@ -38,6 +41,8 @@ def write_appearance(head: AnimatedHead, folder: Path) -> None:
     write_ply(head.canonical.detach(), folder / CANONICAL_PLY)
     tensors = {"otf.nearest": head.otf.nearest.to("cpu", torch.int64).contiguous(),
                "otf.distance": head.otf.distance.to("cpu", torch.float32).contiguous()}
+    if head.rigid.num or head.rigid.names:
+        tensors |= head.rigid.state_dict()
     tensors |= {f"g2a.{k}": v.detach().to("cpu", torch.float32).contiguous().clone()
                 for k, v in head.net.state_dict().items()}
     save_file(tensors, str(folder / APPEARANCE_FILE))
@@ -45,9 +50,12 @@ def write_appearance(head: AnimatedHead, folder: Path) -> None:
 
 def appearance_section(head: AnimatedHead, view: dict) -> dict:
     """The manifest section describing ``head`` (file names, counts, G2ANet config, view)."""
-    return {"canonical": CANONICAL_PLY, "file": APPEARANCE_FILE, "num_face": head.binding.num,
-            "num_otf": head.otf.num, "sh_degree": head.canonical.sh_degree,
-            "g2a": head.net.config.to_dict(), "view": dict(view)}
+    section = {"canonical": CANONICAL_PLY, "file": APPEARANCE_FILE, "num_face": head.binding.num,
+               "num_otf": head.otf.num, "sh_degree": head.canonical.sh_degree,
+               "g2a": head.net.config.to_dict(), "view": dict(view)}
+    if head.rigid.num or head.rigid.names:
+        section |= {"num_rigid": head.rigid.num, "rigid_parts": list(head.rigid.names)}
+    return section
 
 
 def _finite_number(x: Any) -> bool:
@@ -78,7 +86,8 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         return ["appearance must be an object"], None
     defects: list[str] = []
     nf, no, degree = section.get("num_face"), section.get("num_otf"), section.get("sh_degree")
-    for key, value in (("num_face", nf), ("num_otf", no), ("sh_degree", degree)):
+    nr = section.get("num_rigid", 0)
+    for key, value in (("num_face", nf), ("num_otf", no), ("sh_degree", degree), ("num_rigid", nr)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             defects.append(f"appearance.{key} must be a non-negative integer")
     defects += check_view(section.get("view"))
@@ -98,8 +107,9 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         canonical = read_ply(ply_path)
     except InputError as exc:
         return defects + [f"{ply_path.name}: {exc}"], None
-    if canonical.num != nf + no:
-        defects.append(f"{ply_path.name} holds {canonical.num} Gaussians, the manifest says {nf} + {no}")
+    if canonical.num != nf + no + nr:
+        defects.append(f"{ply_path.name} holds {canonical.num} Gaussians, the manifest says {nf} + {no}"
+                       + (f" + {nr}" if nr else ""))
     if canonical.sh_degree != degree:
         defects.append(f"{ply_path.name} has SH degree {canonical.sh_degree}, the manifest says {degree}")
     try:
@@ -116,6 +126,9 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         defects.append(f"{tensor_path.name}: otf.distance must be ({no},) float32")
     elif not bool(torch.isfinite(distance).all()) or (no and float(distance.min()) < 0):
         defects.append(f"{tensor_path.name}: otf.distance must be finite and >= 0")
+    rigid_defects, rigid = RigidBinding.from_state(section.get("rigid_parts", []), nr, tensors,
+                                                   geometry.template, tensor_path.name)
+    defects += rigid_defects
     state = {k[len("g2a."):]: v for k, v in tensors.items() if k.startswith("g2a.")}
     if len(state) != len(tensors):
         defects.append(f"{tensor_path.name}: unexpected tensors {sorted(set(tensors) - {'g2a.' + k for k in state})[:5]}")
@@ -129,7 +142,7 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         return defects, None
     net = G2ANet(config)
     net.load_state_dict(state)
-    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval())
+    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval(), rigid)
     return [], head
 
 

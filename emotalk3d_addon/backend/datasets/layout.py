@@ -13,6 +13,11 @@
         images/<cam>/<frame:06d>.png    RGBA, straight alpha, transparent background
       cameras.json          {"cameras": [{"name", "width", "height", "K": 3x3, "world_to_camera": 4x4}]}
                             OpenCV axes (x right, y down, z forward), world = subject space
+      rigid_parts.npz       optional: the moving parts the face mesh does not cover (eyeballs,
+                            teeth): names (K,) str and per name <name>.vertices (V,3) float32
+                            metres at rest, <name>.triangles (T,3) int, <name>.anchor (A,) int
+                            template-vertex indices the part moves rigidly with (empty: the
+                            skull); see appearance/rigid.py
 
 All meshes share one topology (the template's). Images and cameras are needed only by
 the appearance stages (see ``multiview.py``).
@@ -25,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..appearance.rigid import RigidPart, load_rigid_parts
 from ..emotions import emotion_index
 from ..errors import DatasetError, InputError
 
 DATASET_FORMAT = "emotalk3d-dataset"
+RIGID_PARTS_FILE = "rigid_parts.npz"
 AUDIO_NAMES = ("audio.wav", "audio.flac", "audio.ogg", "audio.mp3")
 FRAME_TOLERANCE = 2
 
@@ -65,6 +72,7 @@ class SpeechDataset:
     fps: float
     topology: Topology
     sequences: tuple[Sequence, ...]
+    rigid_parts: tuple[RigidPart, ...] = ()
 
     def split(self, name: str) -> list[Sequence]:
         return [s for s in self.sequences if s.split == name]
@@ -142,4 +150,30 @@ def load_dataset(root: str | Path) -> SpeechDataset:
                                   split, float(meta.get("fps", fps)), tuple(frames)))
     if not sequences:
         raise DatasetError(f"no sequences under {root / 'sequences'}")
-    return SpeechDataset(root, str(info.get("name", root.name)), float(fps), topology, tuple(sequences))
+    return SpeechDataset(root, str(info.get("name", root.name)), float(fps), topology, tuple(sequences),
+                         _read_rigid_parts(root / RIGID_PARTS_FILE, topology.template.shape[0]))
+
+
+def _read_rigid_parts(path: Path, num_vertices: int) -> tuple[RigidPart, ...]:
+    if not path.is_file():
+        return ()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return tuple(load_rigid_parts(arrays, num_vertices))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path} is not a readable .npz: {exc}") from None
+    except InputError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+
+
+def write_rigid_parts(parts: list[RigidPart] | tuple[RigidPart, ...], root: str | Path) -> Path:
+    """Write a dataset's rigid_parts.npz (the layout above)."""
+    arrays: dict[str, np.ndarray] = {"names": np.array([p.name for p in parts], dtype=str)}
+    for p in parts:
+        arrays |= {f"{p.name}.vertices": p.vertices.astype(np.float32),
+                   f"{p.name}.triangles": p.triangles.astype(np.int64),
+                   f"{p.name}.anchor": p.anchor.astype(np.int64)}
+    path = Path(root) / RIGID_PARTS_FILE
+    np.savez(path, **arrays)
+    return path

@@ -96,7 +96,8 @@ def _appearance_scores(subject, sequences, cameras, predicted, max_images, log, 
                        sheet_sequences=None) -> dict:
     renderer = FrameRenderer(subject)
     full = renderer.head
-    canonical_only = AnimatedHead(full.canonical, full.binding, full.otf, G2ANet(full.net.config).eval())
+    canonical_only = AnimatedHead(full.canonical, full.binding, full.otf, G2ANet(full.net.config).eval(),
+                                  full.rigid)
     selected = views(sequences, cameras)
     if not selected:
         return {}

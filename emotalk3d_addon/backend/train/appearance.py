@@ -2,12 +2,15 @@
 
 Stage 1, canonical (SPEC 2.4): the speech-free first frame of the neutral sequences, all
 cameras. Face Gaussians sit on the 4x upsampled tracked mesh (their positions stay bound
-to it); head-completion (OTF) Gaussians are free. Loss: (1 - w) L1 + w D-SSIM (w = 0.2)
+to it); head-completion (OTF) Gaussians are free; the dataset's rigid parts (eyeballs,
+teeth: ``appearance/rigid.py``) get Gaussians seeded on their surfaces, free in their part. Loss: (1 - w) L1 + w D-SSIM (w = 0.2)
 on premultiplied RGB + alpha. The OTF set is densified (clone small / split large
 Gaussians whose position gradient is high) and pruned (opacity < 0.005), as in 3DGS.
 
 Stage 2, G2ANet (SPEC 2.5): multi-view frames of every training sequence with their
-tracked meshes and emotion labels; the same photometric loss; only G2ANet learns.
+tracked meshes and emotion labels; the same photometric loss; G2ANet learns, and so do the
+rigid parts' Gaussians, which the speech-free frame hides in part (teeth behind closed
+lips: only open-mouth frames show them); face and OTF Gaussians stay as stage 1 left them.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class AppearanceTrainConfig:
     prune_opacity: float = 0.005
     max_gaussians: int = 400_000
     sh_warmup: int = 500              # steps per added SH degree (3DGS: 1000)
+    rigid_parts: bool = True          # Gaussians on the dataset's rigid parts (eyeballs, teeth), if it has any
     seed: int = 0
 
 
@@ -109,7 +113,7 @@ def _densify_and_prune(head: AnimatedHead, grad_sum: torch.Tensor, grad_count: t
     """Clone/split OTF Gaussians with a high mean position gradient, prune transparent ones."""
     nf = head.binding.num
     c = head.canonical.detach()
-    face, otf = c.index(slice(0, nf)), c.index(slice(nf, None))
+    face, otf, rig = c.index(slice(0, nf)), c.index(head.otf_slice), c.index(head.rigid_slice)
     mean_grad = grad_sum / grad_count.clamp_min(1)
     hot = mean_grad > cfg.grad_threshold
     budget = int(cfg.densify_fraction * otf.num)
@@ -130,9 +134,11 @@ def _densify_and_prune(head: AnimatedHead, grad_sum: torch.Tensor, grad_count: t
     grown = GaussianSet.concat(parts)
     keep = torch.sigmoid(grown.opacity_logits) >= cfg.prune_opacity
     grown = grown.index(keep)
-    head.canonical = GaussianSet.concat([face, grown]).clone()
-    head.otf = bind_otf(head.canonical.means[nf:], head.canonical.means[:nf])
-    return int(clone.numel() + split.numel()), int((~keep).sum())
+    keep_rigid = torch.sigmoid(rig.opacity_logits) >= cfg.prune_opacity
+    head.rigid = head.rigid.index(keep_rigid)
+    head.canonical = GaussianSet.concat([face, grown, rig.index(keep_rigid)]).clone()
+    head.otf = bind_otf(head.canonical.means[nf:nf + grown.num], head.canonical.means[:nf])
+    return int(clone.numel() + split.numel()), int((~keep).sum() + (~keep_rigid).sum())
 
 
 def _rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
@@ -158,7 +164,10 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     bank = _ViewBank(dataset, _canonical_views(dataset, cameras))
     head = AnimatedHead.initial(topo.template, topo.triangles, topo.uvs, topo.face_mask,
                                 g2a=G2AConfig(sh_degree=cfg.sh_degree, hidden=cfg.g2a_hidden),
-                                completion=CompletionConfig(num_points=cfg.num_otf, seed=cfg.seed))
+                                completion=CompletionConfig(num_points=cfg.num_otf, seed=cfg.seed),
+                                rigid_parts=dataset.rigid_parts if cfg.rigid_parts else ())
+    if head.rigid.num:
+        log(f"rigid parts: {', '.join(head.rigid.names)} ({head.rigid.num} Gaussians)")
     head.net.requires_grad_(False)
     means = head.canonical.means.detach()
     extent = float((means.max(0).values - means.min(0).values).norm())
@@ -177,7 +186,7 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
         loss.backward()
         c = head.canonical
         c.means.grad[:nf] = 0.0                      # face positions stay bound to the mesh
-        grad_sum += c.means.grad[nf:].norm(dim=1)
+        grad_sum += c.means.grad[head.otf_slice].norm(dim=1)
         grad_count += 1
         optimizer.step()
         with torch.no_grad():
@@ -203,7 +212,16 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
     torch.manual_seed(cfg.seed)
     bank = _ViewBank(dataset, views(dataset.split("train"), cameras))
     head.canonical = head.canonical.detach()
-    optimizer = torch.optim.Adam(head.net.parameters(), lr=cfg.lr_g2a)
+    groups = [{"params": list(head.net.parameters()), "lr": cfg.lr_g2a}]
+    fixed = None
+    if head.rigid.num:
+        # only the rigid rows learn: the others get no gradient, so Adam never moves them
+        means = head.canonical.means
+        extent = float((means.max(0).values - means.min(0).values).norm())
+        groups += _canonical_optimizer(head, cfg, extent).param_groups
+        fixed = torch.ones(head.canonical.num, dtype=torch.bool)
+        fixed[head.rigid_slice] = False
+    optimizer = torch.optim.Adam(groups, eps=1e-15)
     rng = np.random.default_rng(cfg.seed + 1)
     history = []
     head.net.train()
@@ -211,13 +229,20 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
         loss = _loss(head, bank, int(rng.integers(len(bank))), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if fixed is not None:
+            for t in head.canonical.tensors():
+                t.grad[fixed] = 0.0
         optimizer.step()
+        if fixed is not None:
+            with torch.no_grad():
+                head.canonical.quats.copy_(torch.nn.functional.normalize(head.canonical.quats, dim=-1))
         history.append(loss.item())
         if progress:
             progress(step, loss.item())
         if progress is None and step % max(1, cfg.g2a_steps // 10) == 0:
             log(f"G2ANet step {step}/{cfg.g2a_steps}: loss {np.mean(history[-50:]):.4f}")
     head.net.eval()
+    head.canonical = head.canonical.detach()
     return history
 
 

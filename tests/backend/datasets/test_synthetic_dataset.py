@@ -31,6 +31,8 @@ def test_tiny_dataset_loads_with_the_training_reader(tiny):
     for name in ("upper_lip", "lower_lip", "mouth_left", "mouth_right", "nose_tip", "chin"):
         assert name in ds.topology.landmarks
     assert len(ds.split("train")) >= 2 and len(ds.split("test")) >= 1
+    assert [p.name for p in ds.rigid_parts] == ["eye_left", "eye_right", "teeth_upper", "teeth_lower"]
+    assert ds.rigid_parts[3].anchor.size >= 20
     cams = json.loads((tiny / "cameras.json").read_text())["cameras"]
     assert len(cams) == PRESETS["tiny"].cameras
     for seq in ds.sequences:
@@ -98,3 +100,21 @@ def test_generator_never_imports_bpy():
             "from emotalk3d_addon.backend.datasets.synthetic.model import HeadModel; HeadModel(); "
             "assert 'bpy' not in sys.modules, 'bpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_broken_rigid_parts_file_is_refused_by_name(tiny, tmp_path):
+    import shutil
+
+    from emotalk3d_addon.backend.errors import DatasetError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    with np.load(copy / "rigid_parts.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["teeth_lower.anchor"] = np.array([0, 1, 10 ** 6])
+    np.savez(copy / "rigid_parts.npz", **arrays)
+    with pytest.raises(DatasetError, match="rigid_parts.npz.*teeth_lower.*outside"):
+        load_dataset(copy)
+    (copy / "rigid_parts.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="rigid_parts.npz is not a readable"):
+        load_dataset(copy)

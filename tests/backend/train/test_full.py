@@ -20,6 +20,30 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
     section = subject.manifest["appearance"]
     assert section["num_face"] == subject.appearance.binding.num and section["num_otf"] >= 1
     assert (full_subject / CANONICAL_PLY).read_bytes().startswith(b"ply\n")
+    # the dataset's rigid parts got Gaussians of their own, after the face and OTF ones
+    head = subject.appearance
+    assert section["rigid_parts"] == ["eye_left", "eye_right", "teeth_upper", "teeth_lower"]
+    assert section["num_rigid"] == head.rigid.num > 0
+    assert head.canonical.num == head.binding.num + head.otf.num + head.rigid.num
+    assert sorted(set(head.rigid.part.tolist())) == [0, 1, 2, 3]
+
+
+def test_g2a_stage_trains_only_the_net_and_the_rigid_gaussians(full_subject, tiny_multiview):
+    from emotalk3d_addon.backend.datasets.layout import load_dataset
+    from emotalk3d_addon.backend.datasets.multiview import load_cameras
+    from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig, train_g2a
+
+    head = load_subject(full_subject).appearance
+    before = [t.detach().clone() for t in head.canonical.tensors()]
+    net_before = [p.detach().clone() for p in head.net.parameters()]
+    train_g2a(load_dataset(tiny_multiview), load_cameras(tiny_multiview), head,
+              AppearanceTrainConfig(g2a_steps=3, sh_degree=1), log=lambda _: None)
+    rows = head.rigid_slice
+    for old, new in zip(before, head.canonical.tensors()):
+        assert not new.requires_grad
+        assert torch.equal(old[: rows.start], new[: rows.start])       # face and OTF as stage 1 left them
+    assert any(not torch.equal(old[rows], new[rows]) for old, new in zip(before, head.canonical.tensors()))
+    assert any(not torch.equal(a, b) for a, b in zip(net_before, head.net.parameters()))
 
 
 def test_predict_then_render_writes_passes(tmp_path, capsys, full_subject, tiny_multiview):

@@ -26,7 +26,7 @@ import soundfile as sf
 from ...emotions import EMOTIONS, MILD, STRONG
 from ...errors import InputError
 from ...timebase import frame_count
-from ..layout import DATASET_FORMAT
+from ..layout import DATASET_FORMAT, write_rigid_parts
 from .cameras import arc_cameras
 from .expressions import ARTICULATION, expression_track, ramp
 from .model import HeadModel
@@ -196,6 +196,7 @@ def _generate(out: Path, p: Preset, seed: int, log, render: bool) -> Path:
              triangles=model.face_triangles.astype(np.int32), uvs=model.face_uvs,
              face_mask=model.face_mask, landmark_names=np.array(list(model.landmarks)),
              landmark_indices=np.array(list(model.landmarks.values()), np.int64))
+    write_rigid_parts(model.rigid_parts(), out)
     cams = arc_cameras(p.image_size, p.image_size, p.cameras, seed=seed)
     (out / "cameras.json").write_text(json.dumps({"cameras": cams}, indent=1))
     specs = plan_sequences(p, seed)

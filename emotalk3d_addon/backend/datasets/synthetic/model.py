@@ -8,6 +8,7 @@ import numpy as np
 from .head import (DEG, EYE_ALMOND, EYE_CENTRE, EYE_RADIUS, HAIRLINE, JAW_MAX, SkinRig, atlas_uv,
                    build_skin_grid, direction, frontal, jaw_rotate, space_radius, t_of_phi)
 from .shapes import grid_triangles, smoothstep, uv_sphere
+from ...appearance.rigid import RigidPart
 
 # grid resolution of the tracked face (coarse); the render skin refines it twice
 COARSE_COLS, COARSE_ROWS = 96, 84
@@ -243,6 +244,31 @@ class HeadModel:
         uv01 = np.stack([(A.ravel() - np.pi / 2) / (2 * np.pi), 1 - P.ravel() / P.max()], 1)
         return Part("torso", V, tris, atlas_uv("torso", uv01))
 
+    # ------------------------------------------------------------------ rigid parts
+    def rigid_parts(self) -> list[RigidPart]:
+        """The moving parts outside the tracked face (``appearance/rigid.py``): both eyeballs'
+        front caps and the upper teeth move with the skull (empty anchor: no gaze here);
+        the lower teeth follow the jaw, anchored to the chin vertices that only the jaw moves."""
+        parts = []
+        eyes = [p for p in self.parts if p.name == "eye"]
+        for part, side in zip(eyes, ("left", "right")):
+            centre = part.vertices.mean(0)
+            front = (part.vertices[:, 1] - centre[1]) / EYE_RADIUS < -0.2       # the face looks toward -Y
+            parts.append(_sub_part(f"eye_{side}", part, front[part.triangles].all(1), np.zeros(0, np.int64)))
+        teeth = {p.name: p for p in self.parts if p.name.startswith("teeth")}
+        everything = np.ones(teeth["teeth_upper"].triangles.shape[0], bool)
+        parts.append(_sub_part("teeth_upper", teeth["teeth_upper"], everything, np.zeros(0, np.int64)))
+        parts.append(_sub_part("teeth_lower", teeth["teeth_lower"], everything, self.jaw_anchor()))
+        return parts
+
+    def jaw_anchor(self) -> np.ndarray:
+        """(A,) face-vertex indices that move with the jaw alone: full jaw weight, off the
+        lips, and (almost) untouched by every other rig field (< 0.2 mm at weight 1)."""
+        rig = _SubRig(self.skin, self.face_to_render)._rig
+        others = sum(np.linalg.norm(f, axis=0) for f in rig.fields.values())
+        lowlip = np.maximum(rig.lip_low, (rig.grid.side < 0).astype(np.float64))
+        return np.flatnonzero((rig.jaw_w >= 0.98) & (lowlip < 1e-3) & (others < 2e-4)).astype(np.int64)
+
     # ------------------------------------------------------------------ posing
     def pose_render(self, params: dict[str, np.ndarray], frames: int) -> np.ndarray:
         """(F, V_render, 3) float32 render mesh for per-frame rig parameters."""
@@ -314,6 +340,15 @@ class HeadModel:
     @property
     def num_render_vertices(self) -> int:
         return self.render_rest.shape[0]
+
+
+def _sub_part(name: str, part: Part, keep_triangles: np.ndarray, anchor: np.ndarray) -> RigidPart:
+    """The triangles ``keep_triangles`` of a render part as a rigid part (unused vertices dropped)."""
+    tris = part.triangles[keep_triangles]
+    used = np.unique(tris)
+    remap = -np.ones(part.vertices.shape[0], np.int64)
+    remap[used] = np.arange(used.size)
+    return RigidPart(name, part.vertices[used].astype(np.float32), remap[tris], anchor)
 
 
 class _SubRig:
