@@ -177,6 +177,24 @@ def test_save_replaces_an_existing_bundle_including_its_own_folder(tiny_subject,
     assert subject.save(archive) == archive
 
 
+def test_saving_over_a_bundle_keeps_the_files_beside_it_but_none_of_its_own(tiny_subject, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_subject, folder)
+    (folder / "demo_clip.wav").write_bytes(b"RIFF clip")
+    (folder / "notes.txt").write_text("the artist's notes")
+    (folder / "arkit.safetensors").write_bytes(b"stale")      # a section this subject does not have
+    subject = load_subject(tiny_subject)
+    assert subject.arkit is None
+    replace(subject, manifest=dict(subject.manifest, description="retrained")).save(folder)
+    assert (folder / "demo_clip.wav").read_bytes() == b"RIFF clip"
+    assert (folder / "notes.txt").read_text() == "the artist's notes"
+    assert not (folder / "arkit.safetensors").exists()
+    assert load_subject(folder).manifest["description"] == "retrained"
+
+
 def test_save_refuses_to_overwrite_what_is_not_a_bundle(tiny_subject, tmp_path):
     subject = load_subject(tiny_subject)
     other = tmp_path / "documents"

@@ -171,12 +171,13 @@ class RigidBinding:
     def transforms(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each part's motion in a mesh frame (V, 3) metres: R (K, 3, 3), t (K, 3), float64."""
         rs, ts = [], []
+        cpu = vertices.detach().to("cpu") if any(idx.numel() for idx in self.anchors) else None
         for idx, rest in zip(self.anchors, self.anchor_rest):
             if idx.numel() == 0:
                 rs.append(torch.eye(3, dtype=torch.float64))
                 ts.append(torch.zeros(3, dtype=torch.float64))
             else:
-                r, t = kabsch(rest, vertices.detach().to("cpu").index_select(0, idx))
+                r, t = kabsch(rest, cpu.index_select(0, idx))
                 rs.append(r)
                 ts.append(t)
         if not rs:
@@ -185,15 +186,22 @@ class RigidBinding:
 
     def move(self, means: torch.Tensor, quats: torch.Tensor, vertices: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rigid Gaussians (Nr, 3) means, (Nr, 4) wxyz quats at rest -> in the frame (V, 3)."""
-        if self.num == 0:
+        """Rigid Gaussians (Nr, 3) means, (Nr, 4) wxyz quats at rest -> in the frame (V, 3).
+        Skull parts are left as they are; each anchored part costs one 3x3 SVD."""
+        moving = [k for k, idx in enumerate(self.anchors) if idx.numel()]
+        if self.num == 0 or not moving:
             return means, quats
         r, t = self.transforms(vertices)
-        q = torch.stack([rotation_to_quat(rk) for rk in r])
         dev, dt = means.device, means.dtype
         part = self.part.to(dev)
-        r_g, t_g, q_g = r.to(dev, dt)[part], t.to(dev, dt)[part], q.to(dev, dt)[part]
-        return torch.einsum("nij,nj->ni", r_g, means) + t_g, quat_multiply(q_g, quats)
+        out_means, out_quats = means, quats
+        for k in moving:
+            rows = part == k
+            rk, tk = r[k].to(dev, dt), t[k].to(dev, dt)
+            qk = rotation_to_quat(r[k]).to(dev, dt)
+            out_means = torch.where(rows[:, None], means @ rk.T + tk, out_means)
+            out_quats = torch.where(rows[:, None], quat_multiply(qk, quats), out_quats)
+        return out_means, out_quats
 
     def to(self, device: torch.device | str) -> "RigidBinding":
         return RigidBinding(self.names, self.part.to(device), self.anchors, self.anchor_rest)

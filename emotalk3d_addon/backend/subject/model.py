@@ -22,7 +22,7 @@ from ..paths import default_cache_dir
 from ..speech.emotion import EmotionConfig
 from ..speech.encoder import EncoderSpec
 from ..appearance.dynamic import AnimatedHead
-from ..appearance.storage import appearance_section, write_appearance
+from ..appearance.storage import APPEARANCE_FILE, CANONICAL_PLY, appearance_section, write_appearance
 from .archive import _check_overwrite, _extract_zip, _swap_in_folder, _write_zip
 from .checks import _FolderChecker
 from .format import (BASIS_FILE, EMOTION_FILE, ENCODER_DIR, ENCODER_FILES, FORMAT, FORMAT_VERSION,
@@ -69,7 +69,8 @@ class Subject:
         the encoder is bundled (default: ``self.encoder.source``). The bundle is written
         to a temporary folder next to ``path``, validated, then renamed into place; an
         existing bundle there is replaced, anything else there is refused (InputError).
-        Returns the written path.
+        Files an existing bundle folder holds beside its own (a demo clip, notes) are
+        carried into the new one; the bundle's own files never are. Returns the written path.
         """
         target = Path(path).expanduser().absolute()
         as_zip = target.name.lower().endswith(".zip")
@@ -96,6 +97,8 @@ class Subject:
             if as_zip:
                 _write_zip(tmp, target)
             else:
+                if target.is_dir():
+                    _carry_other_files(target, tmp)
                 _swap_in_folder(tmp, target)
         finally:
             if tmp.exists():
@@ -277,3 +280,17 @@ def _build_subject(checker: _FolderChecker) -> Subject:
                    encoder=checker.encoder_spec, appearance=checker.appearance,
                    arkit=None if "arkit" not in checker.tensors else
                    ArkitBasis(checker.tensors["arkit"]["shapes"], checker.tensors["arkit"]["present"].astype(bool)))
+
+
+BUNDLE_FILES = frozenset({MANIFEST, GEOMETRY_FILE, BASIS_FILE, S2G_FILE, EMOTION_FILE, ARKIT_FILE,
+                          CANONICAL_PLY, APPEARANCE_FILE, ENCODER_DIR})
+
+
+def _carry_other_files(old: Path, new: Path) -> None:
+    """Copy the plain top-level files of bundle folder ``old`` that are not the bundle's own
+    (``BUNDLE_FILES``) and that ``new`` lacks into ``new``."""
+    for item in old.iterdir():
+        if item.name in BUNDLE_FILES or item.name.startswith(".") or item.is_symlink() or not item.is_file():
+            continue
+        if not (new / item.name).exists():
+            shutil.copy2(item, new / item.name)

@@ -50,14 +50,7 @@ def add_arkit(bundle: Path, log=print) -> Path:
     shapes, present = arkit_shapes()
     if shapes.shape[1] != subject.geometry.num_vertices:
         raise ValueError(f"the rig's face has {shapes.shape[1]} vertices, the subject {subject.geometry.num_vertices}")
-    staged = bundle.with_name(f".{bundle.name}.arkit")
-    shutil.rmtree(staged, ignore_errors=True)
-    replace(subject, arkit=ArkitBasis(shapes, present)).save(staged)
-    for extra in bundle.iterdir():
-        if not (staged / extra.name).exists():
-            shutil.copy2(extra, staged / extra.name)
-    shutil.rmtree(bundle)
-    staged.rename(bundle)
+    replace(subject, arkit=ArkitBasis(shapes, present)).save(bundle)     # keeps the demo clip beside it
     log(f"ARKit shapes: {int(present.sum())} of 52 from the rig ({52 - int(present.sum())} absent) -> {bundle}")
     return bundle
 

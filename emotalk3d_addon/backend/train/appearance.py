@@ -8,9 +8,13 @@ on premultiplied RGB + alpha. The OTF set is densified (clone small / split larg
 Gaussians whose position gradient is high) and pruned (opacity < 0.005), as in 3DGS.
 
 Stage 2, G2ANet (SPEC 2.5): multi-view frames of every training sequence with their
-tracked meshes and emotion labels; the same photometric loss; G2ANet learns, and so do the
+tracked meshes and emotion labels; the same photometric loss. G2ANet learns, and so do the
 rigid parts' Gaussians, which the speech-free frame hides in part (teeth behind closed
-lips: only open-mouth frames show them); face and OTF Gaussians stay as stage 1 left them.
+lips: only open-mouth frames show them). With ``g2a_finetune_canonical`` (the default) every
+canonical Gaussian is fine-tuned too, face positions excepted (they stay bound to the mesh):
+one neutral frame cannot tell the face's own Gaussians from static completion Gaussians
+behind it that paint the skin through them, and those static copies are what ghosts
+(neutral brows left behind when the brows rise); frames of every emotion can tell them apart.
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ class AppearanceTrainConfig:
     max_gaussians: int = 400_000
     sh_warmup: int = 500              # steps per added SH degree (3DGS: 1000)
     rigid_parts: bool = True          # Gaussians on the dataset's rigid parts (eyeballs, teeth), if it has any
+    g2a_finetune_canonical: bool = True   # stage 2 also fine-tunes the canonical Gaussians (else: rigid ones only)
     seed: int = 0
 
 
@@ -213,14 +218,19 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
     bank = _ViewBank(dataset, views(dataset.split("train"), cameras))
     head.canonical = head.canonical.detach()
     groups = [{"params": list(head.net.parameters()), "lr": cfg.lr_g2a}]
-    fixed = None
-    if head.rigid.num:
-        # only the rigid rows learn: the others get no gradient, so Adam never moves them
+    fixed = None     # per canonical tensor, the rows that must not move (None: no canonical training)
+    if head.rigid.num or cfg.g2a_finetune_canonical:
+        # rows kept get no gradient, so Adam (no weight decay) never moves them
         means = head.canonical.means
         extent = float((means.max(0).values - means.min(0).values).norm())
         groups += _canonical_optimizer(head, cfg, extent).param_groups
-        fixed = torch.ones(head.canonical.num, dtype=torch.bool)
-        fixed[head.rigid_slice] = False
+        rows = torch.ones(head.canonical.num, dtype=torch.bool)
+        if cfg.g2a_finetune_canonical:
+            rows[:] = False
+        rows[head.rigid_slice] = False
+        face_bound = rows.clone()
+        face_bound[: head.binding.num] = True          # face positions stay bound to the mesh
+        fixed = [face_bound if t is head.canonical.means else rows for t in head.canonical.tensors()]
     optimizer = torch.optim.Adam(groups, eps=1e-15)
     rng = np.random.default_rng(cfg.seed + 1)
     history = []
@@ -230,12 +240,13 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if fixed is not None:
-            for t in head.canonical.tensors():
-                t.grad[fixed] = 0.0
+            for t, rows in zip(head.canonical.tensors(), fixed):
+                t.grad[rows] = 0.0
         optimizer.step()
         if fixed is not None:
             with torch.no_grad():
-                head.canonical.quats.copy_(torch.nn.functional.normalize(head.canonical.quats, dim=-1))
+                q, learn = head.canonical.quats, ~fixed[1]
+                q[learn] = torch.nn.functional.normalize(q[learn], dim=-1)
         history.append(loss.item())
         if progress:
             progress(step, loss.item())

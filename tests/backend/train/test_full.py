@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -28,7 +29,10 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
     assert sorted(set(head.rigid.part.tolist())) == [0, 1, 2, 3]
 
 
-def test_g2a_stage_trains_only_the_net_and_the_rigid_gaussians(full_subject, tiny_multiview):
+@pytest.mark.parametrize("finetune", [False, True])
+def test_g2a_stage_trains_what_it_should(full_subject, tiny_multiview, finetune):
+    """The net always; the rigid Gaussians always; the other canonical Gaussians only when
+    fine-tuning, and never the face positions, which are bound to the mesh."""
     from emotalk3d_addon.backend.datasets.layout import load_dataset
     from emotalk3d_addon.backend.datasets.multiview import load_cameras
     from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig, train_g2a
@@ -37,12 +41,14 @@ def test_g2a_stage_trains_only_the_net_and_the_rigid_gaussians(full_subject, tin
     before = [t.detach().clone() for t in head.canonical.tensors()]
     net_before = [p.detach().clone() for p in head.net.parameters()]
     train_g2a(load_dataset(tiny_multiview), load_cameras(tiny_multiview), head,
-              AppearanceTrainConfig(g2a_steps=3, sh_degree=1), log=lambda _: None)
-    rows = head.rigid_slice
-    for old, new in zip(before, head.canonical.tensors()):
-        assert not new.requires_grad
-        assert torch.equal(old[: rows.start], new[: rows.start])       # face and OTF as stage 1 left them
-    assert any(not torch.equal(old[rows], new[rows]) for old, new in zip(before, head.canonical.tensors()))
+              AppearanceTrainConfig(g2a_steps=3, sh_degree=1, g2a_finetune_canonical=finetune), log=lambda _: None)
+    after = head.canonical.tensors()
+    rows, nf = head.rigid_slice, head.binding.num
+    assert not any(t.requires_grad for t in after)
+    assert torch.equal(before[0][:nf], after[0][:nf])                    # face means
+    assert any(not torch.equal(old[rows], new[rows]) for old, new in zip(before, after))
+    others_moved = any(not torch.equal(old[: rows.start], new[: rows.start]) for old, new in zip(before, after))
+    assert others_moved == finetune
     assert any(not torch.equal(a, b) for a, b in zip(net_before, head.net.parameters()))
 
 
