@@ -263,7 +263,7 @@ class AnimatedHead:
             pts = sample_surface(part, count, generator)
             spacing = math.sqrt(part.area() / count)
             sets.append(GaussianSet.from_points(pts, sh_degree=g2a.sh_degree, scale=0.5 * spacing, opacity=opacity))
-            part_of.append(torch.full((count,), k, dtype=torch.int64))
+            part_of.append(torch.full((pts.shape[0],), k, dtype=torch.int64))
         rigid = RigidBinding.build([p.name for p in rigid_parts],
                                    torch.cat(part_of) if part_of else torch.zeros(0, dtype=torch.int64),
                                    [p.anchor for p in rigid_parts], template)

@@ -54,6 +54,8 @@ class RigidPart:
             raise ValueError(f"rigid part {self.name!r}: triangles index outside its {v.shape[0]} vertices")
         if not np.isfinite(v).all():
             raise ValueError(f"rigid part {self.name!r}: vertices contain NaN/Inf")
+        if not self.area() > 0:
+            raise ValueError(f"rigid part {self.name!r} has no surface area to seed Gaussians on")
         if a.ndim != 1 or 0 < a.size < MIN_ANCHOR:
             raise ValueError(f"rigid part {self.name!r}: anchor must be empty (the skull) or hold at least "
                              f"{MIN_ANCHOR} vertex indices, got shape {a.shape}")

@@ -116,3 +116,73 @@ def test_damaged_g2anet_tensors_are_refused_by_name(subject_with_appearance, tmp
         with pytest.raises(BundleError):
             load_subject(case)
     assert accepted < 40 // 2
+
+
+@pytest.fixture
+def subject_with_rigid_parts(tmp_path):
+    from emotalk3d_addon.backend.appearance.completion import CompletionConfig
+    from emotalk3d_addon.backend.appearance.dynamic import AnimatedHead
+    from emotalk3d_addon.backend.appearance.g2anet import G2AConfig
+    from emotalk3d_addon.backend.appearance.rigid import RigidPart
+    from tests.backend.appearance.test_storage import VIEW
+    from tests.backend.fixtures_subject import make_tiny_subject
+
+    subject = make_tiny_subject(tmp_path)
+    g = subject.geometry
+    tri = np.array([[0, 1, 2], [1, 3, 2]])
+    lo = g.template.min(0)
+    plate = (lo + np.array([[0, 0, 0], [0.02, 0, 0], [0, 0, 0.02], [0.02, 0, 0.02]])).astype(np.float32)
+    parts = [RigidPart("skull_plate", plate, tri, np.zeros(0, np.int64)),
+             RigidPart("jaw_plate", plate - np.float32(0.002), tri, np.arange(5, 15, dtype=np.int64))]
+    subject.appearance = AnimatedHead.initial(g.template, g.triangles, g.uvs, g.face_mask,
+                                              g2a=G2AConfig(sh_degree=1, hidden=16),
+                                              completion=CompletionConfig(num_points=100, seed=1),
+                                              rigid_parts=parts, rigid_per_cm2=5.0)
+    subject.manifest["appearance"] = {"view": VIEW}
+    return subject.save(tmp_path / "with_rigid")
+
+
+def _damage_rigid(tensors: dict, manifest: dict, rng: np.random.Generator, num_vertices: int) -> None:
+    names = sorted(k for k in tensors if k.startswith("rigid.") and tensors[k].numel())   # the skull's is empty
+    name = names[rng.integers(len(names))]
+    t = tensors[name]
+    kind = rng.integers(8)
+    if kind == 0:
+        tensors.pop(name)                                        # missing
+    elif kind == 1:
+        tensors["rigid.part"] = torch.cat([tensors["rigid.part"], tensors["rigid.part"][:1]])   # one too many
+    elif kind == 2:
+        tensors[name] = t.to(torch.int32)                        # another dtype
+    elif kind == 3:
+        tensors[name] = t.clone()
+        tensors[name][rng.integers(t.numel())] = -1 if rng.integers(2) else (num_vertices if "anchor" in name else 2)
+    elif kind == 4 and "anchor" in name:
+        tensors[name] = t[:2]                                    # too few to fit a rotation
+    elif kind == 5:
+        manifest["num_rigid"] += int(rng.choice([-1, 1]))        # the manifest disagrees with the files
+    elif kind == 6:
+        k = int(rng.integers(2))                                 # a bad name, the other's name, none
+        manifest["rigid_parts"][k] = str(rng.choice(["Jaw Plate", manifest["rigid_parts"][1 - k], ""]))
+    else:
+        tensors["rigid.anchor.unknown_part"] = torch.arange(3)   # a tensor no part names
+
+
+def test_damaged_rigid_parts_are_refused_by_name(subject_with_rigid_parts, tmp_path):
+    import json
+
+    path = subject_with_rigid_parts
+    assert load_subject(path).appearance.rigid.num > 0
+    tensors = load_file(str(path / "appearance.safetensors"))
+    manifest = json.loads((path / "subject.json").read_text())
+    v = load_subject(path).geometry.num_vertices
+    for seed in range(30):
+        case = tmp_path / f"rigid{seed}"
+        shutil.copytree(path, case)
+        t, m = dict(tensors), json.loads(json.dumps(manifest))
+        _damage_rigid(t, m["appearance"], np.random.default_rng(seed), v)
+        save_file(t, str(case / "appearance.safetensors"))
+        (case / "subject.json").write_text(json.dumps(m))
+        defects = validate_subject(case)
+        assert defects and any("appearance" in d or "rigid" in d for d in defects), (seed, defects)
+        with pytest.raises(BundleError):
+            load_subject(case)

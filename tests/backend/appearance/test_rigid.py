@@ -78,6 +78,9 @@ def test_surface_samples_lie_on_the_triangles_in_proportion_to_area():
 
 def test_a_part_is_refused_by_what_is_wrong():
     v, t = np.zeros((3, 3), np.float32), np.array([[0, 1, 2]])
+    with pytest.raises(ValueError, match="no surface area"):
+        RigidPart("eye", v, t, np.zeros(0, np.int64))          # three points in one place
+    v = np.eye(3, dtype=np.float32) * 0.01
     with pytest.raises(ValueError, match="name"):
         RigidPart("Eye L", v, t, np.zeros(0, np.int64))
     with pytest.raises(ValueError, match="outside"):
