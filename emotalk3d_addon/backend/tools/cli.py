@@ -195,7 +195,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=None if args.bundled_encoder else args.encoder,
                        bundled_encoder=args.bundled_encoder or "small", seed=args.seed, corpus=args.corpus),
         AppearanceTrainConfig(canonical_steps=args.canonical_steps, g2a_steps=args.g2a_steps,
-                              num_otf=args.completion_points, sh_degree=args.sh_degree, seed=args.seed))
+                              num_otf=args.completion_points, sh_degree=args.sh_degree, seed=args.seed,
+                              rigid_parts=not args.no_rigid_parts,
+                              g2a_finetune_canonical=not args.freeze_canonical))
     train_subject(args.data, args.out, cfg, resume=args.resume, name=args.name)
     return 0
 
@@ -206,7 +208,9 @@ def _cmd_train_appearance(args: argparse.Namespace) -> int:
 
     cfg = AppearanceTrainConfig(canonical_steps=getattr(args, "steps", 3000), g2a_steps=getattr(args, "steps", 3000),
                                 num_otf=getattr(args, "completion_points", 85_500),
-                                sh_degree=getattr(args, "sh_degree", 3), seed=args.seed)
+                                sh_degree=getattr(args, "sh_degree", 3), seed=args.seed,
+                                rigid_parts=not getattr(args, "no_rigid_parts", False),
+                                g2a_finetune_canonical=not getattr(args, "freeze_canonical", False))
     stage = canonical_into_bundle if args.command == "train-canonical" else g2a_into_bundle
     print(f"wrote {stage(args.data, args.subject, cfg)}")
     return 0
@@ -218,6 +222,16 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote the {args.preset} dataset to {out}")
     return 0
+
+
+def _add_appearance_flags(p: argparse.ArgumentParser, rigid: bool, freeze: bool) -> None:
+    if rigid:
+        p.add_argument("--no-rigid-parts", action="store_true",
+                       help="no Gaussians for the dataset's rigid parts (eyeballs, teeth), even if it has them")
+    if freeze:
+        p.add_argument("--freeze-canonical", action="store_true",
+                       help="the G2ANet stage trains only G2ANet (and rigid parts), as the paper does; "
+                            "by default it fine-tunes the canonical Gaussians too")
 
 
 def _add_encoder_args(p: argparse.ArgumentParser) -> None:
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g2a-steps", type=int, default=3000)
     p.add_argument("--completion-points", type=int, default=85_500, help="head-completion (OTF) points")
     p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
+    _add_appearance_flags(p, rigid=True, freeze=True)
     _add_encoder_args(p)
     p.add_argument("--corpus", help="a speech corpus (make-corpus) for the speech-to-geometry stage")
     p.add_argument("--seed", type=int, default=0)
@@ -341,11 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--completion-points", type=int, default=85_500)
     p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
+    _add_appearance_flags(p, rigid=True, freeze=False)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("train-g2a", help="train the bundle's G2ANet on multi-view frames with their meshes")
     p.add_argument("--data", required=True)
     p.add_argument("--subject", required=True)
     p.add_argument("--steps", type=int, default=3000)
+    _add_appearance_flags(p, rigid=False, freeze=True)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("make-corpus", help="build a multi-engine, multi-voice speech corpus for S2GNet")
     p.add_argument("--out", required=True, help="corpus folder (rerun with the same folder to resume)")

@@ -125,3 +125,19 @@ def test_stagewise_commands_write_into_the_bundle(tmp_path, capsys, full_subject
                  "--completion-points", "200", "--sh-degree", "0"]) == 0
     staged = load_subject(bundle)
     assert staged.appearance.canonical.sh_degree == 0 and validate_subject(bundle) == []
+
+
+def test_the_appearance_commands_can_leave_out_rigid_parts_and_freeze_the_canonical_set(
+        tmp_path, full_subject, tiny_multiview):
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(full_subject, bundle)
+    assert main(["train-canonical", "--data", str(tiny_multiview), "--subject", str(bundle), "--steps", "2",
+                 "--completion-points", "50", "--sh-degree", "1", "--no-rigid-parts"]) == 0
+    head = load_subject(bundle).appearance
+    assert head.rigid.num == 0 and "rigid_parts" not in load_subject(bundle).manifest["appearance"]
+    before = head.canonical.means.clone()
+    assert main(["train-g2a", "--data", str(tiny_multiview), "--subject", str(bundle), "--steps", "2",
+                 "--freeze-canonical"]) == 0
+    assert torch.equal(load_subject(bundle).appearance.canonical.means, before)
