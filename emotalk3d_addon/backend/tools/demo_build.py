@@ -22,7 +22,7 @@ SEED = 0
 DEMO_CONFIG = FullTrainConfig(
     S2GTrainConfig(steps=3000, batch=8, crop_frames=100, min_crop_frames=32, encoder="whisper:tiny.en",
                    checkpoint_every=250, seed=SEED),
-    AppearanceTrainConfig(canonical_steps=600, g2a_steps=2000, num_otf=30_000, sh_degree=1, seed=SEED),
+    AppearanceTrainConfig(canonical_steps=600, g2a_steps=8000, num_otf=30_000, sh_degree=1, seed=SEED),
 )
 
 
