@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .g2anet import quat_multiply
+from .placement import rotmat_to_quat
 
 MIN_ANCHOR = 3                 # a rigid fit needs at least three points
 MAX_PARTS = 16
@@ -103,37 +105,6 @@ def kabsch(rest: torch.Tensor, posed: torch.Tensor) -> tuple[torch.Tensor, torch
     return r, cb - r @ ca
 
 
-def rotation_to_quat(r: torch.Tensor) -> torch.Tensor:
-    """(3, 3) rotation -> (4,) unit quaternion wxyz (Shepperd's method, float64)."""
-    r = r.double()
-    tr = r.trace()
-    cands = torch.stack([tr, r[0, 0], r[1, 1], r[2, 2]])
-    k = int(torch.argmax(cands))
-    if k == 0:
-        s = torch.sqrt(1.0 + tr) * 2
-        q = torch.stack([0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s])
-    elif k == 1:
-        s = torch.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2]) * 2
-        q = torch.stack([(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s])
-    elif k == 2:
-        s = torch.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2]) * 2
-        q = torch.stack([(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s])
-    else:
-        s = torch.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1]) * 2
-        q = torch.stack([(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s])
-    return q / q.norm()
-
-
-def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product a * b of wxyz quaternions, broadcast over leading dimensions."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
-                        aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx,
-                        aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
 @dataclass(frozen=True, eq=False)
 class RigidBinding:
     """The rigid Gaussians of a subject, Nr of them, in K parts.
@@ -200,7 +171,7 @@ class RigidBinding:
         for k in moving:
             rows = part == k
             rk, tk = r[k].to(dev, dt), t[k].to(dev, dt)
-            qk = rotation_to_quat(r[k]).to(dev, dt)
+            qk = rotmat_to_quat(r[k][None])[0].to(dev, dt)
             out_means = torch.where(rows[:, None], means @ rk.T + tk, out_means)
             out_quats = torch.where(rows[:, None], quat_multiply(qk, quats), out_quats)
         return out_means, out_quats
