@@ -62,10 +62,14 @@ class RigidPart:
             raise ValueError(f"rigid part {self.name!r}: anchor must be empty (the skull) or hold at least "
                              f"{MIN_ANCHOR} vertex indices, got shape {a.shape}")
 
+    def triangle_areas(self) -> np.ndarray:
+        """(T,) float64 area of every triangle, square metres."""
+        p = self.vertices.astype(np.float64)[self.triangles]
+        return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+
     def area(self) -> float:
         """Surface area, square metres."""
-        p = self.vertices.astype(np.float64)[self.triangles]
-        return float(0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum())
+        return float(self.triangle_areas().sum())
 
 
 def part_name_problem(name: object) -> str | None:
@@ -79,7 +83,7 @@ def sample_surface(part: RigidPart, count: int, generator: torch.Generator) -> t
     """(count, 3) float32 points uniform over the part's surface (area-weighted triangles,
     uniform barycentrics), metres."""
     p = torch.from_numpy(part.vertices.astype(np.float64)[part.triangles])       # (T, 3, 3)
-    area = 0.5 * torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]).norm(dim=1)
+    area = torch.from_numpy(part.triangle_areas())
     if count <= 0 or float(area.sum()) <= 0:
         return torch.zeros(0, 3)
     tri = torch.multinomial(area / area.sum(), count, replacement=True, generator=generator)
