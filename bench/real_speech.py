@@ -162,26 +162,43 @@ def _stm(text: str) -> list[tuple[float, float, str]]:
     return rows
 
 
-def _first_pass(samples: np.ndarray, words: list[str]):
-    """A decoder that has aligned ``samples`` to the known ``words`` (word level), the
-    words it lacks, and the PCM; (None, missing, pcm) when no beam finds a path."""
+def _word_pass(pcm: bytes, words: list[str], beams: dict):
+    """(decoder, known words, how many of them the word-level alignment placed)."""
     from pocketsphinx import Decoder
 
+    decoder = Decoder(samprate=ALIGN_RATE, lm=None, loglevel="FATAL", **beams)
+    known = [w for w in words if decoder.lookup_word(w)]
+    if not known:
+        return decoder, known, 0
+    decoder.set_align_text(" ".join(known))
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return decoder, known, len(hyp.hypstr.split()) if hyp is not None else 0
+
+
+def _first_pass(samples: np.ndarray, words: list[str]):
+    """A decoder that has aligned ``samples`` to the known ``words`` (word level), the
+    words left out, and the PCM; (None, missing, pcm) when no beam finds a path.
+
+    Left out are the words the dictionary lacks and, when even the wide beams find no path
+    through all of them, the words after the longest prefix (at least half the words) that
+    they do find one through: speech cut off by the end of an utterance's time, or talked over."""
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    missing: list[str] = []
+    missing: list[str] = [w for w in words]
     for beams in (BEAMS_DEFAULT, BEAMS_WIDE):
-        decoder = Decoder(samprate=ALIGN_RATE, lm=None, loglevel="FATAL", **beams)
-        known = [w for w in words if decoder.lookup_word(w)]
+        decoder, known, placed = _word_pass(pcm, words, beams)
         missing = [w for w in words if w not in known]
         if not known:
             return None, missing, pcm
-        decoder.set_align_text(" ".join(known))
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        if hyp is not None and len(hyp.hypstr.split()) == len(known):   # every word placed
+        if placed == len(known):                # every word placed
             return decoder, missing, pcm
+    longest = placed if placed >= max(1, len(known) // 2) else len(known) - 1
+    for n in range(longest, max(1, len(known) // 2) - 1, -1):     # the longest prefix the speech holds
+        decoder, _, again = _word_pass(pcm, known[:n], BEAMS_WIDE)
+        if again == n:
+            return decoder, missing + known[n:], pcm
     return None, missing, pcm
 
 
@@ -193,8 +210,8 @@ def align(samples: np.ndarray, words: list[str]) -> tuple[list[tuple[float, floa
     Word level first (retried with wider beams when no path is found), then phones. Where
     the phone pass finds no path (it does on some spontaneous speech), the piece is cut in
     two at a silence or word boundary near its middle and each half aligned on its own; a
-    single word that still fails gets its dictionary phones spaced evenly over the word
-    level's time. RuntimeError when the word level finds no path at all."""
+    single word that still fails, or a half whose words find no path on their own, gets
+    its dictionary phones spaced evenly over the word level's time. RuntimeError when the word level finds no path at all."""
     decoder, missing, pcm = _first_pass(samples, words)
     if decoder is None:
         if len(missing) == len(words):
@@ -213,17 +230,29 @@ def align(samples: np.ndarray, words: list[str]) -> tuple[list[tuple[float, floa
         pass
     spoken = [(w, a, b) for w, a, b in segments if _is_word(w)]
     if len(spoken) == 1:
-        word, a, b = spoken[0]
-        phones = (decoder.lookup_word(word) or decoder.lookup_word(word.split("(")[0]) or "").split()
-        edges = np.linspace(a, b + 1, len(phones) + 1) * FRAME_S
-        return [(float(edges[i]), float(edges[i + 1]), ph) for i, ph in enumerate(phones)], missing, 1
+        return _evenly_spaced(decoder, spoken), missing, 1
     rows, evenly = [], 0
     for lo, hi, part in _halves(segments):
         x, y = int(lo * FRAME_S * ALIGN_RATE), int(hi * FRAME_S * ALIGN_RATE)
-        got, _, n = align(samples[x:y], part)
-        rows += [(s + lo * FRAME_S, e + lo * FRAME_S, p) for s, e, p in got]
+        try:
+            got, _, n = align(samples[x:y], part)
+            rows += [(s + lo * FRAME_S, e + lo * FRAME_S, p) for s, e, p in got]
+        except RuntimeError:        # no path through this half on its own: keep the whole's word times
+            inside = [(w, a, b) for w, a, b in segments if _is_word(w) and lo <= a < hi]
+            got, n = _evenly_spaced(decoder, inside), len(inside)
+            rows += got
         evenly += n
     return rows, missing, evenly
+
+
+def _evenly_spaced(decoder, spoken: list[tuple[str, int, int]]) -> list[tuple[float, float, str]]:
+    """Each word's dictionary phones spaced evenly over its word-level frames [a, b]."""
+    rows = []
+    for word, a, b in spoken:
+        phones = (decoder.lookup_word(word) or decoder.lookup_word(word.split("(")[0]) or "").split()
+        edges = np.linspace(a, b + 1, len(phones) + 1) * FRAME_S
+        rows += [(float(edges[i]), float(edges[i + 1]), ph) for i, ph in enumerate(phones)]
+    return rows
 
 
 def _is_word(name: str) -> bool:
@@ -289,7 +318,7 @@ def prepare_all(cache: Path, log=print) -> list[tuple[RealRecording, Path, Path]
     for rec in RECORDINGS:
         audio, phones, missing = prepare(rec, cache)
         if missing:
-            log(f"{rec.name}: words the aligner's dictionary lacks, left out: {' '.join(sorted(set(missing)))}")
+            log(f"{rec.name}: words left out of the alignment (not in its dictionary, or not placed): {' '.join(sorted(set(missing)))}")
         out.append((rec, audio, phones))
     return out
 

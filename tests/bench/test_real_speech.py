@@ -57,3 +57,21 @@ def test_aligner_places_the_phones_where_the_synthesiser_spoke_them():
     spoken = [ph.start for ph in utt.phonemes if ph.ipa in ("m", "b", "p")]
     assert len(aligned) == len(spoken) == 5
     assert np.abs(np.array(aligned) - np.array(spoken)).max() < 0.04, (aligned, spoken)
+
+
+def test_words_past_the_end_of_the_speech_are_left_out_and_the_rest_aligned():
+    """A transcript that runs past the audio (an utterance cut off, or talked over): the
+    words the speech holds are aligned where flite spoke them, the rest are reported."""
+    pytest.importorskip("pocketsphinx")
+    from emotalk3d_addon.backend.datasets.speech_corpus.engines import Prosody, Voice, available, synthesize
+
+    if not available("flite"):
+        pytest.skip("flite is needed (make sysdeps)")
+    utt = synthesize(Voice("flite", "slt"), "my mother bought a map", Prosody(1.0, 0.0, 0.0, {}))
+    rows, missing, _ = real_speech.align(utt.samples, ["my", "mother", "bought", "a", "map", "of", "the",
+                                                       "western", "islands"])
+    assert missing[-2:] == ["western", "islands"] and "map" not in missing
+    aligned = [a for a, _, p in rows if p in ("M", "B", "P")]
+    spoken = [ph.start for ph in utt.phonemes if ph.ipa in ("m", "b", "p")]
+    assert len(aligned) >= 4
+    assert np.abs(np.array(aligned[:4]) - np.array(spoken[:4])).max() < 0.05, (aligned, spoken)
