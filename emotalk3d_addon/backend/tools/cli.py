@@ -181,7 +181,8 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          bundled_encoder=args.bundled_encoder or "small", hidden=args.hidden, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, corpus=args.corpus,
                          min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine),
-                         lip_weight=args.lip_weight)
+                         lip_weight=args.lip_weight, closure_weight=args.closure_weight,
+                         feature_dropout=args.feature_dropout, ema_decay=args.ema_decay)
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
     return 0
 
@@ -326,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lip-weight", type=float, default=0.0,
                    help="weight of the lip-gap error beside the vertex error (0: off)")
+    p.add_argument("--closure-weight", type=float, default=0.0,
+                   help="weight of the lips left open on p/b/m frames of the synthesiser's phones (0: off)")
+    p.add_argument("--feature-dropout", type=float, default=0.0, help="dropout on the speech features in training")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="> 0: the bundle keeps this exponential moving average of the weights (e.g. 0.998)")
     p.add_argument("--hidden", type=int, default=256)
     _add_encoder_args(p)
     p.add_argument("--corpus", help="a speech corpus (make-corpus) to train on beside the dataset")

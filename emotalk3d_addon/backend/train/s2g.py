@@ -11,12 +11,19 @@ Loss (millimetres, so magnitudes are O(1)):
     velocity = mean |(pred_t - pred_t-1) - (target_t - target_t-1)|^2
     emotion  = soft cross-entropy(emotion logits, per-frame label weights)
                + (intensity - per-frame label intensity)^2
+    lip      = mean (|pred lip gap| - |target lip gap|)^2        upper to lower lip landmark, mm
+    closure  = mean over p/b/m frames of max(0, pred gap - target gap)^2   (the lips must shut)
     total    = vertex + velocity_weight * velocity + emotion_weight * emotion
+               + lip_weight * lip + closure_weight * closure
 
 Each step's crops have a random length in [min_crop_frames, crop_frames], so the emotion
 extractor never learns a fixed window. Batches are drawn from a generator seeded by
 (seed, step), so a resumed run draws the same batches as an uninterrupted one.
 Checkpoints are safetensors.
+
+Against the gap between the synthetic training voices and real speech: input features can
+be dropped out (``feature_dropout``), and the bundle can take an exponential moving average
+of the weights (``ema_decay``) instead of the last step's, which varies from step to step.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..io.audio import Waveform, load_audio
 from ..datasets.layout import SpeechDataset, load_dataset
@@ -40,6 +48,7 @@ from ..speech.emotion import EmotionConfig, EmotionExtractor
 from ..speech.cache import FeatureCache
 from ..speech.encoder import EncoderSpec, SpeechEncoder, encoder_spec_from_name, load_encoder, new_bundled_encoder
 from ..speech.framerate import features_to_frames
+from ..speech.phones import is_bilabial
 from ..subject import Geometry, Subject, make_manifest
 from ..timebase import parse_fps
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -57,6 +66,9 @@ class S2GTrainConfig:
     velocity_weight: float = 10.0
     emotion_weight: float = 0.1
     lip_weight: float = 0.0             # weight of the lip-gap error (upper to lower lip landmark, mm²)
+    closure_weight: float = 0.0         # weight of the lips left open on p/b/m frames (one-sided, mm²)
+    feature_dropout: float = 0.0        # dropout on the speech features in training
+    ema_decay: float = 0.0              # > 0: the bundle keeps this moving average of the weights
     hidden: int = 256
     layers: int = 2
     encoder: str | None = None          # "whisper:<model>" or a HuBERT hub id / folder (frozen)
@@ -84,6 +96,35 @@ class _Clip:
     samples: list[torch.Tensor]         # per audio copy (N,) float32 16 kHz (bundled encoder only)
     features: list[torch.Tensor]        # per audio copy (F, D) float16 (frozen encoder only)
     emotion_labelled: bool = True       # False: its emotion labels do not fit its prosody (a tempo copy)
+    bilabial: torch.Tensor | None = None   # (F,) bool: frames of a p/b/m phone (None: phones unknown)
+
+
+def bilabial_frames(phones, frames: int, fps: Fraction | float) -> torch.Tensor:
+    """(F,) bool: frames whose time (i / fps, seconds) lies in a p/b/m phone [start, end);
+    a phone shorter than a frame marks the frame nearest its middle. ``phones``: (start s,
+    end s, IPA) rows."""
+    fps = float(fps)
+    mask = np.zeros(frames, bool)
+    for start, stop, ipa in phones:
+        if not is_bilabial(ipa):
+            continue
+        a, b = int(np.ceil(start * fps - 1e-9)), int(np.ceil(stop * fps - 1e-9))
+        if b <= a:
+            a = int(round(0.5 * (start + stop) * fps))
+            b = a + 1
+        mask[max(a, 0):max(min(b, frames), 0)] = True
+    return torch.from_numpy(mask)
+
+
+def _sequence_phones(folder: Path) -> list:
+    """The synthesiser's phone times of a dataset sequence (its meta.json), or [] when absent."""
+    import json
+
+    try:
+        rows = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("phonemes", [])
+        return [(float(a), float(b), str(p)) for a, b, p in rows]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _labels(weights: np.ndarray, intensity: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,8 +164,10 @@ def _dataset_clips(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list
         cond, label, level = _labels(np.tile(one_hot(seq.emotion), (frames, 1)), np.full(frames, intensity, np.float32))
         target = torch.from_numpy(meshes[:frames] - template[None])
         samples, feats = _audio(wave, frozen, None, frames, fps)
+        phones = _sequence_phones(seq.folder)
         clips.append(_Clip(seq.name, fps, frames, cond, label, level, lambda a, b, t=target: t[a:b],
-                           [samples] if samples is not None else [], [feats] if feats is not None else []))
+                           [samples] if samples is not None else [], [feats] if feats is not None else [],
+                           bilabial=bilabial_frames(phones, frames, fps) if phones else None))
     if not clips:
         raise DatasetError(f"{dataset.root} has no sequences in the 'train' split")
     return clips
@@ -153,7 +196,8 @@ def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
             (samples if s is not None else feats).append(s if s is not None else f)
         clips.append(_Clip(rec.name, fps, rec.frames, cond, label, level,
                            lambda a, b, m=motion: torch.from_numpy(np.asarray(m[a:b], np.float32)), samples, feats,
-                           emotion_labelled="tempo" not in rec.meta))
+                           emotion_labelled="tempo" not in rec.meta,
+                           bilabial=bilabial_frames(rec.phones, rec.frames, fps)))
         if i % max(1, len(train) // 10) == 0 or i == len(train):
             log(f"corpus features: {i}/{len(train)} recordings ({time.perf_counter() - started:.0f} s)")
     return clips
@@ -225,12 +269,15 @@ def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> t
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
            cfg: S2GTrainConfig, labelled: torch.Tensor | None = None,
-           lips: tuple[int, int, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+           lips: tuple[int, int, torch.Tensor] | None = None,
+           closure: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres,
     label (B,L,8) emotion weights, intensity (B,L); ``labelled`` (B,) bool: the clips whose
     emotion labels the extractor learns from (all when None); ``lips`` (upper, lower landmark
     vertex, template upper - lower (3,) mm): adds the lip gap's error, weighted by
-    ``cfg.lip_weight`` (the vertex term alone averages the lips away among all vertices)."""
+    ``cfg.lip_weight`` (the vertex term alone averages the lips away among all vertices);
+    ``closure`` (B,L) bool, the p/b/m frames, with ``lips``: adds how far the predicted lips
+    stay more open than the target's there (one-sided, mm²), weighted by ``cfg.closure_weight``."""
     pred = s2g(features, cond) * MM
     goal = target * MM
     vertex = (pred - goal).square().sum(-1).mean()
@@ -244,8 +291,14 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
     if lips is not None:
         upper, lower, rest = lips
         gap = lambda d: (rest + d[:, :, upper] - d[:, :, lower]).norm(dim=-1)      # (B, L) mm
-        terms["lip"] = (gap(pred) - gap(goal)).square().mean()
+        predicted, wanted = gap(pred), gap(goal)
+        terms["lip"] = (predicted - wanted).square().mean()
         total = total + cfg.lip_weight * terms["lip"]
+        if closure is not None:
+            shut = closure.to(predicted.dtype)
+            left_open = (predicted - wanted).clamp_min(0.0).square()
+            terms["closure"] = (left_open * shut).sum() / shut.sum().clamp_min(1.0)
+            total = total + cfg.closure_weight * terms["closure"]
     return {"total": total} | terms
 
 
@@ -290,9 +343,12 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     wrapped = {k: ddp.wrap(m) for k, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    averaged = {k: AveragedModel(modules[k], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+                for k in ("s2g", "emotion")} if cfg.ema_decay > 0 else {}
+    saved = modules | {f"{k}_ema": m for k, m in averaged.items()}
     step, history = 0, []
     if resume and ckpt_path.is_file():
-        step, history = load_checkpoint(ckpt_path, modules, optimizer)
+        step, history = load_checkpoint(ckpt_path, saved, optimizer)
         log(f"resumed from {ckpt_path} at step {step}")
     held = _validation_set(corpus, cfg, frozen) if ddp.is_main else []
     marks = dataset.topology.landmarks
@@ -300,7 +356,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     if None in lips:
         held = []
     lip_term = None
-    if cfg.lip_weight > 0 and None not in lips:
+    if (cfg.lip_weight > 0 or cfg.closure_weight > 0) and None not in lips:
         rest = dataset.topology.template[lips[0]] - dataset.topology.template[lips[1]]
         lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM))
     longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
@@ -318,7 +374,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         starts = [int(rng.integers(0, clips[i].num_frames - crop + 1)) for i in picks]
         copies = [int(rng.integers(0, 1 << 16)) for _ in picks]
         picks, starts, copies = ddp.shard(list(picks)), ddp.shard(starts), ddp.shard(copies)
-        feats, conds, targets, labels, levels, labelled = [], [], [], [], [], []
+        feats, conds, targets, labels, levels, labelled, shut = [], [], [], [], [], [], []
         for i, start, copy in zip(picks, starts, copies):
             clip, stop = clips[i], start + crop
             feats.append(_clip_features(clip, copy, wrapped.get("encoder"))[start:stop])
@@ -327,12 +383,19 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
             labels.append(clip.label[start:stop])
             levels.append(clip.intensity[start:stop])
             labelled.append(clip.emotion_labelled)
-        terms = losses(wrapped["s2g"], wrapped["emotion"], torch.stack(feats), torch.stack(conds), torch.stack(targets),
-                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled), lip_term)
+            shut.append(clip.bilabial[start:stop] if clip.bilabial is not None else torch.zeros(crop, dtype=torch.bool))
+        features = torch.stack(feats)
+        if cfg.feature_dropout > 0:
+            features = torch.nn.functional.dropout(features, cfg.feature_dropout)
+        terms = losses(wrapped["s2g"], wrapped["emotion"], features, torch.stack(conds), torch.stack(targets),
+                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled), lip_term,
+                       torch.stack(shut) if cfg.closure_weight > 0 else None)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        for k, m in averaged.items():
+            m.update_parameters(modules[k])
         step += 1
         history.append({"step": step} | {k: float(ddp.mean(v)) for k, v in terms.items()})
         if step % max(1, cfg.steps // 20) == 0 or step == cfg.steps:
@@ -341,18 +404,24 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
                 f"velocity {h['velocity']:.4f}  emotion {h['emotion']:.3f}  "
                 f"({time.perf_counter() - started:.0f} s)")
         if held and (step % cfg.validate_every == 0 or step == cfg.steps):
-            v = validate(s2g, extractor, held, dataset.topology.template, lips)
+            v = validate(*_kept(modules, averaged), held, dataset.topology.template, lips)
             history[-1].update(v)
             log(f"held-out voices at step {step}: aperture~phones r={v['val_correlation']:.3f} "
                 f"(loudness {v['val_loudness_correlation']:.3f}), partial {v['val_partial']:.3f}, closures "
                 f"{100 * np.nan_to_num(v['val_closure_share']):.0f} %, vertex {v['val_vertex']:.3f} mm², "
                 f"emotion accuracy {100 * v['val_emotion_accuracy']:.0f} %")
         if ddp.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(ckpt_path, modules, optimizer, step, history)
+            save_checkpoint(ckpt_path, saved, optimizer, step, history)
     if ddp.is_main:
-        _write_subject(dataset, corpus, out, cfg, s2g, extractor, encoder, name, log)
+        _write_subject(dataset, corpus, out, cfg, *_kept(modules, averaged), encoder, name, log)
     ddp.barrier()
     return history
+
+
+def _kept(modules: dict, averaged: dict) -> tuple[S2GNet, EmotionExtractor]:
+    """The S2GNet and emotion extractor the bundle keeps: the moving averages when kept."""
+    pick = lambda k: averaged[k].module if k in averaged else modules[k]
+    return pick("s2g"), pick("emotion")
 
 
 def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfig, s2g: S2GNet,

@@ -156,3 +156,79 @@ def test_the_lip_gap_term_measures_the_opening_error_in_mm():
     assert "lip" not in without
     torch.testing.assert_close(off["total"], without["total"] + 0.5 * off["lip"])
     assert MM == 1000.0
+
+
+def test_bilabial_frames_are_the_frames_inside_p_b_m_phones():
+    """At 25 fps frame i is at i / 25 s: a p/b/m phone marks the frames inside [start, end);
+    one shorter than a frame marks the frame nearest its middle; other phones mark nothing."""
+    from emotalk3d_addon.backend.train.s2g import bilabial_frames
+
+    phones = [(0.00, 0.10, "_"), (0.10, 0.20, "m"), (0.20, 0.325, "a"), (0.325, 0.345, "b"),
+              (0.345, 0.50, "ɔː"), (0.50, 0.58, "p"), (0.58, 0.70, "t")]
+    mask = bilabial_frames(phones, 20, 25)
+    assert str(mask.dtype) == "torch.bool"
+    assert np.flatnonzero(mask.numpy()).tolist() == [3, 4, 8, 13, 14]
+    assert not bilabial_frames(phones, 20, 25)[:3].any()
+    assert np.flatnonzero(bilabial_frames([(0.9, 1.2, "m")], 25, 25).numpy()).tolist() == [23, 24]   # clipped
+
+
+def test_the_closure_term_penalises_only_lips_left_open_on_bilabial_frames():
+    """On the marked frames the term is the mean of max(0, predicted - true gap)², mm²: lips
+    more open than the target's count, more closed do not, unmarked frames never do."""
+    import torch
+
+    from emotalk3d_addon.backend.train.s2g import losses
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, features, cond):
+            return self.out
+
+    class NoEmotion(torch.nn.Module):
+        def forward(self, features):
+            return torch.zeros(*features.shape[:2], 8), torch.zeros(features.shape[:2])
+
+    b, length, v = 1, 4, 3
+    rest = torch.tensor([0.0, 0.0, 2.0])                  # template upper - lower lip, mm
+    goal = torch.zeros(b, length, v, 3)                   # true gap 2 mm on every frame
+    pred = torch.zeros(b, length, v, 3)
+    pred[0, 0, 0, 2] = 0.003                              # frame 0: 3 mm too open
+    pred[0, 1, 0, 2] = -0.001                             # frame 1: 1 mm more closed than the target
+    pred[0, 2, 0, 2] = 0.005                              # frame 2: too open, but not a bilabial frame
+    feats, cond = torch.zeros(b, length, 2), torch.zeros(b, length, 9)
+    label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
+    cfg = S2GTrainConfig(closure_weight=2.0)
+    shut = torch.tensor([[True, True, False, False]])
+    out = losses(Fixed(pred), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest), closure=shut)
+    assert abs(float(out["closure"]) - (3.0 ** 2 + 0.0) / 2) < 1e-4
+    none = losses(Fixed(pred), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest),
+                  closure=torch.zeros_like(shut))
+    assert float(none["closure"]) == 0.0
+    torch.testing.assert_close(out["total"], none["total"] + 2.0 * out["closure"])
+
+
+def test_the_bundle_keeps_the_moving_average_and_a_resumed_run_keeps_it_too(tmp_path, tiny_dataset, tiny_hubert):
+    """With ``ema_decay`` the bundle's S2GNet is the exponential moving average of the steps'
+    weights (not the last step's), and resuming from a checkpoint gives the same average."""
+    from safetensors import safe_open
+
+    common = dict(batch=2, crop_frames=12, hidden=8, encoder=str(tiny_hubert), checkpoint_every=5, lr=3e-3,
+                  ema_decay=0.8, feature_dropout=0.1)
+    train_s2g(tiny_dataset, tmp_path / "a", S2GTrainConfig(steps=10, **common), log=lambda _: None)
+    train_s2g(tiny_dataset, tmp_path / "b", S2GTrainConfig(steps=5, **common), log=lambda _: None)
+    train_s2g(tiny_dataset, tmp_path / "b", S2GTrainConfig(steps=10, **common), resume=True, log=lambda _: None)
+    a, b = load_file(str(tmp_path / "a" / "s2g.safetensors")), load_file(str(tmp_path / "b" / "s2g.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-7)
+    with safe_open(str(tmp_path / "a.checkpoints" / "s2g.safetensors"), framework="numpy") as f:
+        last = {k[len("model/s2g/"):]: f.get_tensor(k) for k in f.keys() if k.startswith("model/s2g/")}
+        ema = {k[len("model/s2g_ema/module."):]: f.get_tensor(k) for k in f.keys()
+               if k.startswith("model/s2g_ema/module.")}
+        assert int(f.get_tensor("model/s2g_ema/n_averaged")) == 10
+    assert set(ema) == set(last) == set(a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], ema[k])
+    assert max(float(np.abs(a[k] - last[k]).max()) for k in a) > 1e-4       # the average is not the last step
