@@ -9,7 +9,7 @@ generation. Then the emotion heard in each recording alone and in each copy of i
 three times in a row (away from the joins): the same emotion should come out.
 
 Goals: aperture~phones beats loudness~phones by >= 0.1, partial >= 0.5, closures >= 80 %.
-Usage: python bench/bench_lipsync_real.py [--subject demo] [--cache build/real_speech]
+Usage: python bench/bench_lipsync_real.py [--subject demo] [--cache build/real_speech] [--set validation]
 """
 import argparse
 import sys
@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from real_speech import prepare_all  # noqa: E402
+from real_speech import SETS, prepare_all  # noqa: E402
 
 from emotalk3d_addon.backend.io.audio import Waveform, load_audio  # noqa: E402
 from emotalk3d_addon.backend.emotions import EMOTIONS  # noqa: E402
@@ -33,14 +33,16 @@ from emotalk3d_addon.backend.subject import load_subject, resolve_subject  # noq
 parser = argparse.ArgumentParser()
 parser.add_argument("--subject", default="demo")
 parser.add_argument("--cache", default="build/real_speech")
+parser.add_argument("--set", choices=tuple(SETS), default="test",
+                    help="test (the figures in BENCHMARKS.md) or validation (other speakers, for choosing recipes)")
 args = parser.parse_args()
 
-prepared = prepare_all(Path(args.cache))
+prepared = prepare_all(Path(args.cache), recordings=SETS[args.set])
 subject = load_subject(resolve_subject(args.subject))
 report = evaluate_recordings(subject, [(str(a), str(p)) for _, a, p in prepared])
 seconds = sum(load_audio(a).samples.size for _, a, _ in prepared) / 16000
 print(f"subject {subject.name} ({subject.encoder.kind} {subject.encoder.source}) on {len(prepared)} real "
-      f"recordings, {seconds:.0f} s")
+      f"recordings ({args.set} set), {seconds:.0f} s")
 for rec, audio, _ in prepared:
     print(format_row(rec.name, report["recordings"][str(audio)]))
 print(format_row("pooled (frame-weighted)", report["pooled"]))

