@@ -342,6 +342,9 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     modules = {"s2g": s2g, "emotion": extractor} | ({"encoder": encoder} if encoder is not None else {})
     wrapped = {k: ddp.wrap(m) for k, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters()]
+    # The extractor's gradient is clipped on its own: S2GNet's loss terms (the closure term,
+    # the lip term) then leave the emotion extractor's training untouched.
+    clip_groups = [list(extractor.parameters()), [p for k, m in modules.items() if k != "emotion" for p in m.parameters()]]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     averaged = {k: AveragedModel(modules[k], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
                 for k in ("s2g", "emotion")} if cfg.ema_decay > 0 else {}
@@ -392,7 +395,8 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
                        torch.stack(shut) if cfg.closure_weight > 0 else None)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in clip_groups:
+            torch.nn.utils.clip_grad_norm_(group, 1.0)
         optimizer.step()
         for k, m in averaged.items():
             m.update_parameters(modules[k])
