@@ -21,7 +21,7 @@ from ..train.s2g import S2GTrainConfig
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
     S2GTrainConfig(steps=3000, batch=8, crop_frames=100, min_crop_frames=32, encoder="whisper:tiny.en",
-                   checkpoint_every=250, seed=SEED),
+                   checkpoint_every=250, seed=SEED, ema_decay=0.998, closure_weight=0.05),
     AppearanceTrainConfig(canonical_steps=600, g2a_steps=8000, num_otf=30_000, sh_degree=1, seed=SEED),
 )
 
