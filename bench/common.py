@@ -50,7 +50,7 @@ def subject(feature_dim: int = 768, num_vertices: int = NUM_VERTICES) -> Subject
                         {"upper_lip": 0, "lower_lip": 1, "mouth_left": 2, "mouth_right": 3})
     q, _ = np.linalg.qr(rng.standard_normal((num_vertices * 3, 32)))
     basis = MotionBasis(q.T.reshape(32, num_vertices, 3).astype(np.float32) * 1e-3)
-    return Subject(None, {"name": "bench"}, geometry, basis, s2g.config, s2g.state_dict(), emo.config,
+    return Subject(None, {"name": "bench", "fps": 30}, geometry, basis, s2g.config, s2g.state_dict(), emo.config,
                    emo.state_dict(), EncoderSpec("pretrained", "bench"))
 
 
