@@ -1,8 +1,27 @@
 import numpy as np
+import torch
 from safetensors.numpy import load_file
 
 from emotalk3d_addon.backend.subject import load_subject, validate_subject
 from emotalk3d_addon.backend.train.s2g import S2GTrainConfig, train_s2g
+
+
+class _Fixed(torch.nn.Module):
+    """An S2GNet stand-in that "predicts" a given displacement, metres."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, features, cond):
+        return self.out
+
+
+class _NoEmotion(torch.nn.Module):
+    """An emotion-extractor stand-in: uniform logits, zero intensity."""
+
+    def forward(self, features):
+        return torch.zeros(*features.shape[:2], 8), torch.zeros(features.shape[:2])
 
 
 def test_training_lowers_the_loss_and_writes_a_valid_subject(trained_subject):
@@ -127,18 +146,6 @@ def test_the_lip_gap_term_measures_the_opening_error_in_mm():
 
     from emotalk3d_addon.backend.train.s2g import MM, losses
 
-    class Fixed(torch.nn.Module):          # "predicts" a given displacement, metres
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward(self, features, cond):
-            return self.out
-
-    class NoEmotion(torch.nn.Module):
-        def forward(self, features):
-            return torch.zeros(*features.shape[:2], 8), torch.zeros(features.shape[:2])
-
     b, length, v = 1, 4, 3
     rest = torch.tensor([0.0, 0.0, 2.0])                  # template upper - lower lip, mm
     goal = torch.zeros(b, length, v, 3)
@@ -148,11 +155,11 @@ def test_the_lip_gap_term_measures_the_opening_error_in_mm():
     feats, cond = torch.zeros(b, length, 2), torch.zeros(b, length, 9)
     label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
     cfg = S2GTrainConfig(lip_weight=0.5)
-    same = losses(Fixed(goal), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    same = losses(_Fixed(goal), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
     assert float(same["lip"]) == 0.0
-    off = losses(Fixed(open_more), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    off = losses(_Fixed(open_more), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
     assert abs(float(off["lip"]) - (9.0 - 6.0) ** 2) < 1e-4          # gaps 9 mm vs 6 mm
-    without = losses(Fixed(open_more), NoEmotion(), feats, cond, goal, label, level, cfg)
+    without = losses(_Fixed(open_more), _NoEmotion(), feats, cond, goal, label, level, cfg)
     assert "lip" not in without
     torch.testing.assert_close(off["total"], without["total"] + 0.5 * off["lip"])
     assert MM == 1000.0
@@ -179,18 +186,6 @@ def test_the_closure_term_penalises_only_lips_left_open_on_bilabial_frames():
 
     from emotalk3d_addon.backend.train.s2g import losses
 
-    class Fixed(torch.nn.Module):
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward(self, features, cond):
-            return self.out
-
-    class NoEmotion(torch.nn.Module):
-        def forward(self, features):
-            return torch.zeros(*features.shape[:2], 8), torch.zeros(features.shape[:2])
-
     b, length, v = 1, 4, 3
     rest = torch.tensor([0.0, 0.0, 2.0])                  # template upper - lower lip, mm
     goal = torch.zeros(b, length, v, 3)                   # true gap 2 mm on every frame
@@ -202,9 +197,9 @@ def test_the_closure_term_penalises_only_lips_left_open_on_bilabial_frames():
     label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
     cfg = S2GTrainConfig(closure_weight=2.0)
     shut = torch.tensor([[True, True, False, False]])
-    out = losses(Fixed(pred), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest), closure=shut)
+    out = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest), closure=shut)
     assert abs(float(out["closure"]) - (3.0 ** 2 + 0.0) / 2) < 1e-4
-    none = losses(Fixed(pred), NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest),
+    none = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest),
                   closure=torch.zeros_like(shut))
     assert float(none["closure"]) == 0.0
     torch.testing.assert_close(out["total"], none["total"] + 2.0 * out["closure"])
