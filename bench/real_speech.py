@@ -248,7 +248,7 @@ def _first_pass(samples: np.ndarray, words: list[str]):
     through all of them, the words after the longest prefix (at least half the words) that
     they do find one through: speech cut off by the end of an utterance's time, or talked over."""
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    missing: list[str] = [w for w in words]
+    missing: list[str] = []
     for beams in (BEAMS_DEFAULT, BEAMS_WIDE):
         decoder, known, placed = _word_pass(pcm, words, beams)
         missing = [w for w in words if w not in known]
@@ -273,7 +273,8 @@ def align(samples: np.ndarray, words: list[str]) -> tuple[list[tuple[float, floa
     the phone pass finds no path (it does on some spontaneous speech), the piece is cut in
     two at a silence or word boundary near its middle and each half aligned on its own; a
     single word that still fails, or a half whose words find no path on their own, gets
-    its dictionary phones spaced evenly over the word level's time. RuntimeError when the word level finds no path at all."""
+    its dictionary phones spaced evenly over the word level's time. RuntimeError when the
+    word level finds no path at all."""
     decoder, missing, pcm = _first_pass(samples, words)
     if decoder is None:
         if len(missing) == len(words):
@@ -388,7 +389,8 @@ def prepare_all(cache: Path, log=print, recordings: tuple[RealRecording, ...] = 
     for rec in recordings:
         audio, phones, missing = prepare(rec, cache)
         if missing:
-            log(f"{rec.name}: words left out of the alignment (not in its dictionary, or not placed): {' '.join(sorted(set(missing)))}")
+            log(f"{rec.name}: words left out of the alignment (not in its dictionary, or not placed): "
+                f"{' '.join(sorted(set(missing)))}")
         out.append((rec, audio, phones))
     return out
 
@@ -396,7 +398,7 @@ def prepare_all(cache: Path, log=print, recordings: tuple[RealRecording, ...] = 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="build/real_speech")
-    parser.add_argument("--set", choices=("test", "validation"), default="test")
+    parser.add_argument("--set", choices=tuple(SETS), default="test")
     args = parser.parse_args()
     for rec, audio, phones in prepare_all(Path(args.cache), recordings=SETS[args.set]):
         wave = load_audio(audio)

@@ -9,7 +9,8 @@
         meshes.npy          (F,V,3) float32 metres, subject space (+Z up, face toward -Y),
                             F = ceil(duration * fps) (a difference of up to 2 frames is trimmed)
         meta.json           {"emotion": name, "intensity": 0..1, "split": "train"|"test", "fps": number,
-                             "image_frames": [frame indices with images]}
+                             "image_frames": [frame indices with images],
+                             optional "phonemes": [[start s, end s, IPA], ...] (the synthesiser's)}
         images/<cam>/<frame:06d>.png    RGBA, straight alpha, transparent background
       cameras.json          {"cameras": [{"name", "width", "height", "K": 3x3, "world_to_camera": 4x4}]}
                             OpenCV axes (x right, y down, z forward), world = subject space
@@ -63,6 +64,14 @@ class Sequence:
     def meshes(self) -> np.ndarray:
         """(F, V, 3) float32 metres, memory-mapped."""
         return np.load(self.folder / "meshes.npy", mmap_mode="r", allow_pickle=False)
+
+    def phones(self) -> list[tuple[float, float, str]]:
+        """(start s, end s, IPA) of the sequence's phones (meta.json "phonemes"), [] when it has none."""
+        try:
+            rows = json.loads((self.folder / "meta.json").read_text(encoding="utf-8")).get("phonemes", [])
+            return [(float(a), float(b), str(p)) for a, b, p in rows]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return []
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,8 @@ DEMO_CONFIG = FullTrainConfig(
 def write_phones(sequence, path: Path) -> None:
     """The synthesiser's phone times of a dataset sequence as "start end phone" lines (seconds,
     IPA), the format ``evaluate-lipsync --phones`` reads."""
-    import json
-
-    meta = json.loads((sequence.folder / "meta.json").read_text(encoding="utf-8"))
     lines = ["# start_s end_s phone (IPA; _ = pause), espeak-ng's own timings"]
-    lines += [f"{a:.4f} {b:.4f} {p.strip() or '_'}" for a, b, p in meta["phonemes"]]
+    lines += [f"{a:.4f} {b:.4f} {p.strip() or '_'}" for a, b, p in sequence.phones()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

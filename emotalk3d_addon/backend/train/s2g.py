@@ -116,17 +116,6 @@ def bilabial_frames(phones, frames: int, fps: Fraction | float) -> torch.Tensor:
     return torch.from_numpy(mask)
 
 
-def _sequence_phones(folder: Path) -> list:
-    """The synthesiser's phone times of a dataset sequence (its meta.json), or [] when absent."""
-    import json
-
-    try:
-        rows = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("phonemes", [])
-        return [(float(a), float(b), str(p)) for a, b, p in rows]
-    except (OSError, ValueError, TypeError):
-        return []
-
-
 def _labels(weights: np.ndarray, intensity: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     cond = condition(weights, intensity)
     return torch.from_numpy(cond), torch.from_numpy(np.asarray(weights, np.float32)), \
@@ -164,7 +153,7 @@ def _dataset_clips(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list
         cond, label, level = _labels(np.tile(one_hot(seq.emotion), (frames, 1)), np.full(frames, intensity, np.float32))
         target = torch.from_numpy(meshes[:frames] - template[None])
         samples, feats = _audio(wave, frozen, None, frames, fps)
-        phones = _sequence_phones(seq.folder)
+        phones = seq.phones()
         clips.append(_Clip(seq.name, fps, frames, cond, label, level, lambda a, b, t=target: t[a:b],
                            [samples] if samples is not None else [], [feats] if feats is not None else [],
                            bilabial=bilabial_frames(phones, frames, fps) if phones else None))

@@ -50,6 +50,23 @@ def test_tiny_dataset_loads_with_the_training_reader(tiny):
         lm = ds.topology.landmarks
         gap = np.linalg.norm(meshes[:, lm["lower_lip"]] - meshes[:, lm["upper_lip"]], axis=-1)
         assert gap[0] < 5e-4 and gap.max() > 3e-3             # the mouth moves
+        # the synthesiser's phones, in order, inside the audio, as Sequence.phones reads them
+        phones = seq.phones()
+        assert phones == [(float(a), float(b), str(p)) for a, b, p in meta["phonemes"]] and phones
+        starts = np.array([a for a, _, _ in phones])
+        assert np.all(np.diff(starts) >= 0) and phones[-1][1] <= audio.size / rate + 1e-6
+
+
+def test_a_sequence_without_phones_has_none(tiny, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    seq = load_dataset(copy).sequences[0]
+    meta = json.loads((seq.folder / "meta.json").read_text())
+    del meta["phonemes"]
+    (seq.folder / "meta.json").write_text(json.dumps(meta))
+    assert load_dataset(copy).sequences[0].phones() == []
 
 
 def test_test_split_uses_an_unseen_voice_and_unseen_sentences():
