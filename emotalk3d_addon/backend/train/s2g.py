@@ -333,7 +333,8 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     params = [p for m in modules.values() for p in m.parameters()]
     # The extractor's gradient is clipped on its own: S2GNet's loss terms (the closure term,
     # the lip term) then leave the emotion extractor's training untouched.
-    clip_groups = [list(extractor.parameters()), [p for k, m in modules.items() if k != "emotion" for p in m.parameters()]]
+    clip_groups = [list(extractor.parameters()),
+                   [p for k, m in modules.items() if k != "emotion" for p in m.parameters()]]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     averaged = {k: AveragedModel(modules[k], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
                 for k in ("s2g", "emotion")} if cfg.ema_decay > 0 else {}
