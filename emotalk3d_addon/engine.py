@@ -9,7 +9,10 @@ subject's Gaussians (gsplat on CUDA, else the CPU rasteriser) and returns the pa
 * FaceMatte the face region's coverage (the Gaussians driven by the mesh).
 
 Nothing is kept from one frame to the next except the worker's loaded models, so a frame
-rendered alone equals the same frame of an animation render. Errors (no camera, no head,
+rendered alone equals the same frame of an animation render. In an animation render the
+worker renders the next frame while Blender composites and writes this one
+(``bridge.render_ahead``); that frame is used only when the next frame's inputs, read
+from Blender as always, are identical to the predicted ones. Errors (no camera, no head,
 missing subject, a broken bundle) end the frame with a message in the render report and
 an empty transparent result; Blender itself is never taken down.
 
@@ -26,6 +29,7 @@ import bpy
 import numpy as np
 
 from .backend.protocol import BACKGROUND_DEPTH
+from .bridge import render_ahead
 
 ENGINE_ID = "EMOTALK3D_GAUSSIANS"
 PASSES = (("Combined", 4, "RGBA", 'COLOR'), ("Depth", 1, "Z", 'VALUE'), ("FaceMatte", 1, "X", 'VALUE'))
@@ -92,6 +96,7 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
         started = time.perf_counter()
         LAST_RENDER.clear()
         LAST_RENDER.update(scene=scene.name, frame=scene.frame_current, ok=False)
+        animation = render_ahead.follows(scene) or bool(self.is_animation)
         try:
             self.update_stats("", "EmoTalk3D: preparing the head")
             if scene.camera is None:
@@ -114,16 +119,21 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
                 client = _client(settings)
             except WorkerError as exc:
                 raise UserError(str(exc)) from None
-            passes = gaussian_frame.render_head(client, frame, cam, dirs, str(settings.device or "auto"),
-                                                should_stop=self.test_break)
+            device = str(settings.device or "auto")
+            passes, ahead = self._passes(client, scene.frame_current, frame, cam, dirs, device)
             rendered = time.perf_counter()
+            sent_ahead = (passes is not None and animation and settings.render_ahead
+                          and self._send_ahead(client, scene, head, frame, cam, dirs, device))
         except (UserError, WorkerError) as exc:
+            render_ahead.discard()
             self._fail(width, height, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must not take Blender down
+            render_ahead.discard()
             self._fail(width, height, f"EmoTalk3D render failed: {type(exc).__name__}: {exc}")
             return
         if passes is None:                         # cancelled
+            render_ahead.discard()
             self._empty(width, height)
             LAST_RENDER.update(cancelled=True)
             return
@@ -145,7 +155,31 @@ class EMOTALK3D_RenderEngine(bpy.types.RenderEngine):
         LAST_RENDER.update(ok=True, device=passes.device, warnings=list(passes.warnings), worker=passes.timings,
                            gather_s=gathered - started, worker_call_s=rendered - gathered,
                            write_s=done - rendered, begin_s=began - rendered, fill_s=filled - began,
-                           end_s=done - filled, total_s=done - started, head=frame.head_name)
+                           end_s=done - filled, total_s=done - started, head=frame.head_name,
+                           rendered_ahead=ahead, sent_ahead=sent_ahead)
+
+    def _passes(self, client, frame_number, frame, cam, dirs, device):
+        """(passes or None when cancelled, whether they were rendered ahead) of this frame."""
+        from .bridge import gaussian_frame
+        from .bridge.worker_client import WorkerError
+
+        call = render_ahead.take(frame_number, frame, cam, dirs, device)
+        if call is not None:
+            try:
+                return call.wait(should_stop=self.test_break), True
+            except WorkerError:                    # the worker lost it (restarted): render it now
+                pass
+        return gaussian_frame.submit_head(client, frame, cam, dirs, device).wait(should_stop=self.test_break), False
+
+    def _send_ahead(self, client, scene, head, frame, cam, dirs, device) -> bool:
+        """Send the next frame of an animation render to the worker now (``bridge.render_ahead``)."""
+        from .bridge.worker_client import WorkerError
+
+        try:
+            return render_ahead.start(client, scene, head, frame, cam, dirs, device)
+        except WorkerError as exc:                 # this frame is fine; the next one renders as usual
+            render_ahead.STATS.stopped = f"sending ahead failed: {exc}"
+            return False
 
     def _empty(self, width: int, height: int) -> None:
         result = self.begin_result(0, 0, width, height)
@@ -257,14 +291,37 @@ def compatible_panels() -> list:
     return [getattr(bpy.types, name) for name in keep if hasattr(bpy.types, name)]
 
 
+@bpy.app.handlers.persistent
+def _render_starts(*_args) -> None:
+    render_ahead.reset()
+
+
+@bpy.app.handlers.persistent
+def _render_ends(*_args) -> None:
+    render_ahead.discard()
+
+
+RENDER_HANDLERS = (("render_init", _render_starts), ("render_complete", _render_ends),
+                   ("render_cancel", _render_ends))
+
+
 def register() -> None:
     bpy.utils.register_class(EMOTALK3D_RenderEngine)
+    for name, handler in RENDER_HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler not in handlers:
+            handlers.append(handler)
     for panel in compatible_panels():
         if hasattr(panel, "COMPAT_ENGINES"):
             panel.COMPAT_ENGINES.add(ENGINE_ID)
 
 
 def unregister() -> None:
+    for name, handler in RENDER_HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler in handlers:
+            handlers.remove(handler)
+    render_ahead.discard()
     for panel in compatible_panels():
         if hasattr(panel, "COMPAT_ENGINES"):
             panel.COMPAT_ENGINES.discard(ENGINE_ID)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences, PropertyGroup
 
 from .bridge import subjects
@@ -36,6 +36,10 @@ class EMOTALK3D_Preferences(AddonPreferences):
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     cache_mb: IntProperty(name="Feature Cache (MB)", default=512, min=16, soft_max=8192,
                           description="Memory the worker may use to keep speech features for fast re-generation")
+    render_ahead: BoolProperty(
+        name="Render Ahead", default=True,
+        description="In animation renders, let the backend render the next frame while Blender composites and "
+                    "saves this one; a frame rendered ahead is used only if its inputs turn out identical")
 
     def draw(self, context):
         from .bridge import install, jobs, worker_client
@@ -84,6 +88,7 @@ class EMOTALK3D_Preferences(AddonPreferences):
         col.prop(self, "encoder")
         col.prop(self, "device")
         col.prop(self, "cache_mb")
+        col.prop(self, "render_ahead")
 
 
 @dataclass
@@ -95,6 +100,7 @@ class DefaultPreferences:
     encoder: str = ""
     device: str = "auto"
     cache_mb: int = 512
+    render_ahead: bool = True
 
 
 def get_prefs(context=None):

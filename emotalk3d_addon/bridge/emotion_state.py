@@ -57,19 +57,23 @@ def state_of(key_eval) -> tuple[np.ndarray, float]:
     """(weights (8,) float32 summing to 1, intensity) from an evaluated shape-key datablock.
 
     Missing properties, or weights that sum to zero, mean neutral."""
+    if key_eval is None:
+        return state_from(None, None)
+    return state_from(key_eval.get(EMOTION_PROP), key_eval.get(INTENSITY_PROP))
+
+
+def state_from(raw_emotion, raw_intensity) -> tuple[np.ndarray, float]:
+    """``state_of`` on the two properties' raw values (None when a property is missing)."""
     weights = np.asarray(NEUTRAL, np.float32)
     intensity = 0.0
-    if key_eval is not None:
-        raw = key_eval.get(EMOTION_PROP)
-        if raw is not None and len(raw) == len(EMOTIONS):
-            w = np.clip(np.asarray(list(raw), np.float32), 0.0, None)
-            if np.isfinite(w).all() and w.sum() > 1e-6:
-                weights = w / w.sum()
-        value = key_eval.get(INTENSITY_PROP)
-        if value is not None and np.isfinite(float(value)):
-            intensity = float(np.clip(float(value), 0.0, 1.0))
+    if raw_emotion is not None and len(raw_emotion) == len(EMOTIONS):
+        w = np.clip(np.asarray(list(raw_emotion), np.float32), 0.0, None)
+        if np.isfinite(w).all() and w.sum() > 1e-6:
+            weights = w / w.sum()
+    if raw_intensity is not None and np.isfinite(float(raw_intensity)):
+        intensity = float(np.clip(float(raw_intensity), 0.0, 1.0))
     return weights, intensity
 
 
-__all__ = ["EMOTION_PROP", "INTENSITY_PROP", "NEUTRAL", "ensure_props", "curves", "is_emotion_path", "state_of",
+__all__ = ["EMOTION_PROP", "INTENSITY_PROP", "NEUTRAL", "ensure_props", "curves", "is_emotion_path", "state_of", "state_from",
            "emotion_path", "intensity_path"]

@@ -16,6 +16,7 @@ a file or a copy; the buffer goes back to the client's pool once they are in Ble
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,10 +96,11 @@ def hidden_from_render(ob) -> bool:
     return bool(ob.hide_render) or any(c.hide_render for c in ob.users_collection)
 
 
-def shape_key_mix(key_eval, num_vertices: int) -> np.ndarray:
+def shape_key_mix(key_eval, num_vertices: int, values: dict[str, float] | None = None) -> np.ndarray:
     """(V, 3) float32 relative shape-key mix of an evaluated shape-key datablock:
     reference + Σ value·(key − its relative key) over unmuted keys, as Blender mixes them
-    (vertex groups aside). Used for heads hidden from the render, which Blender does not evaluate."""
+    (vertex groups aside). Used for heads hidden from the render, which Blender does not evaluate.
+    ``values``: key values by name to use instead of the blocks' own (a predicted frame)."""
     blocks = list(key_eval.key_blocks)
     coords = {}
 
@@ -112,9 +114,10 @@ def shape_key_mix(key_eval, num_vertices: int) -> np.ndarray:
     reference = key_eval.reference_key if key_eval.reference_key is not None else blocks[0]
     mix = co(reference).astype(np.float64)
     for block in blocks:
-        if block == reference or block.mute or block.value == 0.0:
+        value = block.value if values is None else values.get(block.name, block.value)
+        if block == reference or block.mute or value == 0.0:
             continue
-        value = min(max(block.value, block.slider_min), block.slider_max)
+        value = min(max(value, block.slider_min), block.slider_max)
         relative = block.relative_key if block.relative_key is not None else reference
         mix += value * (co(block).astype(np.float64) - co(relative))
     return mix.astype(np.float32)
@@ -150,9 +153,13 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
     (the worker is killed then, and restarts on the next call). ``linear``: colours in
     linear light (render passes); False keeps them display-encoded (viewport drawing).
     Call the result's ``release`` once its passes are copied into Blender."""
-    from ..backend.io import passes_buffer
-    from .worker_client import WorkerError
+    return submit_head(client, frame, camera, dirs, device, linear).wait(should_stop, timeout)
 
+
+def submit_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path], device: str = "auto",
+                linear: bool = True) -> "FrameCall":
+    """Send ``frame`` to the worker and return at once; the worker renders it into a passes
+    buffer taken from the client's pool, while this side goes on (``FrameCall.wait`` for it)."""
     client.ensure_started()
     in_dir = Path(client.tmp_root) / "inputs"
     in_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +167,6 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
     np.save(vertices_path, np.ascontiguousarray(frame.vertices, np.float32), allow_pickle=False)
     width, height = camera.width, camera.height
     buffer_path, mapping = client.passes.take(width, height)
-    call, handed_out = None, False
     try:
         request = RenderFrameRequest(
             frame.subject_path, camera.spec(), str(buffer_path), str(vertices_path),
@@ -168,36 +174,87 @@ def render_head(client, frame: HeadFrame, camera: PinholeCamera, dirs: list[Path
             float(frame.intensity), tuple(str(d) for d in dirs), device, "bottom_up",
             "linear" if linear else "srgb")
         call = client.submit(OP_RENDER_FRAME, request.to_dict())
-        deadline = time.monotonic() + timeout
-        while not call.ended_within(0.02):
-            if should_stop():
-                client.kill()
-                return None
-            if time.monotonic() > deadline:
-                client.kill()
-                raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
-        reply = RenderFrameReply.from_dict(call.wait(0))
-        if (reply.passes, reply.width, reply.height) != (str(buffer_path), width, height):
-            raise WorkerError(f"the backend rendered {reply.width}x{reply.height} into {reply.passes!r}, "
-                              f"not {width}x{height} into this render's buffer", "protocol")
-        views = passes_buffer.views(mapping, width, height)
-        handed_out = True
-    finally:
-        if call is not None:
-            call.cleanup()
+    except BaseException:
         vertices_path.unlink(missing_ok=True)
-        if not handed_out:
-            client.passes.give_back(width, height, buffer_path, mapping)
-    released = []
+        client.passes.give_back(width, height, buffer_path, mapping)
+        raise
+    return FrameCall(client, call, width, height, buffer_path, mapping, vertices_path)
 
-    def release() -> None:                  # once only: a buffer in the pool twice would be shared
-        if not released:
-            released.append(True)
-            client.passes.give_back(width, height, buffer_path, mapping)
 
-    return RenderedPasses(views["combined"], views["depth"], views["face_matte"], reply.device,
-                          list(reply.warnings), dict(reply.timings), release=release)
+class FrameCall:
+    """One frame in the worker: ``wait`` for its passes, or ``discard`` it. Until then it holds
+    a passes buffer the worker may be writing, so the buffer goes back to the pool only once
+    the call has ended."""
+
+    def __init__(self, client, call, width: int, height: int, buffer_path: Path, mapping, vertices_path: Path):
+        self.client, self.call = client, call
+        self.width, self.height = width, height
+        self.buffer_path, self.mapping, self.vertices_path = buffer_path, mapping, vertices_path
+        self._settled = False
+
+    @property
+    def done(self) -> bool:
+        return self.call.done
+
+    def _settle(self, keep_buffer: bool = False) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self.call.cleanup()
+        self.vertices_path.unlink(missing_ok=True)
+        if not keep_buffer:
+            self.client.passes.give_back(self.width, self.height, self.buffer_path, self.mapping)
+
+    def wait(self, should_stop: Callable[[], bool] = lambda: False, timeout: float = 600.0) -> RenderedPasses | None:
+        """The passes (None when ``should_stop`` said so: the worker is killed then, and
+        restarts on the next call); WorkerError when the worker failed."""
+        from ..backend.io import passes_buffer
+        from .worker_client import WorkerError
+
+        width, height, handed_out = self.width, self.height, False
+        try:
+            deadline = time.monotonic() + timeout
+            while not self.call.ended_within(0.02):
+                if should_stop():
+                    self.client.kill()
+                    return None
+                if time.monotonic() > deadline:
+                    self.client.kill()
+                    raise WorkerError(f"rendering a frame took more than {timeout:.0f} s", "timeout")
+            reply = RenderFrameReply.from_dict(self.call.wait(0))
+            if (reply.passes, reply.width, reply.height) != (str(self.buffer_path), width, height):
+                raise WorkerError(f"the backend rendered {reply.width}x{reply.height} into {reply.passes!r}, "
+                                  f"not {width}x{height} into this render's buffer", "protocol")
+            views = passes_buffer.views(self.mapping, width, height)
+            handed_out = True
+        finally:
+            self._settle(keep_buffer=handed_out)
+        client, buffer_path, mapping = self.client, self.buffer_path, self.mapping
+        released = []
+
+        def release() -> None:                  # once only: a buffer in the pool twice would be shared
+            if not released:
+                released.append(True)
+                client.passes.give_back(width, height, buffer_path, mapping)
+
+        return RenderedPasses(views["combined"], views["depth"], views["face_matte"], reply.device,
+                              list(reply.warnings), dict(reply.timings), release=release)
+
+    def discard(self) -> None:
+        """Drop the call unused. Its buffer and files go back as soon as the worker has ended it
+        (at once when it has; else from a background thread, so nothing waits for it here)."""
+        if self._settled:
+            return
+        if self.call.done:
+            self._settle()
+            return
+
+        def settle_later() -> None:
+            if self.call.ended_within(3600.0):     # a worker that never answers keeps its buffer
+                self._settle()
+
+        threading.Thread(target=settle_later, name="emotalk3d-discarded-frame", daemon=True).start()
 
 
 __all__ = ["HeadFrame", "RenderedPasses", "find_head", "head_frame", "render_head", "resolve_subject", "is_head",
-           "hidden_from_render", "shape_key_mix"]
+           "hidden_from_render", "shape_key_mix", "submit_head", "FrameCall"]

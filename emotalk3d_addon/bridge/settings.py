@@ -22,13 +22,14 @@ class Settings:
     encoder: str = ""                    # speech encoder override ("" = the subject's own)
     device: str = "auto"                 # auto | cpu | cuda
     cache_mb: int = 512                  # the worker's feature cache
+    render_ahead: bool = True            # animation renders: the worker renders the next frame meanwhile
 
     @classmethod
     def from_prefs(cls, prefs) -> "Settings":
         libraries = tuple(lib.path if hasattr(lib, "path") else str(lib) for lib in prefs.libraries
                           if (getattr(lib, "path", lib) or "").strip())
         return cls(python=prefs.python, libraries=libraries, encoder=prefs.encoder, device=prefs.device,
-                   cache_mb=int(prefs.cache_mb))
+                   cache_mb=int(prefs.cache_mb), render_ahead=bool(prefs.render_ahead))
 
     def library_dirs(self) -> list[Path]:
         """Folders searched for subjects: the artist's, $EMOTALK3D_SUBJECT_PATH's, the bundled one."""
