@@ -370,3 +370,86 @@ def test_a_render_stopped_mid_frame_kills_only_the_worker(shot):
     np.testing.assert_array_equal(other.combined, first)
     again.release()
     other.release()
+
+
+def _animation(gscene, out: Path, frames=(1, 4)) -> list[np.ndarray]:
+    """Render ``gscene``'s frames as an animation into 16-bit PNGs; their pixels. (The main
+    scene gets the range too: the Gaussian scene follows the main scene's range.)"""
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = frames
+    gscene.frame_start, gscene.frame_end = frames
+    gscene.render.filepath = str(out / "f_")
+    gscene.render.image_settings.file_format = 'PNG'
+    gscene.render.image_settings.color_mode = 'RGBA'
+    gscene.render.image_settings.color_depth = '16'
+    bpy.ops.render.render(animation=True, scene=gscene.name)
+    return [_png(p) for p in sorted(out.iterdir())]
+
+
+def test_rendering_ahead_changes_no_pixel_and_is_used(shot, tmp_path):
+    """An animation with render-ahead on equals the same animation with it off, pixel for
+    pixel, and frames 2-4 came from calls sent ahead (the head moves frame to frame)."""
+    from emotalk3d_addon import engine
+    from emotalk3d_addon.bridge import render_ahead
+
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    gscene = shot.emotalk3d.gaussian_scene
+    prefs.render_ahead = False
+    off = _animation(gscene, tmp_path / "off")
+    assert render_ahead.STATS.sent == 0
+    prefs.render_ahead = True
+    on = _animation(gscene, tmp_path / "on")
+    stats = render_ahead.STATS
+    assert (stats.sent, stats.hits, stats.misses, stats.stopped) == (3, 3, 0, "")
+    assert engine.LAST_RENDER["rendered_ahead"] and not engine.LAST_RENDER["sent_ahead"]   # none past frame_end
+    assert render_ahead.pending_frame() is None and not engine.ERRORS
+    assert len(on) == len(off) == 4
+    for a, b in zip(on, off):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(on[0], on[3])
+
+
+def test_an_animated_camera_is_not_rendered_ahead_and_still_moves(shot, tmp_path):
+    from emotalk3d_addon.bridge import render_ahead
+
+    gscene = shot.emotalk3d.gaussian_scene
+    cam = shot.camera
+    cam.keyframe_insert("location", frame=1)
+    cam.location.x += 0.05
+    cam.keyframe_insert("location", frame=4)
+    frames = _animation(gscene, tmp_path / "cam")
+    assert render_ahead.STATS.sent == 0 and render_ahead.STATS.hits == 0
+    assert len(frames) == 4 and not np.array_equal(frames[0], frames[3])
+
+
+def test_inputs_other_than_predicted_discard_the_call_and_stop_rendering_ahead(shot):
+    """``take`` with vertices that differ from the ones sent ahead: no call, one miss, no more
+    sending in this render, and the discarded call's buffer back in the pool once it ends."""
+    from emotalk3d_addon import preferences
+    from emotalk3d_addon.bridge import gaussian_frame, render_ahead, worker_client
+
+    scene = shot
+    gscene = scene.emotalk3d.gaussian_scene
+    scene.frame_start, scene.frame_end = gscene.frame_start, gscene.frame_end = 1, 10
+    gscene.frame_set(3)
+    dirs = preferences.current_settings().library_dirs()
+    head = gscene.emotalk3d.head
+    frame = gaussian_frame.head_frame(bpy.context.evaluated_depsgraph_get(), head, dirs, bpy.path.abspath,
+                                      evaluated_mesh=False)
+    client = worker_client.get_client(preferences.current_settings().python_path())
+    render_ahead.reset()
+    pin = _pinhole(gscene)
+    assert render_ahead.start(client, gscene, head, frame, pin, dirs, "cpu")
+    assert render_ahead.pending_frame() == 4
+    gscene.frame_set(4)
+    real = gaussian_frame.head_frame(bpy.context.evaluated_depsgraph_get(), head, dirs, bpy.path.abspath,
+                                     evaluated_mesh=False)
+    assert render_ahead.take(4, real, pin, dirs, "cuda") is None          # another device: a miss
+    assert render_ahead.STATS.misses == 1 and render_ahead.STATS.stopped
+    assert not render_ahead.start(client, gscene, head, real, pin, dirs, "cpu")
+    passes = gaussian_frame.render_head(client, real, pin, dirs, "cpu")   # waits behind the discarded call
+    made = client.passes.created
+    passes.release()
+    again = gaussian_frame.render_head(client, real, pin, dirs, "cpu")
+    assert client.passes.created == made                                   # buffers came back, none new
+    again.release()
+    render_ahead.reset()
