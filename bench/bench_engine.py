@@ -11,7 +11,14 @@ alone. The ratio is the median of the per-frame pairs (so load that comes and go
 sides of a pair alike) over the frames after three warm-up frames; the ratios are the figures
 to compare across machines.
 
+With ``--animation N``, each size also renders N-frame animations of the Gaussian scene to
+PNG files (``bpy.ops.render.render(animation=True)``, the render a farm runs), alternately
+with the Render Ahead preference off and on, and prints the wall time per frame of each and
+their ratio (the throughput gain of rendering ahead), with how many frames came from calls
+sent ahead.
+
     python bench/bench_engine.py [--sizes 512x512,1920x1080] [--frames 6] [--device cpu|cuda]
+                                 [--animation 12 --repeats 3]
 """
 from __future__ import annotations
 
@@ -59,6 +66,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="512x512,1920x1080")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--animation", type=int, default=0, help="frames per animation render (0: none)")
+    parser.add_argument("--repeats", type=int, default=3, help="animation renders per setting")
+    parser.add_argument("--skip-frames", action="store_true", help="only the animation renders")
     args = parser.parse_args()
 
     import bpy
@@ -76,6 +86,10 @@ def main() -> None:
         width, height = (int(v) for v in size.split("x"))
         for s in (scene, gscene):
             s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = width, height, 100
+        if args.animation:
+            _animation_throughput(scene, gscene, work, args.animation, args.repeats, width, height)
+        if args.skip_frames:
+            continue
         engine_s, worker_s, op_s, bare_s, raster_s = [], [], [], [], []
         bare = BareProcess(args.device)
         try:
@@ -114,6 +128,39 @@ def main() -> None:
     from emotalk3d_addon.bridge import worker_client
 
     worker_client.shutdown_client()
+
+
+def _animation_throughput(scene, gscene, work: Path, frames: int, repeats: int, width: int, height: int) -> None:
+    """Wall time per frame of animation renders with Render Ahead off and on, alternately."""
+    import bpy
+
+    from emotalk3d_addon.bridge import render_ahead
+
+    prefs = bpy.context.preferences.addons["emotalk3d_addon"].preferences
+    for s in (scene, gscene):
+        s.frame_start, s.frame_end = 5, 5 + frames - 1
+    gscene.render.image_settings.file_format = 'PNG'
+    gscene.render.image_settings.color_mode = 'RGBA'
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    hits = []
+    for i in range(repeats + 1):
+        for ahead in (False, True):
+            prefs.render_ahead = ahead
+            gscene.render.filepath = str(work / f"anim-{width}x{height}-{ahead}" / "f_")
+            t = time.perf_counter()
+            bpy.ops.render.render(animation=True, scene=gscene.name)
+            wall = (time.perf_counter() - t) / frames
+            if i == 0:
+                continue                    # warm-up: the worker loads the subject, buffers are made
+            walls[ahead].append(wall)
+            if ahead:
+                hits.append(render_ahead.STATS.hits)
+    off, on = statistics.median(walls[False]), statistics.median(walls[True])
+    pairs = statistics.median(a / b for a, b in zip(walls[False], walls[True]))
+    print(f"{width}x{height} animation of {frames} frames to PNG: {off * 1000:.0f} ms/frame with Render Ahead off, "
+          f"{on * 1000:.0f} ms/frame on; off / on = {pairs:.3f} (median of {repeats} pairs); "
+          f"frames rendered ahead {min(hits)}-{max(hits)} of {frames - 1}")
+    prefs.render_ahead = True
 
 
 class Bare:
