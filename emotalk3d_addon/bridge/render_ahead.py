@@ -30,14 +30,14 @@ frame), reset when a render starts, and guarded by a lock: Blender renders on it
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import compat, emotion_state
 from .camera import PinholeCamera
-from .gaussian_frame import FrameCall, HeadFrame, shape_key_mix, submit_head
+from .gaussian_frame import FrameCall, HeadFrame, hidden_from_render, shape_key_mix, submit_head
 
 KEY_VALUE_PREFIX = 'key_blocks["'
 KEY_VALUE_SUFFIX = '"].value'
@@ -59,7 +59,6 @@ class Stats:
     hits: int = 0
     misses: int = 0
     stopped: str = ""               # why rendering ahead stopped in this render ("" while it runs)
-    log: list = field(default_factory=list)
 
 
 _lock = threading.RLock()
@@ -157,8 +156,6 @@ def pending_frame() -> int | None:
 def predict(scene, head, frame: HeadFrame, next_number: int) -> HeadFrame | None:
     """``frame`` moved to frame ``next_number`` by the head's shape-key Action, or None where
     the next frame cannot be predicted exactly."""
-    from .gaussian_frame import hidden_from_render
-
     if not hidden_from_render(head) or scene.camera is None:
         return None
     render = scene.render
@@ -237,7 +234,7 @@ def _rigid_and_still(ob) -> bool:
     while ob is not None:
         if not _unanimated(ob) or len(ob.constraints):
             return False
-        if ob.parent_type not in ('OBJECT',):
+        if ob.parent_type != 'OBJECT':
             return False
         ob = ob.parent
     return True
