@@ -52,7 +52,9 @@ from .binding import FaceBinding
 from .completion import CompletionConfig, OTFBinding, bind_otf, fusion_weight, otf_motion, sample_completion
 from .g2anet import G2AConfig, G2ANet, motion_offsets
 from .gaussians import GaussianSet
+from ..raster.camera import Camera
 from .rigid import RigidBinding, RigidPart, sample_surface
+from .smoothing import filter_std, sampling_intervals, smooth
 
 
 RIGID_PER_CM2 = 60.0     # rigid-part Gaussians seeded per square centimetre of part surface
@@ -100,17 +102,21 @@ def static_weights(binding: FaceBinding, otf: OTFBinding, device: torch.device |
 
 def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding, net: G2ANet,
                   vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True,
-                  rigid: RigidBinding | None = None) -> FrameGaussians:
+                  rigid: RigidBinding | None = None, smoothing: torch.Tensor | None = None) -> FrameGaussians:
     """The fused Gaussians of one frame (see the module docstring); differentiable.
 
     canonical: Nf face, No OTF, then Nr rigid Gaussians; vertices (V, 3) mesh at time t,
     metres (the template's topology, before upsampling); emotion (E,) the G2ANet condition.
+    ``smoothing`` (Nf + No + Nr,) metres: the 3D smoothing filter's standard deviation of
+    every canonical Gaussian (``smoothing.py``), applied to both copies of it; None: none.
     """
     rigid = rigid if rigid is not None else RigidBinding.empty()
     nf, no, nr = binding.num, otf.num, rigid.num
     if canonical.num != nf + no + nr:
         raise ValueError(f"canonical set has {canonical.num} Gaussians, expected {nf} face + {no} OTF "
                          f"+ {nr} rigid")
+    if smoothing is not None and tuple(smoothing.shape) != (canonical.num,):
+        raise ValueError(f"smoothing must be ({canonical.num},), got {tuple(smoothing.shape)}")
     if canonical.sh_degree != net.config.sh_degree:
         raise ValueError(f"canonical SH degree {canonical.sh_degree} != G2ANet's {net.config.sh_degree}")
     vertices, emotion = torch.as_tensor(vertices), torch.as_tensor(emotion)
@@ -163,15 +169,20 @@ def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding,
 
     quats = torch.cat([quat_t, quat_rigid, st.quats])
     w = torch.cat([w_dyn, torch.zeros(nr, device=dev, dtype=dt), w_st])
+    source = torch.cat([dyn_src, rigid_src, st_src])
+    scales = torch.exp(torch.cat([dyn_log_s, parts.log_scales, st.log_scales]))
+    opacities = torch.cat([torch.sigmoid(dyn_logit) * (1.0 - w_dyn), torch.sigmoid(parts.opacity_logits),
+                           torch.sigmoid(st.opacity_logits) * w_st])
+    if smoothing is not None:
+        scales, opacities = smooth(scales, opacities, smoothing.to(device=dev, dtype=dt)[source])
     return FrameGaussians(
         means=torch.cat([mu_face, rest.means[dyn] + motion_otf, mu_rigid, st.means]),
         quats=torch.nn.functional.normalize(quats, dim=-1),
-        scales=torch.exp(torch.cat([dyn_log_s, parts.log_scales, st.log_scales])),
-        opacities=torch.cat([torch.sigmoid(dyn_logit) * (1.0 - w_dyn), torch.sigmoid(parts.opacity_logits),
-                             torch.sigmoid(st.opacity_logits) * w_st]),
+        scales=scales,
+        opacities=opacities,
         sh=torch.cat([sh_t, parts.sh, st.sh]),
         matte=1.0 - w,
-        source=torch.cat([dyn_src, rigid_src, st_src]),
+        source=source,
         dynamic=torch.cat([torch.ones(dyn_src.shape[0] + nr, dtype=torch.bool, device=dev),
                            torch.zeros(st_src.shape[0], dtype=torch.bool, device=dev)]),
     )
@@ -180,24 +191,36 @@ def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding,
 @dataclass(eq=False)
 class AnimatedHead:
     """A subject's animatable appearance: canonical Gaussians (face, OTF, rigid parts),
-    bindings and G2ANet."""
+    bindings, G2ANet and, optionally, the 3D smoothing filter ``smoothing`` (Nf + No + Nr,)
+    metres, one standard deviation per canonical Gaussian (``smoothing.py``; None: none)."""
 
     canonical: GaussianSet
     binding: FaceBinding
     otf: OTFBinding
     net: G2ANet
     rigid: RigidBinding = field(default_factory=RigidBinding.empty)
+    smoothing: torch.Tensor | None = None
 
     def frame(self, vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True) -> FrameGaussians:
         """``compose_frame`` for a mesh frame (V, 3) metres and an emotion vector (E,)."""
         return compose_frame(self.canonical, self.binding, self.otf, self.net, vertices, emotion,
-                             drop_hidden=drop_hidden, rigid=self.rigid)
+                             drop_hidden=drop_hidden, rigid=self.rigid, smoothing=self.smoothing)
 
     def to(self, device: torch.device | str) -> "AnimatedHead":
         """A copy on ``device`` in eval mode; this head (a subject's) is left as it was."""
         device = torch.device(device)
         net = copy.deepcopy(self.net).to(device).eval()
-        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net, self.rigid.to(device))
+        smoothing = self.smoothing.to(device) if self.smoothing is not None else None
+        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net, self.rigid.to(device),
+                            smoothing)
+
+    def fit_smoothing(self, cameras: list[Camera], variance: float) -> None:
+        """Set ``smoothing`` from the canonical means seen by the training ``cameras`` with
+        the filter variance ``variance`` (training pixels squared); 0 removes the filter."""
+        if variance <= 0:
+            self.smoothing = None
+            return
+        self.smoothing = filter_std(sampling_intervals(self.canonical.means.detach(), cameras), variance)
 
     @property
     def otf_slice(self) -> slice:

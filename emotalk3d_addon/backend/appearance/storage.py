@@ -5,7 +5,9 @@ Files:
                              the rigid parts) as a standard 3DGS PLY, so other splat tools open them
     appearance.safetensors   otf.nearest (No,) int64, otf.distance (No,) float32 metres,
                              g2a.* the G2ANet weights; with rigid parts, rigid.part (Nr,) int64
-                             and rigid.anchor.<name> (A,) int64 template-vertex indices
+                             and rigid.anchor.<name> (A,) int64 template-vertex indices; with
+                             the 3D smoothing filter, smoothing.std (Nf + No + Nr,) float32
+                             metres (``smoothing.py``; bundles without it render unfiltered)
 Manifest section:
     {"canonical": "canonical.ply", "file": "appearance.safetensors", "num_face": Nf,
      "num_otf": No, "sh_degree": d, "g2a": {G2AConfig}, "view": {"target": [x, y, z],
@@ -34,6 +36,7 @@ from .rigid import RigidBinding
 
 CANONICAL_PLY = "canonical.ply"
 APPEARANCE_FILE = "appearance.safetensors"
+SMOOTHING_KEY = "smoothing.std"
 
 
 def write_appearance(head: AnimatedHead, folder: Path) -> None:
@@ -43,6 +46,8 @@ def write_appearance(head: AnimatedHead, folder: Path) -> None:
                "otf.distance": head.otf.distance.to("cpu", torch.float32).contiguous()}
     if head.rigid.num or head.rigid.names:
         tensors |= head.rigid.state_dict()
+    if head.smoothing is not None:
+        tensors[SMOOTHING_KEY] = head.smoothing.detach().to("cpu", torch.float32).contiguous()
     tensors |= {f"g2a.{k}": v.detach().to("cpu", torch.float32).contiguous().clone()
                 for k, v in head.net.state_dict().items()}
     save_file(tensors, str(folder / APPEARANCE_FILE))
@@ -126,6 +131,13 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         defects.append(f"{tensor_path.name}: otf.distance must be ({no},) float32")
     elif not bool(torch.isfinite(distance).all()) or (no and float(distance.min()) < 0):
         defects.append(f"{tensor_path.name}: otf.distance must be finite and >= 0")
+    smoothing = tensors.pop(SMOOTHING_KEY, None)
+    total = nf + no + nr
+    if smoothing is not None:
+        if smoothing.shape != (total,) or smoothing.dtype != torch.float32:
+            defects.append(f"{tensor_path.name}: {SMOOTHING_KEY} must be ({total},) float32")
+        elif not bool(torch.isfinite(smoothing).all()) or (total and float(smoothing.min()) < 0):
+            defects.append(f"{tensor_path.name}: {SMOOTHING_KEY} must be finite and >= 0 (metres)")
     rigid_defects, rigid = RigidBinding.from_state(section.get("rigid_parts", []), nr, tensors,
                                                    geometry.template, tensor_path.name)
     defects += rigid_defects
@@ -142,7 +154,7 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         return defects, None
     net = G2ANet(config)
     net.load_state_dict(state)
-    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval(), rigid)
+    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval(), rigid, smoothing)
     return [], head
 
 

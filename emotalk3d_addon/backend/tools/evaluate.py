@@ -97,7 +97,7 @@ def _appearance_scores(subject, sequences, cameras, predicted, max_images, log, 
     renderer = FrameRenderer(subject)
     full = renderer.head
     canonical_only = AnimatedHead(full.canonical, full.binding, full.otf, G2ANet(full.net.config).eval(),
-                                  full.rigid)
+                                  full.rigid, full.smoothing)
     selected = views(sequences, cameras)
     if not selected:
         return {}

@@ -4,7 +4,9 @@ Stage 1, canonical (SPEC 2.4): the speech-free first frame of the neutral sequen
 cameras. Face Gaussians sit on the 4x upsampled tracked mesh (their positions stay bound
 to it); head-completion (OTF) Gaussians are free; the dataset's rigid parts (eyeballs,
 teeth: ``appearance/rigid.py``) get Gaussians seeded on their surfaces, free in their part. Loss: (1 - w) L1 + w D-SSIM (w = 0.2)
-on premultiplied RGB + alpha. The OTF set is densified (clone small / split large
+on premultiplied RGB + alpha. Every Gaussian is drawn through the 3D smoothing filter
+(``appearance/smoothing.py``), refitted to the training cameras as the Gaussians move and
+after every densification, so none learns to be finer than the images. The OTF set is densified (clone small / split large
 Gaussians whose position gradient is high) and pruned (opacity < 0.005), as in 3DGS.
 
 Stage 2, G2ANet (SPEC 2.5): multi-view frames of every training sequence with their
@@ -30,6 +32,7 @@ from ..appearance.completion import CompletionConfig, bind_otf
 from ..appearance.dynamic import AnimatedHead
 from ..appearance.g2anet import G2AConfig
 from ..appearance.gaussians import GaussianSet
+from ..appearance.smoothing import FILTER_VARIANCE
 from ..datasets.layout import SpeechDataset
 from ..datasets.multiview import NamedCamera, View, read_rgba, views
 from ..emotions import one_hot
@@ -62,6 +65,8 @@ class AppearanceTrainConfig:
     sh_warmup: int = 500              # steps per added SH degree (3DGS: 1000)
     rigid_parts: bool = True          # Gaussians on the dataset's rigid parts (eyeballs, teeth), if it has any
     g2a_finetune_canonical: bool = True   # stage 2 also fine-tunes the canonical Gaussians (else: rigid ones only)
+    smoothing_variance: float = FILTER_VARIANCE   # the 3D smoothing filter (training pixels²); 0: none
+    smoothing_every: int = 100        # steps between refits of the filter to the moving Gaussians
     seed: int = 0
 
 
@@ -174,6 +179,8 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     if head.rigid.num:
         log(f"rigid parts: {', '.join(head.rigid.names)} ({head.rigid.num} Gaussians)")
     head.net.requires_grad_(False)
+    train_cameras = [c.camera for c in cameras]
+    head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     means = head.canonical.means.detach()
     extent = float((means.max(0).values - means.min(0).values).norm())
     optimizer = _canonical_optimizer(head, cfg, extent)
@@ -205,7 +212,11 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
             grad_count = torch.zeros(head.otf.num)
             log(f"canonical step {step}: loss {loss.item():.4f}, +{grown} / -{pruned} Gaussians "
                 f"-> {head.canonical.num} ({time.perf_counter() - started:.0f} s)")
+            head.fit_smoothing(train_cameras, cfg.smoothing_variance)
+        elif step % cfg.smoothing_every == 0:
+            head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.canonical = head.canonical.detach()
+    head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.net.requires_grad_(True)
     return head
 
@@ -232,6 +243,8 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
         face_bound[: head.binding.num] = True          # face positions stay bound to the mesh
         fixed = [face_bound if t is head.canonical.means else rows for t in head.canonical.tensors()]
     optimizer = torch.optim.Adam(groups, eps=1e-15)
+    train_cameras = [c.camera for c in cameras]
+    head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     rng = np.random.default_rng(cfg.seed + 1)
     history = []
     head.net.train()
@@ -247,6 +260,8 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
             with torch.no_grad():
                 q, learn = head.canonical.quats, ~fixed[1]
                 q[learn] = torch.nn.functional.normalize(q[learn], dim=-1)
+            if step % cfg.smoothing_every == 0:
+                head.fit_smoothing(train_cameras, cfg.smoothing_variance)
         history.append(loss.item())
         if progress:
             progress(step, loss.item())
@@ -254,6 +269,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
             log(f"G2ANet step {step}/{cfg.g2a_steps}: loss {np.mean(history[-50:]):.4f}")
     head.net.eval()
     head.canonical = head.canonical.detach()
+    head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     return history
 
 

@@ -32,7 +32,9 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
 @pytest.mark.parametrize("finetune", [False, True])
 def test_g2a_stage_trains_what_it_should(full_subject, tiny_multiview, finetune):
     """The net always; the rigid Gaussians always; the other canonical Gaussians only when
-    fine-tuning, and never the face positions, which are bound to the mesh."""
+    fine-tuning, and never the face positions, which are bound to the mesh. (Without the 3D
+    smoothing filter: at the fixture's 64² images it leaves the 0.5 mm rigid Gaussians too
+    faint to draw, so three steps would not reach them; the filter has its own tests.)"""
     from emotalk3d_addon.backend.datasets.layout import load_dataset
     from emotalk3d_addon.backend.datasets.multiview import load_cameras
     from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig, train_g2a
@@ -41,7 +43,8 @@ def test_g2a_stage_trains_what_it_should(full_subject, tiny_multiview, finetune)
     before = [t.detach().clone() for t in head.canonical.tensors()]
     net_before = [p.detach().clone() for p in head.net.parameters()]
     train_g2a(load_dataset(tiny_multiview), load_cameras(tiny_multiview), head,
-              AppearanceTrainConfig(g2a_steps=3, sh_degree=1, g2a_finetune_canonical=finetune), log=lambda _: None)
+              AppearanceTrainConfig(g2a_steps=3, sh_degree=1, g2a_finetune_canonical=finetune, smoothing_variance=0.0),
+              log=lambda _: None)
     after = head.canonical.tensors()
     rows, nf = head.rigid_slice, head.binding.num
     assert not any(t.requires_grad for t in after)
