@@ -220,7 +220,8 @@ def _cmd_train_appearance(args: argparse.Namespace) -> int:
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from ..datasets.synthetic import make_dataset
 
-    out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite)
+    out = make_dataset(Path(args.out), preset=args.preset, seed=args.seed, overwrite=args.overwrite,
+                       image_size=args.image_size, render_splits=tuple(args.render_split or ("train", "test")))
     print(f"wrote the {args.preset} dataset to {out}")
     return 0
 
@@ -392,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="demo", choices=("demo", "tiny"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a dataset this generator made")
+    p.add_argument("--image-size", type=int, help="square image size in pixels (default: the preset's; "
+                                                  "the same cameras and sequences at every size)")
+    p.add_argument("--render-split", action="append", choices=("train", "test"),
+                   help="render images of this split only (repeatable; default: both)")
     p = sub.add_parser("evaluate", help="lip vertex error, landmark distance, PSNR/SSIM on unseen sequences")
     p.add_argument("--subject", required=True)
     p.add_argument("--data", required=True)

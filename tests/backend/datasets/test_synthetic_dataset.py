@@ -135,3 +135,33 @@ def test_a_broken_rigid_parts_file_is_refused_by_name(tiny, tmp_path):
     (copy / "rigid_parts.npz").write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="rigid_parts.npz is not a readable"):
         load_dataset(copy)
+
+
+def test_a_smaller_copy_of_the_held_out_views_has_the_same_cameras_and_frames(tiny_multiview, tmp_path):
+    """--image-size and --render-split: the same views sampled at another size, only the test
+    split rendered (how a zoomed-in evaluation gets its ground truth)."""
+    from emotalk3d_addon.backend.datasets.multiview import read_rgba
+
+    small = make_dataset(tmp_path / "small", "tiny", seed=0, log=None, image_size=32, render_splits=("test",))
+    a = json.loads((tiny_multiview / "cameras.json").read_text())["cameras"]
+    b = json.loads((small / "cameras.json").read_text())["cameras"]
+    for ca, cb in zip(a, b):
+        assert (cb["width"], cb["height"]) == (32, 32)
+        np.testing.assert_allclose(np.asarray(cb["K"])[:2], np.asarray(ca["K"])[:2] / 2, rtol=1e-12)
+        assert cb["world_to_camera"] == ca["world_to_camera"]
+    for seq in sorted((small / "sequences").iterdir()):
+        meta = json.loads((seq / "meta.json").read_text())
+        full = json.loads((tiny_multiview / "sequences" / seq.name / "meta.json").read_text())
+        np.testing.assert_array_equal(np.load(seq / "meshes.npy"), np.load(tiny_multiview / "sequences" / seq.name / "meshes.npy"))
+        if meta["split"] == "test":
+            assert meta["image_frames"] == full["image_frames"] != []
+            pngs = sorted((seq / "images").rglob("*.png"))
+            assert len(pngs) == len(full["image_frames"]) * len(b)
+            assert tuple(read_rgba(pngs[0]).shape) == (32, 32, 4)
+        else:
+            assert meta["image_frames"] == [] and not (seq / "images").exists()
+    assert json.loads((small / "dataset.json").read_text())["generator"]["rendered_splits"] == ["test"]
+    with pytest.raises(GeneratorError, match="image size"):
+        make_dataset(tmp_path / "bad", "tiny", log=None, image_size=8)
+    with pytest.raises(GeneratorError, match="render_splits"):
+        make_dataset(tmp_path / "bad", "tiny", log=None, render_splits=("validation",))

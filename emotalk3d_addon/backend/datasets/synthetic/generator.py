@@ -157,16 +157,29 @@ def image_frames(frames: int, preset: Preset) -> list[int]:
 
 
 def make_dataset(out: Path, preset: str = "demo", seed: int = 0, log=print, *, render: bool = True,
-                 engine: str | None = None, overwrite: bool = False) -> Path:
+                 engine: str | None = None, overwrite: bool = False, image_size: int | None = None,
+                 render_splits: tuple[str, ...] = ("train", "test")) -> Path:
     """Generate the dataset into ``out`` (a new or empty folder) and return it.
 
     ``render=False`` writes geometry, audio and cameras only (no images, no Blender).
     ``engine`` overrides the preset's renderer ("WORKBENCH" or "CYCLES").
     ``overwrite`` replaces an existing dataset made by this generator (never other folders).
+    ``image_size`` overrides the preset's (square, pixels). The cameras are the same at
+    every size (focal length and principal point scale with it), and so are the sequences,
+    so a larger copy of a dataset holds the same views, sampled finer.
+    ``render_splits``: the splits whose sequences get images (e.g. ("test",) for a
+    high-resolution copy of the held-out views only).
     """
     if preset not in PRESETS:
         raise GeneratorError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if image_size is not None:
+        if not (isinstance(image_size, int) and 16 <= image_size <= 4096):
+            raise GeneratorError(f"image size must be an integer in [16, 4096] pixels, got {image_size!r}")
+        p = replace(p, image_size=image_size)
+    unknown = set(render_splits) - {"train", "test"}
+    if unknown or not render_splits:
+        raise GeneratorError(f"render_splits must name train and/or test, got {list(render_splits)}")
     if engine is not None:
         if engine.upper() not in ("WORKBENCH", "CYCLES"):
             raise GeneratorError(f"unknown engine {engine!r}; choose WORKBENCH or CYCLES")
@@ -181,13 +194,13 @@ def make_dataset(out: Path, preset: str = "demo", seed: int = 0, log=print, *, r
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _generate(out, p, seed, log or (lambda _m: None), render)
+        return _generate(out, p, seed, log or (lambda _m: None), render, tuple(render_splits))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)      # it was new or empty: leave nothing half-made
         raise
 
 
-def _generate(out: Path, p: Preset, seed: int, log, render: bool) -> Path:
+def _generate(out: Path, p: Preset, seed: int, log, render: bool, render_splits: tuple[str, ...]) -> Path:
     t0 = time.time()
     model = HeadModel()
     log(f"head model: {model.face_template.shape[0]} tracked face vertices, "
@@ -206,7 +219,8 @@ def _generate(out: Path, p: Preset, seed: int, log, render: bool) -> Path:
                           "seed": seed, "engine": p.engine, "texture_size": p.texture_size,
                           "render_every": p.render_every, "train_voices": list(TRAIN_VOICES),
                           "test_voice": TEST_VOICE, "lead_silence_s": LEAD_SILENCE,
-                          "emotion_ramp_s": [0.1, 0.4], "rendered": bool(render)}}
+                          "emotion_ramp_s": [0.1, 0.4], "rendered": bool(render),
+                          "rendered_splits": list(render_splits) if render else []}}
     work = Path(tempfile.mkdtemp(prefix="emotalk3d-synth-"))
     try:
         items, overlays = [], {}
@@ -225,7 +239,7 @@ def _generate(out: Path, p: Preset, seed: int, log, render: bool) -> Path:
             folder.mkdir(parents=True)
             sf.write(folder / "audio.wav", utt.samples, utt.sample_rate, subtype="PCM_16")
             np.save(folder / "meshes.npy", model.pose_face(params, frames))
-            shown = image_frames(frames, p) if render else []
+            shown = image_frames(frames, p) if render and spec.split in render_splits else []
             meta = {"emotion": spec.emotion, "intensity": spec.intensity, "split": spec.split,
                     "fps": p.fps, "text": spec.sentence, "voice": spec.voice,
                     "image_frames": shown, "frames": frames, "duration": utt.duration,
