@@ -6,8 +6,9 @@ to it); head-completion (OTF) Gaussians are free; the dataset's rigid parts (eye
 teeth: ``appearance/rigid.py``) get Gaussians seeded on their surfaces, free in their part. Loss: (1 - w) L1 + w D-SSIM (w = 0.2)
 on premultiplied RGB + alpha. Every Gaussian is drawn through the 3D smoothing filter
 (``appearance/smoothing.py``), refitted to the training cameras as the Gaussians move and
-after every densification, so none learns to be finer than the images. The OTF set is densified (clone small / split large
-Gaussians whose position gradient is high) and pruned (opacity < 0.005), as in 3DGS.
+after every densification, so none learns to be finer than the images. The OTF set is
+densified (clone small / split large Gaussians whose position gradient is high) and pruned
+(opacity < 0.005), as in 3DGS.
 
 Stage 2, G2ANet (SPEC 2.5): multi-view frames of every training sequence with their
 tracked meshes and emotion labels; the same photometric loss. G2ANet learns, and so do the
