@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
                    intensities=(STRONG,), emotions=("neutral", "happy"),
                    test_sequences=(("surprised", STRONG),), render_every=12, max_image_frames=2,
                    max_words=3),
-    "demo": Preset("demo", image_size=256, cameras=11, fps=25, texture_size=1024, sentences_per_level=3,
+    "demo": Preset("demo", image_size=512, cameras=11, fps=25, texture_size=1024, sentences_per_level=3,
                    intensities=(MILD, STRONG), emotions=EMOTIONS,
                    test_sequences=(("neutral", 0.0), ("happy", STRONG), ("angry", MILD),
                                    ("surprised", STRONG), ("sad", STRONG)),
