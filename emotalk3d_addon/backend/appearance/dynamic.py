@@ -53,6 +53,7 @@ from .completion import CompletionConfig, OTFBinding, bind_otf, fusion_weight, o
 from .g2anet import G2AConfig, G2ANet, motion_offsets
 from .gaussians import GaussianSet
 from ..raster.camera import Camera
+from ..raster.projection import check_mode
 from .rigid import RigidBinding, RigidPart, sample_surface
 from .smoothing import filter_std, sampling_intervals, smooth
 
@@ -192,7 +193,9 @@ def compose_frame(canonical: GaussianSet, binding: FaceBinding, otf: OTFBinding,
 class AnimatedHead:
     """A subject's animatable appearance: canonical Gaussians (face, OTF, rigid parts),
     bindings, G2ANet and, optionally, the 3D smoothing filter ``smoothing`` (Nf + No + Nr,)
-    metres, one standard deviation per canonical Gaussian (``smoothing.py``; None: none)."""
+    metres, one standard deviation per canonical Gaussian (``smoothing.py``; None: none).
+    ``raster_mode`` is the rasteriser mode it is trained and drawn with (``raster.projection``:
+    classic, or antialiased with the 2D mip filter)."""
 
     canonical: GaussianSet
     binding: FaceBinding
@@ -200,6 +203,7 @@ class AnimatedHead:
     net: G2ANet
     rigid: RigidBinding = field(default_factory=RigidBinding.empty)
     smoothing: torch.Tensor | None = None
+    raster_mode: str = "classic"
 
     def frame(self, vertices: torch.Tensor, emotion: torch.Tensor, *, drop_hidden: bool = True) -> FrameGaussians:
         """``compose_frame`` for a mesh frame (V, 3) metres and an emotion vector (E,)."""
@@ -212,7 +216,7 @@ class AnimatedHead:
         net = copy.deepcopy(self.net).to(device).eval()
         smoothing = self.smoothing.to(device) if self.smoothing is not None else None
         return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net, self.rigid.to(device),
-                            smoothing)
+                            smoothing, self.raster_mode)
 
     def fit_smoothing(self, cameras: list[Camera], variance: float) -> None:
         """Set ``smoothing`` from the canonical means seen by the training ``cameras`` with
@@ -247,10 +251,10 @@ class AnimatedHead:
     def initial(cls, template: np.ndarray, triangles: np.ndarray, uvs: np.ndarray, face_mask: np.ndarray, *,
                 g2a: G2AConfig | None = None, completion: CompletionConfig | None = None,
                 opacity: float = 0.1, rigid_parts: list[RigidPart] | tuple[RigidPart, ...] = (),
-                rigid_per_cm2: float = RIGID_PER_CM2) -> "AnimatedHead":
+                rigid_per_cm2: float = RIGID_PER_CM2, raster_mode: str = "classic") -> "AnimatedHead":
         """An untrained head: face Gaussians on the upsampled template, OTF points sampled
         around it, rigid-part Gaussians on each part's surface (``rigid_per_cm2`` per square
-        centimetre, seeded like the completion).
+        centimetre, seeded like the completion), to be trained and drawn in ``raster_mode``.
 
         Grey, isotropic, opacity ``opacity`` (as 3DGS initialises). Face scale: half the mean
         edge length of the subdivided face mesh; OTF scale: half the mean point spacing
@@ -291,4 +295,5 @@ class AnimatedHead:
                                    torch.cat(part_of) if part_of else torch.zeros(0, dtype=torch.int64),
                                    [p.anchor for p in rigid_parts], template)
         canonical = GaussianSet.concat(sets)
-        return cls(canonical, binding, bind_otf(otf_pts, face_pts), G2ANet(g2a), rigid)
+        check_mode(raster_mode)
+        return cls(canonical, binding, bind_otf(otf_pts, face_pts), G2ANet(g2a), rigid, raster_mode=raster_mode)

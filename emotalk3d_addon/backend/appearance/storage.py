@@ -12,8 +12,11 @@ Manifest section:
     {"canonical": "canonical.ply", "file": "appearance.safetensors", "num_face": Nf,
      "num_otf": No, "sh_degree": d, "g2a": {G2AConfig}, "view": {"target": [x, y, z],
      "distance": metres, "fov_x_deg": degrees, "width": px, "height": px},
-     "num_rigid": Nr, "rigid_parts": [names]}       (the last two optional: 0 and [])
-``view`` is the default camera (from the training cameras) that ``render --view`` orbits.
+     "num_rigid": Nr, "rigid_parts": [names],       (optional: 0 and [])
+     "raster_mode": "classic" | "antialiased"}      (optional: classic)
+``view`` is the default camera (from the training cameras) that ``render --view`` orbits;
+``raster_mode`` is the rasteriser mode the head was trained with, and so must be drawn with
+(``raster.projection``).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from .completion import OTFBinding
 from .dynamic import AnimatedHead
 from .g2anet import G2AConfig, G2ANet
 from .ply import read_ply, write_ply
+from ..raster.projection import RASTER_MODES
 from .rigid import RigidBinding
 
 CANONICAL_PLY = "canonical.ply"
@@ -60,6 +64,8 @@ def appearance_section(head: AnimatedHead, view: dict) -> dict:
                "g2a": head.net.config.to_dict(), "view": dict(view)}
     if head.rigid.num or head.rigid.names:
         section |= {"num_rigid": head.rigid.num, "rigid_parts": list(head.rigid.names)}
+    if head.raster_mode != "classic":
+        section["raster_mode"] = head.raster_mode
     return section
 
 
@@ -96,6 +102,9 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             defects.append(f"appearance.{key} must be a non-negative integer")
     defects += check_view(section.get("view"))
+    raster_mode = section.get("raster_mode", "classic")
+    if raster_mode not in RASTER_MODES:
+        defects.append(f"appearance.raster_mode must be one of {', '.join(RASTER_MODES)}, got {raster_mode!r}")
     try:
         config = G2AConfig.from_dict(section.get("g2a"))
     except (TypeError, ValueError, AttributeError) as exc:
@@ -154,7 +163,8 @@ def load_appearance(section: Any, ply_path: Path | None, tensor_path: Path | Non
         return defects, None
     net = G2ANet(config)
     net.load_state_dict(state)
-    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval(), rigid, smoothing)
+    head = AnimatedHead(canonical, binding, OTFBinding(nearest, distance), net.eval(), rigid, smoothing,
+                        raster_mode)
     return [], head
 
 

@@ -1,4 +1,5 @@
-"""``rasterize``: one function, gsplat's classic conventions, a CPU (numba) and a CUDA (gsplat) backend."""
+"""``rasterize``: one function, gsplat's conventions (classic or antialiased mode), a CPU (numba)
+and a CUDA (gsplat) backend."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from . import cpu as _cpu
 from .cpu_binning import bin_gaussians
 from .camera import Camera
 from .cpu_projection import project_features
-from .projection import project
+from .projection import check_mode, project
 
 BACKENDS = ("auto", "cpu", "gsplat")
 
@@ -59,9 +60,10 @@ def resolve_backend(backend: str, means: torch.Tensor) -> str:
 
 def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
               colors: torch.Tensor, camera: Camera, *, sh_degree: int | None = None,
-              extra: torch.Tensor | None = None, backend: str = "auto",
+              extra: torch.Tensor | None = None, backend: str = "auto", mode: str = "classic",
               stats: _cpu.ForwardStats | None = None) -> RasterOutput:
-    """Render N 3D Gaussians through ``camera`` (gsplat classic mode, eps2d 0.3, RGB+ED).
+    """Render N 3D Gaussians through ``camera`` (gsplat's ``rasterize_mode`` ``mode``, classic or
+    antialiased (``projection``), eps2d 0.3, RGB+ED).
 
     means (N,3) world; quats (N,4) wxyz (normalised here); scales (N,3) linear; opacities (N,)
     in [0,1]; colors (N,3) RGB, or SH coefficients (N,K,3) when ``sh_degree`` is given;
@@ -69,11 +71,13 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
     backends. ``stats`` (CPU only) receives the forward pair counts.
     """
     opacities = _check(means, quats, scales, opacities, colors, sh_degree, extra)
+    check_mode(mode)
     which = resolve_backend(backend, means)
     if which == "gsplat":
         from .gsplat_backend import rasterize_gsplat
 
-        rgb, alpha, depth, ext = rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, extra)
+        rgb, alpha, depth, ext = rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, extra,
+                                                  mode)
         return RasterOutput(rgb, alpha, depth, ext)
 
     out_device = means.device
@@ -86,13 +90,13 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
     cam = camera.to(cpu, dtype)
     tensors = (means, quats, scales, opacities, colors) + ((extra,) if extra is not None else ())
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        p = project(means, quats, scales, opacities, colors, cam, sh_degree)
+        p = project(means, quats, scales, opacities, colors, cam, sh_degree, mode=mode)
         parts = [p.colors, p.depths[:, None]] + ([extra] if extra is not None else [])
         feats = torch.cat(parts, dim=-1)
     else:  # inference: the fused numba projection (same numbers, one parallel pass)
-        p, feats = project_features(means, quats, scales, opacities, colors, cam, sh_degree, extra)
-    bins = bin_gaussians(p.means2d, p.conics, opacities, p.depths, p.visible, cam.width, cam.height)
-    img, alpha = _cpu.composite(p.means2d, p.conics, feats, opacities, bins, stats)
+        p, feats = project_features(means, quats, scales, opacities, colors, cam, sh_degree, extra, mode=mode)
+    bins = bin_gaussians(p.means2d, p.conics, p.opacities, p.depths, p.visible, cam.width, cam.height)
+    img, alpha = _cpu.composite(p.means2d, p.conics, feats, p.opacities, bins, stats)
     depth = img[..., 3] / alpha.clamp_min(1e-10)
     out = RasterOutput(img[..., :3], alpha, depth, img[..., 4:] if extra is not None else None)
     if out_device != cpu:

@@ -13,14 +13,15 @@ from numba import njit, prange
 
 from .camera import Camera
 from .cpu_binning import GAUSS_CHUNK, _chunked
-from .projection import ALPHA_MIN, EPS2D, Projected
+from .projection import ALPHA_MIN, EPS2D, Projected, check_mode
 from .sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 
 @njit(parallel=True, cache=True)
 def _project_kernel(means, quats, scales, opacities, colors, sh_degree, extra, cam, width, height, near, far,
-                    eps2d, means2d, conics, feats, visible, radii):
-    """cam: [V (12, row-major 3x4), fx, fy, cx, cy, campos (3)]; feats (N, 4 + C) = rgb, z, extra."""
+                    eps2d, antialiased, means2d, conics, feats, visible, radii, opac_out):
+    """cam: [V (12, row-major 3x4), fx, fy, cx, cy, campos (3)]; feats (N, 4 + C) = rgb, z, extra;
+    opac_out (N,) the opacities to composite with (times the compensation when antialiased)."""
     n = means.shape[0]
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
     tan_fovx = 0.5 * width / fx
@@ -84,10 +85,16 @@ def _project_kernel(means, quats, scales, opacities, colors, sh_degree, extra, c
         t10 = j11 * b0 + j12 * c0
         t11 = j11 * b1 + j12 * c1
         t12 = j11 * b2 + j12 * c2
-        s00 = t00 * t00 + t01 * t01 + t02 * t02 + eps2d
-        s11 = t10 * t10 + t11 * t11 + t12 * t12 + eps2d
+        b00 = t00 * t00 + t01 * t01 + t02 * t02
+        b11 = t10 * t10 + t11 * t11 + t12 * t12
+        s00 = b00 + eps2d
+        s11 = b11 + eps2d
         s01 = t00 * t10 + t01 * t11 + t02 * t12
         det = max(s00 * s11 - s01 * s01, 1e-10)
+        o = float(opacities[g])
+        if antialiased:
+            o *= math.sqrt(max((b00 * b11 - s01 * s01) / det, 1e-12))
+        opac_out[g] = o
         conics[g, 0] = s11 / det
         conics[g, 1] = -s01 / det
         conics[g, 2] = s00 / det
@@ -95,7 +102,6 @@ def _project_kernel(means, quats, scales, opacities, colors, sh_degree, extra, c
         mv = fy * y * rz + cy
         means2d[g, 0] = mu
         means2d[g, 1] = mv
-        o = float(opacities[g])
         ext = min(math.sqrt(2.0 * math.log(max(o, ALPHA_MIN) / ALPHA_MIN)), 3.33)
         rx = math.ceil(ext * math.sqrt(s00))
         ry = math.ceil(ext * math.sqrt(s11))
@@ -143,8 +149,10 @@ def _project_kernel(means, quats, scales, opacities, colors, sh_degree, extra, c
 
 def project_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
                      colors: torch.Tensor, camera: Camera, sh_degree: int | None, extra: torch.Tensor | None,
-                     eps2d: float = EPS2D) -> tuple[Projected, torch.Tensor]:
-    """(Projected, feats (N, 4 + C) = [rgb, z, extra]) without autograd; CPU tensors, one float dtype."""
+                     eps2d: float = EPS2D, mode: str = "classic") -> tuple[Projected, torch.Tensor]:
+    """(Projected, feats (N, 4 + C) = [rgb, z, extra]) without autograd; CPU tensors, one float dtype;
+    ``mode`` classic or antialiased (``projection``)."""
+    antialiased = check_mode(mode)
     dt = means.dtype
     npdt = np.float32 if dt == torch.float32 else np.float64
     n = means.shape[0]
@@ -167,12 +175,13 @@ def project_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     feats = np.empty((n, 4 + C), npdt)
     visible = np.empty(n, np.bool_)
     radii = np.empty((n, 2), np.int32)
+    opac = np.empty(n, npdt)
     with _chunked(GAUSS_CHUNK):
         _project_kernel(arr(means), arr(quats), arr(scales), arr(opacities), col,
                         -1 if sh_degree is None else sh_degree,
                         ext, cam, int(camera.width), int(camera.height), float(camera.near), float(camera.far),
-                        float(eps2d), means2d, conics, feats, visible, radii)
+                        float(eps2d), antialiased, means2d, conics, feats, visible, radii, opac)
     t = torch.from_numpy
     f = t(feats)
-    p = Projected(t(means2d), t(conics), f[:, 3], t(radii), t(visible), f[:, :3])
+    p = Projected(t(means2d), t(conics), f[:, 3], t(radii), t(visible), f[:, :3], t(opac))
     return p, f

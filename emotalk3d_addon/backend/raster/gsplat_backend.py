@@ -45,8 +45,9 @@ def _import_gsplat():
 
 
 def rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh_degree: int | None,
-                     extra: torch.Tensor | None):
-    """(rgb (H,W,3), alpha (H,W), depth (H,W), extra (H,W,C) | None) on the input device."""
+                     extra: torch.Tensor | None, mode: str = "classic"):
+    """(rgb (H,W,3), alpha (H,W), depth (H,W), extra (H,W,C) | None) on the input device;
+    ``mode`` is gsplat's ``rasterize_mode`` (classic or antialiased)."""
     global _ready
     gsplat = _import_gsplat()
     out_device = means.device
@@ -68,7 +69,7 @@ def rasterize_gsplat(means, quats, scales, opacities, colors, camera: Camera, sh
             means, quats, scales, opacities, feats, viewmats=viewmat[None], Ks=K[None],
             width=int(camera.width), height=int(camera.height), near_plane=float(camera.near),
             far_plane=float(camera.far), eps2d=EPS2D, sh_degree=None, packed=False, tile_size=16,
-            render_mode="RGB+ED", rasterize_mode="classic")
+            render_mode="RGB+ED", rasterize_mode=mode)
     except Exception as exc:  # the first call compiles/loads the kernels and hides why that failed
         if _ready:
             raise

@@ -4,6 +4,13 @@ Matches gsplat's pinhole projection (``_torch_impl._fully_fused_projection`` and
 kernel): world -> camera with the 4x4, near/far culling on camera z, perspective Jacobian
 evaluated at the mean with x/z, y/z clamped to the frustum widened by 30 %, 2D covariance
 + ``eps2d`` on the diagonal, conic = the 3 unique entries of its inverse.
+
+Two modes, gsplat's ``rasterize_mode``: ``classic`` (3DGS: the dilation adds area, so a
+Gaussian smaller than a pixel is drawn as a pixel-sized blob at full opacity) and
+``antialiased`` (Mip-Splatting's 2D mip filter: the same dilation, with the opacity scaled
+by sqrt(det(cov2d) / det(cov2d + eps2d I)) so that the blob carries the energy of the
+Gaussian it stands for; what keeps thin or distant detail from thickening and flickering
+when rendered coarser than it was trained).
 """
 from __future__ import annotations
 
@@ -17,6 +24,14 @@ from .sh import sh_to_rgb
 
 EPS2D = 0.3
 ALPHA_MIN = 1.0 / 255.0
+RASTER_MODES = ("classic", "antialiased")
+
+
+def check_mode(mode: str) -> bool:
+    """True for ``antialiased``, False for ``classic``; anything else is a ValueError."""
+    if mode not in RASTER_MODES:
+        raise ValueError(f"raster mode must be one of {RASTER_MODES}, got {mode!r}")
+    return mode == "antialiased"
 
 
 @dataclass
@@ -29,6 +44,8 @@ class Projected:
     radii: torch.Tensor     # (N, 2) int32 screen half-extents, 0 where culled (no grad)
     visible: torch.Tensor   # (N,) bool: in front, within near/far, opacity >= 1/255, touches the image
     colors: torch.Tensor    # (N, 3) RGB (after SH when sh_degree is given)
+    opacities: torch.Tensor  # (N,) the opacities to composite with: the input's, times the
+                             # compensation in antialiased mode
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -48,8 +65,10 @@ def covariances(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 
 
 def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-            colors: torch.Tensor, camera: Camera, sh_degree: int | None = None, eps2d: float = EPS2D) -> Projected:
+            colors: torch.Tensor, camera: Camera, sh_degree: int | None = None, eps2d: float = EPS2D,
+            mode: str = "classic") -> Projected:
     """Project N Gaussians through ``camera``; differentiable w.r.t. every Gaussian input (not the camera).
+    ``mode``: ``classic`` or ``antialiased`` (the module docstring).
 
     Written column-wise (one (N,) tensor per matrix entry, camera entries as Python floats):
     the 2D covariance is T T^T with T = J R_view R_quat S, which avoids batched 3x3 matmuls and is
@@ -89,10 +108,14 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
     j11, j12 = fy * rz, -fy * v * rz
     T0 = [j00 * Mc[0][k] + j02 * Mc[2][k] for k in range(3)]
     T1 = [j11 * Mc[1][k] + j12 * Mc[2][k] for k in range(3)]
-    c00 = T0[0] * T0[0] + T0[1] * T0[1] + T0[2] * T0[2] + eps2d
-    c11 = T1[0] * T1[0] + T1[1] * T1[1] + T1[2] * T1[2] + eps2d
+    antialiased = check_mode(mode)
+    b00 = T0[0] * T0[0] + T0[1] * T0[1] + T0[2] * T0[2]
+    b11 = T1[0] * T1[0] + T1[1] * T1[1] + T1[2] * T1[2]
+    c00, c11 = b00 + eps2d, b11 + eps2d
     c01 = T0[0] * T1[0] + T0[1] * T1[1] + T0[2] * T1[2]
     det = torch.clamp_min(c00 * c11 - c01 * c01, 1e-10)
+    if antialiased:  # (the floor keeps the gradient finite; a Gaussian it touches is culled anyway)
+        opacities = opacities * torch.sqrt(torch.clamp_min((b00 * b11 - c01 * c01) / det, 1e-12))
     rdet = 1.0 / det
     conics = torch.stack([c11 * rdet, -c01 * rdet, c00 * rdet], dim=-1)
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)
@@ -113,7 +136,8 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
         rgb = sh_to_rgb(sh_degree, colors, means, center)
     else:
         rgb = colors
-    return Projected(means2d, conics, z, radii, visible, rgb)
+    return Projected(means2d, conics, z, radii, visible, rgb, opacities)
 
 
-__all__ = ["Projected", "project", "quat_to_rotmat", "covariances", "EPS2D", "ALPHA_MIN"]
+__all__ = ["Projected", "project", "quat_to_rotmat", "covariances", "check_mode", "EPS2D", "ALPHA_MIN",
+           "RASTER_MODES"]

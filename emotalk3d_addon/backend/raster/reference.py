@@ -5,7 +5,8 @@ tiles, no bounding boxes and no spans; it shares only the conventions (gsplat cl
 pixel centres at +0.5, cull camera z outside [near, far], Jacobian at the mean with x/z, y/z
 clamped to 1.3x the frustum, 2D covariance + 0.3, alpha = min(0.999, o exp(-sigma)), skip
 sigma < 0 and alpha < 1/255, front to back in (stable) z order, stop before the Gaussian that
-would bring transmittance to <= 1e-4.
+would bring transmittance to <= 1e-4. ``antialiased=True``: the opacity is scaled by
+sqrt(det(cov2) / det(cov2 + 0.3 I)) first (Mip-Splatting's 2D mip filter, gsplat's antialiased mode).
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def _rotation(q: np.ndarray) -> np.ndarray:
 
 
 def render_reference(means, quats, scales, opacities, colors, K, world_to_camera, width: int, height: int,
-                     near: float = 0.01, far: float = 1e10, sh_degree: int | None = None, extra=None) -> dict:
+                     near: float = 0.01, far: float = 1e10, sh_degree: int | None = None, extra=None,
+                     antialiased: bool = False) -> dict:
     """dict of float64 arrays: rgb (H,W,3), alpha (H,W), depth (H,W), extra (H,W,C) or None."""
     means, quats, scales, opac = _np64(means), _np64(quats), _np64(scales), _np64(opacities).reshape(-1)
     colors, K, V, extra = _np64(colors), _np64(K), _np64(world_to_camera), _np64(extra)
@@ -100,7 +102,10 @@ def render_reference(means, quats, scales, opacities, colors, K, world_to_camera
     J[:, 0, 2] = -fx * xz / z
     J[:, 1, 1] = fy / z
     J[:, 1, 2] = -fy * yz / z
-    cov2 = J @ cov3 @ np.transpose(J, (0, 2, 1)) + 0.3 * np.eye(2)[None]
+    cov2 = J @ cov3 @ np.transpose(J, (0, 2, 1))
+    if antialiased:
+        opac = opac * np.sqrt(np.maximum(np.linalg.det(cov2) / np.linalg.det(cov2 + 0.3 * np.eye(2)[None]), 0.0))
+    cov2 = cov2 + 0.3 * np.eye(2)[None]
     prec = np.linalg.inv(cov2)  # (M, 2, 2)
     # every pixel against every Gaussian: (P, M)
     jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)

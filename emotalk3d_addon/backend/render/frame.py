@@ -33,7 +33,8 @@ def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tenso
                 object_to_world: np.ndarray | None = None, sh_degree: int | None = None) -> RasterOutput:
     """One frame of the animated head: vertices (V, 3) metres in subject space, emotion (8,)
     (``emotion_input``), ``object_to_world`` (4, 4) placing the head in the camera's world
-    (identity when None), ``sh_degree`` capped at the head's (training's warm-up)."""
+    (identity when None), ``sh_degree`` capped at the head's (training's warm-up). Drawn in the
+    head's ``raster_mode``, the one it was trained in."""
     frame = head.frame(vertices, emotion)
     means, quats, scales = frame.means, frame.quats, frame.scales
     if object_to_world is not None:
@@ -46,7 +47,7 @@ def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tenso
         camera = Camera(camera.K, w2c.to(camera.K.dtype), camera.width, camera.height, camera.near, camera.far)
     degree = frame.sh_degree if sh_degree is None else min(sh_degree, frame.sh_degree)
     return rasterize(means, quats, scales, frame.opacities, frame.sh[:, : (degree + 1) ** 2],
-                     camera.to(means.device), sh_degree=degree, extra=frame.matte[:, None])
+                     camera.to(means.device), sh_degree=degree, extra=frame.matte[:, None], mode=head.raster_mode)
 
 
 class FrameRenderer:

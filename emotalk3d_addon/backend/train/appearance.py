@@ -68,6 +68,7 @@ class AppearanceTrainConfig:
     g2a_finetune_canonical: bool = True   # stage 2 also fine-tunes the canonical Gaussians (else: rigid ones only)
     smoothing_variance: float = FILTER_VARIANCE   # the 3D smoothing filter (training pixels²); 0: none
     smoothing_every: int = 100        # steps between refits of the filter to the moving Gaussians
+    raster_mode: str = "antialiased"  # with the 3D filter, Mip-Splatting's 2D mip filter; or "classic" (3DGS)
     seed: int = 0
 
 
@@ -176,7 +177,8 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     head = AnimatedHead.initial(topo.template, topo.triangles, topo.uvs, topo.face_mask,
                                 g2a=G2AConfig(sh_degree=cfg.sh_degree, hidden=cfg.g2a_hidden),
                                 completion=CompletionConfig(num_points=cfg.num_otf, seed=cfg.seed),
-                                rigid_parts=dataset.rigid_parts if cfg.rigid_parts else ())
+                                rigid_parts=dataset.rigid_parts if cfg.rigid_parts else (),
+                                raster_mode=cfg.raster_mode)
     if head.rigid.num:
         log(f"rigid parts: {', '.join(head.rigid.names)} ({head.rigid.num} Gaussians)")
     head.net.requires_grad_(False)

@@ -43,6 +43,19 @@ def test_round_trip(subject_with_appearance):
         torch.testing.assert_close(b.net.state_dict()[k], v)
     assert loaded.manifest["appearance"]["view"] == VIEW
     assert loaded.manifest["appearance"]["num_otf"] == 300
+    assert b.raster_mode == "classic" and "raster_mode" not in loaded.manifest["appearance"]
+
+
+def test_the_raster_mode_round_trips_and_an_old_bundle_reads_as_classic(subject_with_appearance, tmp_path):
+    subject, _ = subject_with_appearance
+    subject.appearance.raster_mode = "antialiased"
+    path = subject.save(tmp_path / "antialiased")
+    assert json.loads((path / "subject.json").read_text())["appearance"]["raster_mode"] == "antialiased"
+    loaded = load_subject(path)
+    assert loaded.appearance.raster_mode == "antialiased"
+    assert loaded.appearance.to("cpu").raster_mode == "antialiased"
+    _edit(path, lambda m: m["appearance"].pop("raster_mode"))     # written before the mode existed
+    assert load_subject(path).appearance.raster_mode == "classic"
 
 
 def _edit(path, fn):
@@ -57,6 +70,7 @@ def _edit(path, fn):
     (lambda p: _edit(p, lambda m: m["appearance"].update(num_otf=7)), "Gaussians"),
     (lambda p: _edit(p, lambda m: m["appearance"]["view"].update(distance=-1)), "view.distance"),
     (lambda p: _edit(p, lambda m: m["appearance"]["g2a"].update(hidden="wide")), "g2a"),
+    (lambda p: _edit(p, lambda m: m["appearance"].update(raster_mode="mip")), "raster_mode"),
     (lambda p: save_file({k: (v.float() * np.nan if v.is_floating_point() else v)
                           for k, v in load_file(str(p / "appearance.safetensors")).items()},
                          str(p / "appearance.safetensors")), "NaN"),

@@ -29,10 +29,11 @@ class Scene:
     def args(self):
         return self.means, self.quats, self.scales, self.opacities, self.colors, self.camera
 
-    def reference(self) -> dict:
+    def reference(self, mode: str = "classic") -> dict:
         c = self.camera
         return render_reference(self.means, self.quats, self.scales, self.opacities, self.colors, c.K,
-                                c.world_to_camera, c.width, c.height, c.near, c.far, self.sh_degree, self.extra)
+                                c.world_to_camera, c.width, c.height, c.near, c.far, self.sh_degree, self.extra,
+                                antialiased=mode == "antialiased")
 
 
 def random_scene(seed: int, n: int = 100, width: int = 40, height: int = 32, sh_degree: int | None = None,

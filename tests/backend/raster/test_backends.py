@@ -113,14 +113,14 @@ def _close_except_threshold_flips(x, y, tol=1e-3, max_flips=3):
 
 
 @needs_cuda
-@pytest.mark.parametrize("deg,extra", [(None, 0), (3, 2)])
-def test_gsplat_matches_cpu(deg, extra):
+@pytest.mark.parametrize("deg,extra,mode", [(None, 0, "classic"), (3, 2, "classic"), (1, 1, "antialiased")])
+def test_gsplat_matches_cpu(deg, extra, mode):
     s = random_scene(4, 2000, 160, 120, deg, extra, spread=1.2, scale=(0.003, 0.05), dtype=torch.float32)
-    cpu_out = rasterize(*s.args(), sh_degree=deg, extra=s.extra, backend="cpu")
+    cpu_out = rasterize(*s.args(), sh_degree=deg, extra=s.extra, backend="cpu", mode=mode)
     dev = torch.device("cuda")
     args = [t.to(dev) for t in s.args()[:5]]
     gpu = rasterize(*args, s.camera, sh_degree=deg, extra=None if s.extra is None else s.extra.to(dev),
-                    backend="auto")
+                    backend="auto", mode=mode)
     assert gpu.rgb.device.type == "cuda" and gpu.rgb.shape == cpu_out.rgb.shape
     assert (cpu_out.alpha > 0.5).float().mean() > 0.2
     assert _close_except_threshold_flips(gpu.rgb, cpu_out.rgb)

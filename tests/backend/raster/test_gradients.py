@@ -54,9 +54,10 @@ def fd_check(f, inputs, eps=1e-6, rtol=1e-4, atol=1e-7, seed=0):
     return analytic
 
 
-def _fn(cam, sh_degree, has_extra):
+def _fn(cam, sh_degree, has_extra, mode="classic"):
     def f(*args):
-        out = rasterize(*args[:5], cam, sh_degree=sh_degree, extra=args[5] if has_extra else None, backend="cpu")
+        out = rasterize(*args[:5], cam, sh_degree=sh_degree, extra=args[5] if has_extra else None, backend="cpu",
+                        mode=mode)
         return (out.rgb, out.alpha, out.depth) + ((out.extra,) if has_extra else ())
     return f
 
@@ -69,6 +70,19 @@ def test_full_chain_gradcheck(seed, sh_degree, extra):
     assert float(out[1].detach().max()) > 0.3  # the Gaussians really overlap the image
     grads = fd_check(_fn(cam, sh_degree, bool(extra)), inputs)
     assert all(float(g.abs().max()) > 0 for g in grads)
+
+
+def test_antialiased_gradcheck():
+    # small Gaussians (a few pixels wide): the compensation's gradient w.r.t. scales and quats matters
+    inputs, cam = _small_scene(4, n=9, sh_degree=1, extra=1)
+    inputs[2] = inputs[2] * 0.4
+    inputs = [t.clone().requires_grad_() for t in inputs]
+    f = _fn(cam, 1, True, "antialiased")
+    classic = _fn(cam, 1, True)(*inputs)[1]
+    alpha = f(*inputs)[1]
+    assert float(alpha.detach().max()) > 0.1 and float((classic - alpha).detach().abs().max()) > 0.05
+    grads = fd_check(f, inputs)
+    assert float(grads[2].abs().max()) > 0
 
 
 def test_torch_gradcheck_fast_mode():

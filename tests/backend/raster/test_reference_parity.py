@@ -45,6 +45,31 @@ def test_matches_reference(seed, n, deg, extra, width, height, dtype):
     assert (ref["alpha"] == 0).any() or n > 100
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("seed,n,deg,extra,width,height", CASES[1:4])
+def test_antialiased_matches_reference(seed, n, deg, extra, width, height, dtype):
+    # small Gaussians, so the opacity compensation is far from 1 for many of them
+    scene = random_scene(seed, n, width, height, deg, extra, spread=1.2, scale=(0.002, 0.05), dtype=dtype)
+    ref, classic = scene.reference("antialiased"), scene.reference("classic")
+    assert np.abs(ref["alpha"] - classic["alpha"]).max() > 0.3       # the mode really changes the image
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            args = [t.clone().requires_grad_(grad) for t in scene.args()[:5]]
+            out = rasterize(*args, scene.camera, sh_degree=deg, extra=scene.extra, backend="cpu", mode="antialiased")
+        tol = 1e-3 if dtype == torch.float32 else 1e-9
+        assert max_err(out.rgb, ref["rgb"]) < tol
+        assert max_err(out.alpha, ref["alpha"]) < tol
+        assert max_err(out.depth, ref["depth"]) < tol * 10
+        if extra:
+            assert max_err(out.extra, ref["extra"]) < tol
+
+
+def test_unknown_mode_is_refused():
+    s = random_scene(1, 10)
+    with pytest.raises(ValueError, match="raster mode"):
+        rasterize(*s.args(), mode="mip")
+
+
 def test_scene_has_culled_and_offscreen_gaussians():
     from emotalk3d_addon.backend.raster.projection import project
 

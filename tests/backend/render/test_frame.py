@@ -30,6 +30,29 @@ def test_a_renderer_copies_the_subject_it_renders():
     assert renderer.head.net is not net and renderer.head is not subject.appearance
 
 
+def test_a_head_is_drawn_in_the_raster_mode_it_was_trained_in():
+    import torch
+
+    from emotalk3d_addon.backend.raster import rasterize
+    from emotalk3d_addon.backend.render.frame import emotion_input, render_head
+
+    subject = load_subject(resolve_subject("demo"))
+    head = subject.appearance.to("cpu")
+    vertices = torch.from_numpy(subject.geometry.template.astype(np.float32))
+    emotion = emotion_input(np.eye(8, dtype=np.float32)[0], 1.0)
+    camera = orbit_camera(subject.manifest["appearance"]["view"], "front", 32, 32)   # coarse: sub-pixel Gaussians
+    images = {}
+    with torch.inference_mode():
+        f = head.frame(vertices, emotion)
+        for mode in ("classic", "antialiased"):
+            head.raster_mode = mode
+            images[mode] = render_head(head, vertices, emotion, camera).alpha
+            direct = rasterize(f.means, f.quats, f.scales, f.opacities, f.sh, camera, sh_degree=f.sh_degree,
+                               mode=mode).alpha
+            torch.testing.assert_close(images[mode], direct)
+    assert float((images["classic"] - images["antialiased"]).abs().max()) > 0.01
+
+
 class _Block:
     """A shape key as Blender holds it: float32 coordinates, a value, a relative key."""
 

@@ -21,6 +21,8 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
     section = subject.manifest["appearance"]
     assert section["num_face"] == subject.appearance.binding.num and section["num_otf"] >= 1
     assert (full_subject / CANONICAL_PLY).read_bytes().startswith(b"ply\n")
+    # trained, and so drawn, with the 2D mip filter
+    assert section["raster_mode"] == subject.appearance.raster_mode == "antialiased"
     # the dataset's rigid parts got Gaussians of their own, after the face and OTF ones
     head = subject.appearance
     assert section["rigid_parts"] == ["eye_left", "eye_right", "teeth_upper", "teeth_lower"]
