@@ -49,6 +49,7 @@ class AppearanceTrainConfig:
     num_otf: int = 85_500
     sh_degree: int = 3
     g2a_hidden: int = 128
+    g2a_uv_frequencies: int = 8       # octaves of G2ANet's UV encoding; 8 resolves ~2-3 mm on a face
     ssim_weight: float = 0.2
     lr_means: float = 1.6e-4          # x scene extent (metres), as 3DGS
     lr_sh: float = 2.5e-3             # all SH coefficients (3DGS uses 1/20 of it for the rest)
@@ -70,6 +71,11 @@ class AppearanceTrainConfig:
     smoothing_every: int = 100        # steps between refits of the filter to the moving Gaussians
     raster_mode: str = "antialiased"  # with the 3D filter, Mip-Splatting's 2D mip filter; or "classic" (3DGS)
     seed: int = 0
+
+
+def g2a_config(cfg: AppearanceTrainConfig) -> G2AConfig:
+    """The G2ANet hyper-parameters a training run builds its net with."""
+    return G2AConfig(sh_degree=cfg.sh_degree, hidden=cfg.g2a_hidden, uv_frequencies=cfg.g2a_uv_frequencies)
 
 
 def emotion_vector(emotion: str, intensity: float) -> torch.Tensor:
@@ -175,7 +181,7 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     torch.manual_seed(cfg.seed)
     bank = _ViewBank(dataset, _canonical_views(dataset, cameras))
     head = AnimatedHead.initial(topo.template, topo.triangles, topo.uvs, topo.face_mask,
-                                g2a=G2AConfig(sh_degree=cfg.sh_degree, hidden=cfg.g2a_hidden),
+                                g2a=g2a_config(cfg),
                                 completion=CompletionConfig(num_points=cfg.num_otf, seed=cfg.seed),
                                 rigid_parts=dataset.rigid_parts if cfg.rigid_parts else (),
                                 raster_mode=cfg.raster_mode)

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..appearance.g2anet import G2ANet
 from ..appearance.storage import APPEARANCE_FILE, CANONICAL_PLY, appearance_section, default_view, \
     load_appearance, write_appearance
 from ..datasets.layout import load_dataset
 from ..datasets.multiview import load_cameras
 from ..errors import DatasetError
 from ..subject import load_subject
-from .appearance import AppearanceTrainConfig, train_canonical, train_g2a
+from .appearance import AppearanceTrainConfig, g2a_config, train_canonical, train_g2a
 from .distributed import setup, teardown
 from .progress import Progress
 from .s2g import S2GTrainConfig, _train
@@ -71,6 +72,9 @@ def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
         if defects:
             raise DatasetError(f"cannot resume from {ckpt}: " + "; ".join(defects))
         log(f"[2/3] canonical Gaussians: resumed from {ckpt} ({head.canonical.num} Gaussians)")
+        if head.net.config != g2a_config(cfg):
+            # stage 1 never trains the net: the checkpoint's is the identity, rebuilt to this run's settings
+            head.net = G2ANet(g2a_config(cfg))
     if head is None:
         log(f"[2/3] canonical Gaussians (3DGS, {cfg.num_otf} head-completion points)")
         head = train_canonical(dataset, cameras, cfg, log,

@@ -29,6 +29,30 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
     assert section["num_rigid"] == head.rigid.num > 0
     assert head.canonical.num == head.binding.num + head.otf.num + head.rigid.num
     assert sorted(set(head.rigid.part.tolist())) == [0, 1, 2, 3]
+    # G2ANet was built with the run's settings, and the manifest says which
+    trained = subject.manifest["training"]["appearance"]
+    assert head.net.config.uv_frequencies == trained["g2a_uv_frequencies"] == 8
+    assert head.net.config.hidden == trained["g2a_hidden"]
+
+
+def test_a_resumed_appearance_run_builds_its_g2anet_to_its_own_settings(tmp_path, full_subject, tiny_multiview):
+    """The canonical checkpoint is reused, and its untrained G2ANet is rebuilt to the new settings."""
+    import shutil
+
+    from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig
+    from emotalk3d_addon.backend.train.full import _train_appearance
+
+    out = tmp_path / "subject"
+    shutil.copytree(full_subject, out)
+    shutil.copytree(full_subject.with_name(full_subject.name + ".checkpoints"), tmp_path / "subject.checkpoints")
+    cfg = AppearanceTrainConfig(canonical_steps=40, g2a_steps=2, num_otf=600, sh_degree=1, g2a_hidden=16,
+                                g2a_uv_frequencies=2, densify_every=20)
+    log: list[str] = []
+    _train_appearance(tiny_multiview, out, cfg, True, log.append, False)
+    assert any("resumed from" in line for line in log)
+    head, before = load_subject(out).appearance, load_subject(full_subject).appearance
+    assert head.net.config.uv_frequencies == 2 and head.net.config.hidden == 16
+    assert head.canonical.num == before.canonical.num
 
 
 @pytest.mark.parametrize("finetune", [False, True])
