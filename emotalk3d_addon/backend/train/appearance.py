@@ -49,7 +49,7 @@ class AppearanceTrainConfig:
     num_otf: int = 85_500
     sh_degree: int = 3
     g2a_hidden: int = 128
-    g2a_uv_frequencies: int = 8       # octaves of G2ANet's UV encoding; 8 resolves ~2-3 mm on a face
+    g2a_uv_frequencies: int = 4       # octaves of G2ANet's UV encoding (finest period 2/2^(F-1) UV); 8 gained nothing on the demo
     ssim_weight: float = 0.2
     lr_means: float = 1.6e-4          # x scene extent (metres), as 3DGS
     lr_sh: float = 2.5e-3             # all SH coefficients (3DGS uses 1/20 of it for the rest)

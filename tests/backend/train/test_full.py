@@ -31,7 +31,7 @@ def test_full_training_writes_a_complete_valid_subject(full_subject):
     assert sorted(set(head.rigid.part.tolist())) == [0, 1, 2, 3]
     # G2ANet was built with the run's settings, and the manifest says which
     trained = subject.manifest["training"]["appearance"]
-    assert head.net.config.uv_frequencies == trained["g2a_uv_frequencies"] == 8
+    assert head.net.config.uv_frequencies == trained["g2a_uv_frequencies"] == 4
     assert head.net.config.hidden == trained["g2a_hidden"]
 
 
