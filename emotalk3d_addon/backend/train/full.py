@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -72,9 +72,10 @@ def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
         if defects:
             raise DatasetError(f"cannot resume from {ckpt}: " + "; ".join(defects))
         log(f"[2/3] canonical Gaussians: resumed from {ckpt} ({head.canonical.num} Gaussians)")
-        if head.net.config != g2a_config(cfg):
+        wanted = replace(g2a_config(cfg), sh_degree=head.canonical.sh_degree)   # the checkpoint fixes the SH degree
+        if head.net.config != wanted:
             # stage 1 never trains the net: the checkpoint's is the identity, rebuilt to this run's settings
-            head.net = G2ANet(g2a_config(cfg))
+            head.net = G2ANet(wanted)
     if head is None:
         log(f"[2/3] canonical Gaussians (3DGS, {cfg.num_otf} head-completion points)")
         head = train_canonical(dataset, cameras, cfg, log,

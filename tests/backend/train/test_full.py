@@ -45,13 +45,15 @@ def test_a_resumed_appearance_run_builds_its_g2anet_to_its_own_settings(tmp_path
     out = tmp_path / "subject"
     shutil.copytree(full_subject, out)
     shutil.copytree(full_subject.with_name(full_subject.name + ".checkpoints"), tmp_path / "subject.checkpoints")
-    cfg = AppearanceTrainConfig(canonical_steps=40, g2a_steps=2, num_otf=600, sh_degree=1, g2a_hidden=16,
+    # (sh_degree 3 asked: the checkpoint's canonical Gaussians have degree 1, and they decide)
+    cfg = AppearanceTrainConfig(canonical_steps=40, g2a_steps=2, num_otf=600, sh_degree=3, g2a_hidden=16,
                                 g2a_uv_frequencies=2, densify_every=20)
     log: list[str] = []
     _train_appearance(tiny_multiview, out, cfg, True, log.append, False)
     assert any("resumed from" in line for line in log)
     head, before = load_subject(out).appearance, load_subject(full_subject).appearance
     assert head.net.config.uv_frequencies == 2 and head.net.config.hidden == 16
+    assert head.net.config.sh_degree == head.canonical.sh_degree == before.canonical.sh_degree == 1
     assert head.canonical.num == before.canonical.num
 
 
