@@ -6,6 +6,8 @@
         render through the compositor, one PNG per frame (as ``blender -b FILE -s A -e B -a``)
     python -m emotalk3d_addon build [--out DIR]
         build the extension zip with Blender's own ``extension build`` (bl_pkg)
+    python -m emotalk3d_addon backend-plan [--platform P] [--gpu nvidia|none] [--device D] [--json]
+        what Preferences > Install Backend downloads on that machine (default: this one)
 """
 from __future__ import annotations
 
@@ -36,8 +38,51 @@ def build(out_dir: str | Path, source_dir: Path = PACKAGE_DIR) -> Path:
     return out / f"{manifest['id']}-{manifest['version']}.zip"
 
 
+def backend_plan(argv: list[str]) -> int:
+    """Print Install Backend's plan for a machine: a short text, or JSON with --json."""
+    import argparse
+    import json
+
+    from .bridge import install_plan as ip
+
+    parser = argparse.ArgumentParser(
+        prog="python -m emotalk3d_addon backend-plan",
+        description="What Preferences > Install Backend downloads on a machine. JSON keys: torch_variant "
+                    "(cuda, cpu or mps), index (where torch and torchaudio come from), commands and "
+                    "optional_commands (each an argument list that follows the new environment's Python, "
+                    "starting '-m pip install'; optional ones may fail without failing the install), "
+                    "size_mb (approximate download), description, note, platform.")
+    parser.add_argument("--platform", default=None,
+                        help=f"{', '.join(ip.PLATFORMS)} (others are not supported); default: this machine")
+    parser.add_argument("--gpu", choices=("nvidia", "none"), default=None,
+                        help="whether an NVIDIA driver is present; default: probed on this machine")
+    parser.add_argument("--device", choices=ip.DEVICES, default="auto",
+                        help="the Device preference (auto: the GPU when there is one)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = parser.parse_args(argv)
+    nvidia = ip.nvidia_driver_present() if args.gpu is None else args.gpu == "nvidia"
+    try:
+        plan = ip.plan_for(args.platform or ip.current_platform(), nvidia, args.device)
+    except ip.UnsupportedPlatform as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    print(f"{plan.platform}: {plan.description} (torch: {plan.torch_variant}, from {plan.index})")
+    if plan.note:
+        print(f"note: {plan.note}")
+    for command in plan.commands:
+        print("  python " + " ".join(command))
+    for command in plan.optional_commands:
+        print("  python " + " ".join(command) + "   (optional)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["backend-plan"]:
+        return backend_plan(argv[1:])
     if argv[:1] == ["build"]:
         out = argv[argv.index("--out") + 1] if "--out" in argv else "dist"
         print(build(out))

@@ -61,6 +61,7 @@ class EMOTALK3D_Preferences(AddonPreferences):
         row = box.row(align=True)
         row.operator("emotalk3d.check_backend", icon='PLUGIN')
         row.operator("emotalk3d.restart_worker", icon='FILE_REFRESH')
+        _draw_install_plan(box, self.device)
         row = box.row(align=True)
         row.operator("emotalk3d.install_backend", icon='IMPORT')
         if install.STATUS.get("running"):
@@ -89,6 +90,26 @@ class EMOTALK3D_Preferences(AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "cache_mb")
         col.prop(self, "render_ahead")
+
+
+def _draw_install_plan(layout, device: str) -> None:
+    """What Install Backend would download here (the NVIDIA driver probe is cached), and a
+    Windows path-length problem before it is met."""
+    from .bridge import install, install_plan
+    from .bridge.settings import user_env_dir
+
+    try:
+        plan = install_plan.plan_for_this_machine(device)
+    except install_plan.UnsupportedPlatform as exc:
+        layout.label(text=str(exc)[:160], icon='ERROR')
+        return
+    layout.label(text=f"Install Backend downloads {plan.description}", icon='INFO')
+    if plan.note:
+        layout.label(text=plan.note, icon='ERROR')
+    env_dir = user_env_dir()
+    problem = install.long_path_problem(env_dir) if env_dir is not None else None
+    if problem:
+        layout.label(text=problem[:160], icon='ERROR')
 
 
 @dataclass

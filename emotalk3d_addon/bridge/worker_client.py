@@ -49,6 +49,18 @@ def venv_python(env_dir: Path) -> Path:
     return env_dir / "bin" / "python"
 
 
+def env_python(env_dir: Path, platform: str | None = None) -> Path:
+    """The interpreter of an environment folder: a venv's (``Scripts\\python.exe``, ``bin/python``)
+    or a conda environment's, whose Windows ``python.exe`` sits at its root; the venv path when
+    none exists (for the message that says so)."""
+    env_dir = Path(env_dir)
+    if (platform or sys.platform) == "win32":
+        candidates = [env_dir / "Scripts" / "python.exe", env_dir / "python.exe"]
+    else:
+        candidates = [env_dir / "bin" / "python", env_dir / "bin" / "python3"]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
 def resolve_python(configured: str = "", user_env_dir: Path | None = None, module_mode: bool = False) -> str:
     """The backend interpreter: the preference, else $EMOTALK3D_PYTHON, else the
     environment built by "Install backend", else (bpy from PyPI only) this interpreter.
@@ -57,7 +69,7 @@ def resolve_python(configured: str = "", user_env_dir: Path | None = None, modul
     if configured:
         path = Path(configured).expanduser()
         if path.is_dir():
-            path = venv_python(path)
+            path = env_python(path)
         if not path.is_file():
             raise WorkerError(f"The backend interpreter set in Preferences does not exist: {configured}", "missing")
         return str(path)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import bpy
 
-from ..bridge import install, jobs, worker_client
+from ..bridge import install, install_plan, jobs, worker_client
 
 
 class EMOTALK3D_OT_check_backend(bpy.types.Operator):
@@ -47,7 +47,7 @@ class EMOTALK3D_OT_restart_worker(bpy.types.Operator):
 
 
 class EMOTALK3D_OT_install_backend(bpy.types.Operator):
-    """Build a Python environment with the backend's pinned packages in the extension's user folder (downloads 0.5 to 5 GB); the current backend stays until it is done"""
+    """Build a Python environment with the backend's pinned packages in the extension's user folder (0.35 to 3.3 GB, as Preferences shows); the current backend stays until it is done"""
 
     bl_idname = "emotalk3d.install_backend"
     bl_label = "Install Backend"
@@ -55,7 +55,16 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
     _timer = None
 
     def invoke(self, context, event):
-        return context.window_manager.invoke_confirm(self, event)
+        from ..preferences import current_settings
+
+        try:
+            message = "Downloads " + install_plan.plan_for_this_machine(current_settings(context).device).description
+        except install_plan.UnsupportedPlatform as exc:
+            message = str(exc)
+        try:        # Blender 4.1+: the confirmation says what will be downloaded
+            return context.window_manager.invoke_confirm(self, event, message=message[:200])
+        except TypeError:
+            return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
         from ..bridge.settings import user_env_dir
@@ -73,9 +82,18 @@ class EMOTALK3D_OT_install_backend(bpy.types.Operator):
             self.report({'ERROR'}, "EmoTalk3D: Install Backend needs the extension installed from its zip; "
                                    "set the Backend Python instead")
             return {'CANCELLED'}
+        try:
+            plan = install_plan.plan_for_this_machine(current_settings(context).device)
+        except install_plan.UnsupportedPlatform as exc:
+            self.report({'ERROR'}, f"EmoTalk3D: {exc}")
+            return {'CANCELLED'}
+        problem = install.long_path_problem(Path(env_dir))
+        if problem:
+            self.report({'ERROR'}, f"EmoTalk3D: {problem}")
+            return {'CANCELLED'}
         env_dir.parent.mkdir(parents=True, exist_ok=True)
-        cuda = current_settings(context).device == "cuda"
-        commands = install.install_commands(sys.executable, Path(env_dir), cuda=cuda)
+        commands = install.install_commands(sys.executable, Path(env_dir), plan)
+        self.report({'INFO'}, f"EmoTalk3D: installing the backend: {plan.description}")
         install.start_install(commands, Path(env_dir).parent / "install.log", Path(env_dir),
                               before_replace=worker_client.shutdown_client)
         if context.window is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotalk3d_addon.bridge import install, subjects, timing
+from emotalk3d_addon.bridge import install, install_plan, subjects, timing
 from emotalk3d_addon.bridge.worker_client import venv_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,16 +62,18 @@ def test_library_scan_lists_bundles_and_always_the_bundled_folder(tmp_path, monk
 def test_install_pins_match_the_project_requirements(tmp_path):
     req = {m.group(1).lower(): m.group(2) for m in
            re.finditer(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (ROOT / "requirements.txt").read_text(), re.M)}
-    for pin in install.PINNED:
+    plan = install_plan.plan_for("linux_x86_64", False)
+    pins = [a for c in plan.commands for a in c if "==" in a]
+    for pin in pins:
         name, version = pin.split("==")
-        assert req[name.lower()] == version, pin
-    assert {"torch", "transformers", "numpy", "safetensors", "soundfile"} <= {p.split("==")[0] for p in install.PINNED}
-    cmds = install.install_commands("/blender/python3.11", tmp_path / "env")
-    assert cmds[0][:3] == ["/blender/python3.11", "-m", "venv"]
+        assert req[name.lower()] == version.split("+")[0], pin
+    assert {"torch", "torchaudio", "transformers", "numpy", "safetensors", "soundfile"} <= {p.split("==")[0] for p in pins}
+    cmds = install.install_commands("/blender/python3.11", tmp_path / "env", plan)
+    assert cmds[0].alternatives[0][0][:3] == ("/blender/python3.11", "-m", "venv")
     # built beside the current environment, which it replaces only at the end
-    assert cmds[0][-1] == str(install.staging_dir(tmp_path / "env"))
+    assert cmds[0].alternatives[0][0][-1] == str(install.staging_dir(tmp_path / "env"))
     assert cmds[-1][0] == str(venv_python(install.staging_dir(tmp_path / "env")))
-    assert cmds[-1][-len(install.PINNED):] == list(install.PINNED)
+    assert cmds[-1][1:] == list(plan.commands[-1])
 
 
 def _previous_backend(tmp_path):
