@@ -5,6 +5,10 @@ The worker, ``emotalk3d predict``, the demo and ``evaluate`` all perform through
     PerformRequest -> subject (loaded once) -> waveform -> model-rate features -> emotion track
                    -> S2GNet vertices -> (on demand) basis coefficients and their error
 
+The speech models run on ``device.compute_device(request.device)``: under "auto" a CUDA GPU,
+else an Apple Silicon GPU (MPS), else the CPU; a GPU that runs out of memory (or an MPS
+operator Metal lacks) hands the step to the CPU with a warning.
+
 Cache policy, the same for every caller:
 
 * subjects: kept by bundle path, loaded again when the bundle or its manifest changes;
@@ -31,7 +35,7 @@ import torch
 
 from ..io.audio import Waveform, load_audio
 from ..arkit.solve import ArkitFit, ArkitSolver
-from ..device import resolve_device, run_with_fallback
+from ..device import compute_device, run_with_fallback
 from ..errors import AudioError
 from ..geometry.basis import BasisError
 from ..paths import default_cache_dir
@@ -246,7 +250,8 @@ class Performance:
             timings["s2g"] = round(time.perf_counter() - clock, 4)
             return vertices, cached
 
-        (track, cached), used = run_with_fallback(work, resolve_device(device), warnings, "speech-to-geometry")
+        # speech models: CUDA, else an Apple GPU (MPS), else the CPU; rendering resolves its own device
+        (track, cached), used = run_with_fallback(work, compute_device(device), warnings, "speech-to-geometry")
         return PerformanceResult(loaded, track, cached, str(used), warnings, timings, self._solver(loaded))
 
     def _solver(self, loaded: LoadedSubject) -> ArkitSolver | None:

@@ -18,6 +18,11 @@ canonical Gaussian is fine-tuned too, face positions excepted (they stay bound t
 one neutral frame cannot tell the face's own Gaussians from static completion Gaussians
 behind it that paint the skin through them, and those static copies are what ghosts
 (neutral brows left behind when the brows rise); frames of every emotion can tell them apart.
+
+Both stages train on a ``device``: the head (Gaussians, bindings, G2ANet, smoothing filter),
+its optimiser state and each step's mesh, emotion, image and camera live there, and
+``render_head`` rasterises there (on CUDA with the GPU rasteriser). The head a stage returns
+or leaves behind is on the CPU again, ready to be written.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from ..datasets.multiview import NamedCamera, View, read_rgba, views
 from ..emotions import one_hot
 from ..errors import DatasetError
 from ..render.frame import emotion_input, render_head
+from ..tools.face_regions import region_map
 from .image_losses import photometric_loss
 
 
@@ -67,6 +73,8 @@ class AppearanceTrainConfig:
     sh_warmup: int = 500              # steps per added SH degree (3DGS: 1000)
     rigid_parts: bool = True          # Gaussians on the dataset's rigid parts (eyeballs, teeth), if it has any
     g2a_finetune_canonical: bool = True   # stage 2 also fine-tunes the canonical Gaussians (else: rigid ones only)
+    surface_opacity_min: float = 0.0  # face and rigid-part Gaussians (skin, eyes, teeth) keep at least this opacity; 0: free
+    face_static_weight: float = 0.0   # weight of the static share (alpha - matte) seen where the face mesh is in front
     smoothing_variance: float = FILTER_VARIANCE   # the 3D smoothing filter (training pixels²); 0: none
     smoothing_every: int = 100        # steps between refits of the filter to the moving Gaussians
     raster_mode: str = "antialiased"  # with the 3D filter, Mip-Splatting's 2D mip filter; or "classic" (3DGS)
@@ -90,6 +98,8 @@ class _ViewBank:
         if not selected:
             raise DatasetError(f"{dataset.root}: no multi-view images found for training")
         self.views = selected
+        self.triangles = np.ascontiguousarray(dataset.topology.triangles, np.int64)
+        self.face_labels = np.asarray(dataset.topology.face_mask).astype(np.int8)
         meshes: dict[str, np.ndarray] = {}
         self.vertices, self.emotions = [], []
         for v in selected:
@@ -109,9 +119,48 @@ class _ViewBank:
 
 def _loss(head: AnimatedHead, bank: _ViewBank, i: int, cfg: AppearanceTrainConfig,
           sh_degree: int | None = None) -> torch.Tensor:
-    out = render_head(head, bank.vertices[i], bank.emotions[i], bank.views[i].camera.camera, sh_degree=sh_degree)
+    camera = bank.views[i].camera.camera
+    device = head.canonical.device          # the bank stays on the CPU; each step's view goes over
+    out = render_head(head, bank.vertices[i].to(device), bank.emotions[i].to(device), camera, sh_degree=sh_degree)
     render = torch.cat([out.rgb, out.alpha[..., None]], dim=-1)
-    return photometric_loss(render, bank.image(i), cfg.ssim_weight)
+    loss = photometric_loss(render, bank.image(i).to(device), cfg.ssim_weight)
+    if cfg.face_static_weight > 0:
+        cover = torch.from_numpy(region_map(bank.vertices[i].numpy(), bank.triangles, bank.face_labels, camera) > 0)
+        cover = cover.to(device)
+        if cover.any():
+            static = out.alpha - out.extra[..., 0]          # what static copies paint (alpha * W splatted)
+            loss = loss + cfg.face_static_weight * static[cover].mean()
+    return loss
+
+
+def place_head(head: AnimatedHead, device: torch.device | str) -> AnimatedHead:
+    """Move a head being trained to ``device``, in place (``AnimatedHead.to`` makes an eval-mode
+    copy for rendering instead): canonical Gaussians, OTF and rigid bindings, G2ANet, the
+    smoothing filter. Returns the head."""
+    device = torch.device(device)
+    head.canonical = head.canonical.to(device)
+    head.otf = head.otf.to(device)
+    head.rigid = head.rigid.to(device)
+    head.net.to(device)
+    if head.smoothing is not None:
+        head.smoothing = head.smoothing.to(device)
+    return head
+
+
+def hold_surface_opacity(head: AnimatedHead, floor: float) -> None:
+    """Raise every face and rigid-part Gaussian's opacity to at least ``floor`` in [0, 1) (in place).
+
+    Skin, eyeballs and teeth are opaque surfaces; a see-through face layer lets completion
+    Gaussians behind it paint the skin, and those do not move with the face.
+    """
+    if floor <= 0.0:
+        return
+    if not floor < 1.0:
+        raise ValueError(f"surface_opacity_min must be in [0, 1), got {floor}")
+    logit = math.log(floor / (1.0 - floor))
+    with torch.no_grad():
+        for rows in (slice(0, head.binding.num), head.rigid_slice):
+            head.canonical.opacity_logits[rows] = head.canonical.opacity_logits[rows].clamp_min(logit)
 
 
 def _canonical_optimizer(head: AnimatedHead, cfg: AppearanceTrainConfig, extent: float) -> torch.optim.Adam:
@@ -141,12 +190,14 @@ def _densify_and_prune(head: AnimatedHead, grad_sum: torch.Tensor, grad_count: t
     room = max(0, cfg.max_gaussians - c.num)
     clone = torch.nonzero(hot & ~big).squeeze(1)[:room]
     split = torch.nonzero(hot & big).squeeze(1)[: max(0, room - clone.numel())]
-    parts = [otf.index(~torch.isin(torch.arange(otf.num), split)), otf.index(clone)]
+    parts = [otf.index(~torch.isin(torch.arange(otf.num, device=split.device), split)), otf.index(clone)]
     if split.numel():
         pieces = otf.index(torch.cat([split, split]))
         std = pieces.log_scales.exp()
         rot = _rotation_matrices(pieces.quats)
-        offset = torch.einsum("nij,nj->ni", rot, torch.randn(std.shape, generator=generator) * std)
+        # drawn on the CPU generator whatever the device, so every device splits alike
+        noise = torch.randn(std.shape, generator=generator).to(std.device)
+        offset = torch.einsum("nij,nj->ni", rot, noise * std)
         parts.append(GaussianSet(pieces.means + offset, pieces.quats, pieces.log_scales - math.log(1.6),
                                  pieces.opacity_logits, pieces.sh))
     grown = GaussianSet.concat(parts)
@@ -174,9 +225,10 @@ def _canonical_views(dataset: SpeechDataset, cameras: list[NamedCamera]) -> list
 
 
 def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: AppearanceTrainConfig,
-                    log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None
-                    ) -> AnimatedHead:
-    """Stage 1: the canonical Gaussians of a speech-free neutral frame (multi-view 3DGS)."""
+                    log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None,
+                    device: torch.device | str = "cpu") -> AnimatedHead:
+    """Stage 1: the canonical Gaussians of a speech-free neutral frame (multi-view 3DGS),
+    trained on ``device``; the head is returned on the CPU."""
     topo = dataset.topology
     torch.manual_seed(cfg.seed)
     bank = _ViewBank(dataset, _canonical_views(dataset, cameras))
@@ -187,15 +239,18 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
                                 raster_mode=cfg.raster_mode)
     if head.rigid.num:
         log(f"rigid parts: {', '.join(head.rigid.names)} ({head.rigid.num} Gaussians)")
+    place_head(head, device)
     head.net.requires_grad_(False)
+    hold_surface_opacity(head, cfg.surface_opacity_min)
     train_cameras = [c.camera for c in cameras]
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     means = head.canonical.means.detach()
     extent = float((means.max(0).values - means.min(0).values).norm())
     optimizer = _canonical_optimizer(head, cfg, extent)
     nf = head.binding.num
-    grad_sum = torch.zeros(head.otf.num)
-    grad_count = torch.zeros(head.otf.num)
+    dev = head.canonical.device
+    grad_sum = torch.zeros(head.otf.num, device=dev)
+    grad_count = torch.zeros(head.otf.num, device=dev)
     generator = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     started = time.perf_counter()
@@ -212,13 +267,14 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
         optimizer.step()
         with torch.no_grad():
             c.quats.copy_(torch.nn.functional.normalize(c.quats, dim=-1))
+        hold_surface_opacity(head, cfg.surface_opacity_min)
         if progress:
             progress(step, loss.item())
         if step % cfg.densify_every == 0 and step <= cfg.densify_until * cfg.canonical_steps:
             grown, pruned = _densify_and_prune(head, grad_sum, grad_count, cfg, extent, generator)
             optimizer = _canonical_optimizer(head, cfg, extent)
-            grad_sum = torch.zeros(head.otf.num)
-            grad_count = torch.zeros(head.otf.num)
+            grad_sum = torch.zeros(head.otf.num, device=dev)
+            grad_count = torch.zeros(head.otf.num, device=dev)
             log(f"canonical step {step}: loss {loss.item():.4f}, +{grown} / -{pruned} Gaussians "
                 f"-> {head.canonical.num} ({time.perf_counter() - started:.0f} s)")
             head.fit_smoothing(train_cameras, cfg.smoothing_variance)
@@ -227,15 +283,17 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     head.canonical = head.canonical.detach()
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.net.requires_grad_(True)
-    return head
+    return place_head(head, "cpu")
 
 
 def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: AnimatedHead, cfg: AppearanceTrainConfig,
-              log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None
-              ) -> list[float]:
-    """Stage 2: G2ANet from multi-view frames with their meshes; returns the loss per step."""
+              log: Callable[[str], None] = print, progress: Callable[[int, float], None] | None = None,
+              device: torch.device | str = "cpu") -> list[float]:
+    """Stage 2: G2ANet from multi-view frames with their meshes, trained on ``device`` (``head``
+    is trained in place and left on the CPU); returns the loss per step."""
     torch.manual_seed(cfg.seed)
     bank = _ViewBank(dataset, views(dataset.split("train"), cameras))
+    place_head(head, device)
     head.canonical = head.canonical.detach()
     groups = [{"params": list(head.net.parameters()), "lr": cfg.lr_g2a}]
     fixed = None     # per canonical tensor, the rows that must not move (None: no canonical training)
@@ -244,7 +302,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
         means = head.canonical.means
         extent = float((means.max(0).values - means.min(0).values).norm())
         groups += _canonical_optimizer(head, cfg, extent).param_groups
-        rows = torch.ones(head.canonical.num, dtype=torch.bool)
+        rows = torch.ones(head.canonical.num, dtype=torch.bool, device=head.canonical.device)
         if cfg.g2a_finetune_canonical:
             rows[:] = False
         rows[head.rigid_slice] = False
@@ -252,6 +310,8 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
         face_bound[: head.binding.num] = True          # face positions stay bound to the mesh
         fixed = [face_bound if t is head.canonical.means else rows for t in head.canonical.tensors()]
     optimizer = torch.optim.Adam(groups, eps=1e-15)
+    if fixed is not None:
+        hold_surface_opacity(head, cfg.surface_opacity_min)
     train_cameras = [c.camera for c in cameras]
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     rng = np.random.default_rng(cfg.seed + 1)
@@ -269,6 +329,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
             with torch.no_grad():
                 q, learn = head.canonical.quats, ~fixed[1]
                 q[learn] = torch.nn.functional.normalize(q[learn], dim=-1)
+            hold_surface_opacity(head, cfg.surface_opacity_min)
             if step % cfg.smoothing_every == 0:
                 head.fit_smoothing(train_cameras, cfg.smoothing_variance)
         history.append(loss.item())
@@ -279,6 +340,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
     head.net.eval()
     head.canonical = head.canonical.detach()
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
+    place_head(head, "cpu")
     return history
 
 

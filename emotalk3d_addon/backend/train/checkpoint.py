@@ -1,4 +1,8 @@
-"""Training checkpoints in safetensors (never pickle): modules, optimizer state, step."""
+"""Training checkpoints in safetensors (never pickle): modules, optimizer state, step.
+
+Written from the CPU, so they do not name a device: a run trained on a GPU resumes on the
+CPU or on another GPU (each tensor is copied onto its parameter's device when loaded).
+"""
 from __future__ import annotations
 
 import json
@@ -32,8 +36,9 @@ def save_checkpoint(path: str | Path, modules: dict[str, torch.nn.Module],
 
 def load_checkpoint(path: str | Path, modules: dict[str, torch.nn.Module],
                     optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-    """Restore what ``save_checkpoint`` wrote; returns (step, history)."""
-    with safe_open(str(path), framework="pt") as f:
+    """Restore what ``save_checkpoint`` wrote into ``modules`` and ``optimizer`` on whatever
+    device they are; returns (step, history)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
         metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     for name, module in modules.items():

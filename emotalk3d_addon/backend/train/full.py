@@ -5,7 +5,8 @@
 3. G2ANet — ``appearance.train_g2a``;
 then one subject bundle. ``resume`` continues S2G from its last checkpoint and skips a
 finished canonical stage. Under torchrun the S2G stage is data-parallel; the appearance
-stages run on rank 0 while the other ranks wait.
+stages run on rank 0 while the other ranks wait. Every stage trains on ``device`` (under
+torchrun on CUDA, each rank on ``cuda:{LOCAL_RANK}``); what is written is on the CPU.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 from ..appearance.g2anet import G2ANet
 from ..appearance.storage import APPEARANCE_FILE, CANONICAL_PLY, appearance_section, default_view, \
@@ -39,10 +42,11 @@ def _canonical_checkpoint(out: Path) -> Path:
 
 
 def train_subject(data: str | Path, out: str | Path, cfg: FullTrainConfig, resume: bool = False,
-                  log: Callable[[str], None] = print, name: str | None = None, progress: bool = True) -> Path:
-    """Train every stage and write the subject bundle ``out``; returns its path."""
+                  log: Callable[[str], None] = print, name: str | None = None, progress: bool = True,
+                  device: torch.device | str = "cpu") -> Path:
+    """Train every stage on ``device`` and write the subject bundle ``out``; returns its path."""
     out = Path(out)
-    ddp = setup()
+    ddp = setup(device)
     try:
         say = log if ddp.is_main else (lambda _: None)
         load_cameras(data)    # fail early, before hours of S2G training, if the cameras are missing
@@ -50,7 +54,7 @@ def train_subject(data: str | Path, out: str | Path, cfg: FullTrainConfig, resum
         say("[1/3] speech -> geometry (S2GNet, emotion extractor, motion basis)")
         _train(data, out, cfg.s2g, resume, say, name, ddp)
         if ddp.is_main:
-            _train_appearance(data, out, cfg.appearance, resume, say, progress)
+            _train_appearance(data, out, cfg.appearance, resume, say, progress, ddp.device)
             say(f"subject written to {out} in {time.perf_counter() - started:.0f} s")
         ddp.barrier()
     finally:
@@ -59,7 +63,7 @@ def train_subject(data: str | Path, out: str | Path, cfg: FullTrainConfig, resum
 
 
 def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
-                      log: Callable[[str], None], progress: bool) -> None:
+                      log: Callable[[str], None], progress: bool, device: torch.device | str = "cpu") -> None:
     dataset = load_dataset(data)
     cameras = load_cameras(data)
     subject = load_subject(out)
@@ -79,12 +83,12 @@ def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
     if head is None:
         log(f"[2/3] canonical Gaussians (3DGS, {cfg.num_otf} head-completion points)")
         head = train_canonical(dataset, cameras, cfg, log,
-                               Progress("canonical", cfg.canonical_steps, enabled=progress))
+                               Progress("canonical", cfg.canonical_steps, enabled=progress), device)
         ckpt.mkdir(parents=True, exist_ok=True)
         write_appearance(head, ckpt)
         (ckpt / "section.json").write_text(json.dumps(appearance_section(head, view)))
     log(f"[3/3] G2ANet ({cfg.g2a_steps} steps)")
-    train_g2a(dataset, cameras, head, cfg, log, Progress("G2ANet", cfg.g2a_steps, enabled=progress))
+    train_g2a(dataset, cameras, head, cfg, log, Progress("G2ANet", cfg.g2a_steps, enabled=progress), device)
     subject.appearance = head
     subject.manifest["appearance"] = {"view": view}
     subject.manifest.setdefault("training", {})["appearance"] = asdict(cfg)
@@ -92,11 +96,13 @@ def _train_appearance(data, out: Path, cfg: AppearanceTrainConfig, resume: bool,
 
 
 def canonical_into_bundle(data: str | Path, subject_path: str | Path, cfg: AppearanceTrainConfig,
-                          log: Callable[[str], None] = print, progress: bool = True) -> Path:
+                          log: Callable[[str], None] = print, progress: bool = True,
+                          device: torch.device | str = "cpu") -> Path:
     """``train-canonical``: canonical Gaussians (+ an untrained G2ANet) into an existing bundle."""
     dataset, cameras = load_dataset(data), load_cameras(data)
     subject = load_subject(subject_path)
-    head = train_canonical(dataset, cameras, cfg, log, Progress("canonical", cfg.canonical_steps, enabled=progress))
+    head = train_canonical(dataset, cameras, cfg, log, Progress("canonical", cfg.canonical_steps, enabled=progress),
+                           device)
     subject.appearance = head
     subject.manifest["appearance"] = {"view": default_view([c.as_dict() for c in cameras])}
     subject.manifest.setdefault("training", {})["canonical"] = asdict(cfg)
@@ -104,13 +110,14 @@ def canonical_into_bundle(data: str | Path, subject_path: str | Path, cfg: Appea
 
 
 def g2a_into_bundle(data: str | Path, subject_path: str | Path, cfg: AppearanceTrainConfig,
-                    log: Callable[[str], None] = print, progress: bool = True) -> Path:
+                    log: Callable[[str], None] = print, progress: bool = True,
+                    device: torch.device | str = "cpu") -> Path:
     """``train-g2a``: train the G2ANet of a bundle that has canonical Gaussians."""
     subject = load_subject(subject_path)
     if subject.appearance is None:
         raise DatasetError(f"{subject_path} has no canonical Gaussians yet: run `emotalk3d train-canonical` first")
     cfg.sh_degree = subject.appearance.canonical.sh_degree
     train_g2a(load_dataset(data), load_cameras(data), subject.appearance, cfg, log,
-              Progress("G2ANet", cfg.g2a_steps, enabled=progress))
+              Progress("G2ANet", cfg.g2a_steps, enabled=progress), device)
     subject.manifest.setdefault("training", {})["g2a"] = asdict(cfg)
     return subject.save(subject_path)

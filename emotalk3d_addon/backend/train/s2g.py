@@ -19,7 +19,10 @@ Loss (millimetres, so magnitudes are O(1)):
 Each step's crops have a random length in [min_crop_frames, crop_frames], so the emotion
 extractor never learns a fixed window. Batches are drawn from a generator seeded by
 (seed, step), so a resumed run draws the same batches as an uninterrupted one.
-Checkpoints are safetensors.
+Checkpoints are safetensors, written from the CPU, so a run resumes on any device.
+
+The models, the optimiser state and every batch live on the training ``device`` (CUDA,
+or the CPU); the clips stay in host memory and each step's crops are copied over.
 
 Against the gap between the synthetic training voices and real speech: input features can
 be dropped out (``feature_dropout``), and the bundle can take an exponential moving average
@@ -224,19 +227,20 @@ def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], templa
     """Held-out scores: lip sync (``lipsync.py``), vertex error (mm²), emotion accuracy."""
     from ..tools.lipsync import lip_aperture, pooled, score
 
+    device = next(s2g.parameters()).device
     was = s2g.training, extractor.training
     s2g.eval()
     extractor.eval()
     scores, errors, right, counted = [], [], 0, 0
     for h in held:
         c = h.clip
-        feats = c.features[0].float()
-        pred = s2g.predict(feats, c.condition).numpy()
+        feats = c.features[0].float().to(device)
+        pred = s2g.predict(feats, c.condition.to(device)).numpy()      # predict returns CPU tensors
         target = c.target(0, c.num_frames).numpy()
         errors.append(float((((pred - target) * MM) ** 2).sum(-1).mean()))
         aperture = lip_aperture(pred + template[None], template, *lips)
         scores.append(score(aperture, h.phones, h.samples, 16000, float(c.fps)))
-        weights, _ = extractor.predict_track(feats)
+        weights = extractor.predict_track(feats)[0].cpu()
         sure = c.intensity > 0.3
         right += int((weights.argmax(1)[sure] == c.label.argmax(1)[sure]).sum())
         counted += int(sure.sum())
@@ -249,9 +253,12 @@ def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], templa
 
 
 def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> torch.Tensor:
+    """(F, D) features of one audio copy of the clip: kept ones on the CPU, a trained
+    encoder's where the encoder is."""
     if clip.features:
         return clip.features[copy % len(clip.features)].float()
-    hidden = encoder(clip.samples[copy % len(clip.samples)][None]).last_hidden_state[0]
+    samples = clip.samples[copy % len(clip.samples)]
+    hidden = encoder(samples.to(next(encoder.parameters()).device)[None]).last_hidden_state[0]
     return features_to_frames(hidden, clip.num_frames, clip.fps, centre_offset_s=SpeechEncoder.centre_offset_s)
 
 
@@ -292,12 +299,14 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
 
 
 def train_s2g(data: str | Path, out: str | Path, cfg: S2GTrainConfig, resume: bool = False,
-              log: Callable[[str], None] = print, name: str | None = None) -> list[dict]:
+              log: Callable[[str], None] = print, name: str | None = None,
+              device: torch.device | str = "cpu") -> list[dict]:
     """Train on the dataset at ``data`` and write a subject bundle to ``out``; returns the loss history.
 
-    Under ``torchrun --nproc_per_node N`` the batch is split across N processes (DDP).
+    ``device``: where to train (``device.resolve_device`` resolves a name). Under ``torchrun
+    --nproc_per_node N`` the batch is split across N processes (DDP), on CUDA one GPU each.
     """
-    ddp = setup()
+    ddp = setup(device)
     try:
         return _train(data, out, cfg, resume, log if ddp.is_main else (lambda _: None), name, ddp)
     finally:
@@ -308,10 +317,12 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
            name: str | None, ddp) -> list[dict]:
     dataset = load_dataset(data)
     out = Path(out)
+    device = ddp.device
     ckpt_path = out.with_name(out.name + ".checkpoints") / "s2g.safetensors"
     torch.manual_seed(cfg.seed)
-    frozen = load_encoder(encoder_spec_from_name(cfg.encoder)) if cfg.encoder else None
-    encoder = None if frozen else new_bundled_encoder(cfg.bundled_encoder, cfg.seed)
+    # a frozen encoder computes the features once, on the training device (they are kept on the CPU)
+    frozen = load_encoder(encoder_spec_from_name(cfg.encoder), device) if cfg.encoder else None
+    encoder = None if frozen else new_bundled_encoder(cfg.bundled_encoder, cfg.seed).to(device)
     feature_dim = frozen.feature_dim if frozen else int(encoder.config.hidden_size)
     clips = _dataset_clips(dataset, frozen)
     corpus = None
@@ -326,8 +337,8 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         log(f"training on {len(clips)} clips: {corpus.hours('train'):.2f} h of corpus speech "
             f"({len(corpus.split('train'))} recordings) + {len(dataset.split('train'))} dataset sequences")
     num_vertices = dataset.topology.template.shape[0]
-    s2g = S2GNet(S2GConfig(feature_dim, num_vertices, cfg.hidden, cfg.layers))
-    extractor = EmotionExtractor(EmotionConfig(feature_dim))
+    s2g = S2GNet(S2GConfig(feature_dim, num_vertices, cfg.hidden, cfg.layers)).to(device)
+    extractor = EmotionExtractor(EmotionConfig(feature_dim)).to(device)
     modules = {"s2g": s2g, "emotion": extractor} | ({"encoder": encoder} if encoder is not None else {})
     wrapped = {k: ddp.wrap(m) for k, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters()]
@@ -336,7 +347,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     clip_groups = [list(extractor.parameters()),
                    [p for k, m in modules.items() if k != "emotion" for p in m.parameters()]]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    averaged = {k: AveragedModel(modules[k], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    averaged = {k: AveragedModel(modules[k], device=device, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
                 for k in ("s2g", "emotion")} if cfg.ema_decay > 0 else {}
     saved = modules | {f"{k}_ema": m for k, m in averaged.items()}
     step, history = 0, []
@@ -351,7 +362,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     lip_term = None
     if (cfg.lip_weight > 0 or cfg.closure_weight > 0) and None not in lips:
         rest = dataset.topology.template[lips[0]] - dataset.topology.template[lips[1]]
-        lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM))
+        lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM).to(device))
     longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
     shortest = min(longest, cfg.min_crop_frames or longest)
     weights = np.array([c.num_frames for c in clips], np.float64)
@@ -377,12 +388,13 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
             levels.append(clip.intensity[start:stop])
             labelled.append(clip.emotion_labelled)
             shut.append(clip.bilabial[start:stop] if clip.bilabial is not None else torch.zeros(crop, dtype=torch.bool))
-        features = torch.stack(feats)
+        batch = lambda rows: torch.stack(rows).to(device, non_blocking=True)      # noqa: E731
+        features = batch(feats)
         if cfg.feature_dropout > 0:
             features = torch.nn.functional.dropout(features, cfg.feature_dropout)
-        terms = losses(wrapped["s2g"], wrapped["emotion"], features, torch.stack(conds), torch.stack(targets),
-                       torch.stack(labels), torch.stack(levels), cfg, torch.tensor(labelled), lip_term,
-                       torch.stack(shut) if cfg.closure_weight > 0 else None)
+        terms = losses(wrapped["s2g"], wrapped["emotion"], features, batch(conds), batch(targets),
+                       batch(labels), batch(levels), cfg, torch.tensor(labelled, device=device), lip_term,
+                       batch(shut) if cfg.closure_weight > 0 else None)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         for group in clip_groups:
@@ -436,7 +448,7 @@ def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfi
     with tempfile.TemporaryDirectory() as tmp:
         if encoder is not None:
             spec = EncoderSpec("bundled", "encoder")
-            encoder.save_pretrained(tmp, safe_serialization=True)
+            encoder.to("cpu").save_pretrained(tmp, safe_serialization=True)     # its last use: saved from the CPU
         else:
             spec = encoder_spec_from_name(cfg.encoder)
         source = dataset.name + (f" + {corpus.name} ({corpus.hours('train'):.2f} h)" if corpus is not None else "")

@@ -217,8 +217,9 @@ def _oom_on_cuda(monkeypatch, owner, method: str):
     from emotalk3d_addon.backend.tools import worker as worker_mod
     from emotalk3d_addon.backend.performance import service as service_mod
 
-    for module in (device_mod, service_mod):
-        monkeypatch.setattr(module, "resolve_device", lambda name="auto": torch.device("cuda"))
+    cuda = lambda name="auto": torch.device("cuda")          # noqa: E731
+    monkeypatch.setattr(device_mod, "resolve_device", cuda)      # rendering (the worker imports it per call)
+    monkeypatch.setattr(service_mod, "compute_device", cuda)     # the speech models
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)       # nothing real to empty
     original = getattr(owner, method)
     seen = []
