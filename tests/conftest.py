@@ -1,10 +1,17 @@
 """Shared fixtures: caches in a temporary folder, a trained tiny subject."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a CUDA GPU, the Triton rasteriser's kernels run in Triton's interpreter on CPU tensors.
+# Triton reads this once, when first imported, so it is set before any test imports it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

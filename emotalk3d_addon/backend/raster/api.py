@@ -1,5 +1,7 @@
 """``rasterize``: one function, gsplat's conventions (classic or antialiased mode), a CPU (numba)
-and a CUDA (gsplat) backend."""
+backend and two CUDA ones: gsplat where its kernels build, and the toolkit-free Triton rasteriser.
+On CUDA tensors ``backend="auto"`` takes the first GPU path that passed its self-check
+(``gpu_paths``) and falls back to the next, and last to the CPU, when one fails."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,12 +9,13 @@ from dataclasses import dataclass
 import torch
 
 from . import cpu as _cpu
+from . import gpu_paths
 from .cpu_binning import bin_gaussians
 from .camera import Camera
 from .cpu_projection import project_features
-from .projection import check_mode, project
+from .projection import RASTER_MODES, check_mode, project
 
-BACKENDS = ("auto", "cpu", "gsplat")
+BACKENDS = ("auto", "cpu", "gsplat", "triton")
 
 
 @dataclass
@@ -51,11 +54,45 @@ def _check(means, quats, scales, opacities, colors, sh_degree, extra):
 
 
 def resolve_backend(backend: str, means: torch.Tensor) -> str:
+    """The backend to draw with: ``auto`` is the first self-checked GPU path on CUDA tensors, else ``cpu``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "gsplat" if (means.device.type == "cuda" and torch.cuda.is_available()) else "cpu"
+        if means.device.type == "cuda" and torch.cuda.is_available():
+            usable = gpu_paths.CHOICE.usable(means.device, self_check)
+            return usable[0] if usable else "cpu"
+        return "cpu"
     return backend
+
+
+def self_check(name: str, device: torch.device) -> float:
+    """Draw ``gpu_paths.probe_scene`` with backend ``name`` on ``device`` and with the CPU rasteriser, in both
+    raster modes: the largest absolute difference over colour, alpha and the extra channel (inf if not finite)."""
+    means, quats, scales, opacities, sh, extra, camera = gpu_paths.probe_scene(device)
+    cpu = torch.device("cpu")
+    worst = 0.0
+    with torch.no_grad():
+        for mode in RASTER_MODES:
+            got = rasterize(means, quats, scales, opacities, sh, camera, sh_degree=1, extra=extra, backend=name,
+                            mode=mode)
+            want = rasterize(means.to(cpu), quats.to(cpu), scales.to(cpu), opacities.to(cpu), sh.to(cpu),
+                             camera.to(cpu), sh_degree=1, extra=extra.to(cpu), backend="cpu", mode=mode)
+            for a, b in ((got.rgb, want.rgb), (got.alpha, want.alpha), (got.extra, want.extra)):
+                diff = (a.detach().float().to(cpu) - b.float()).abs()
+                if not bool(torch.isfinite(diff).all()):
+                    return float("inf")
+                worst = max(worst, float(diff.max()))
+    return worst
+
+
+def _draw_gpu(which: str, means, quats, scales, opacities, colors, camera, sh_degree, extra, mode):
+    if which == "gsplat":
+        from .gsplat_backend import rasterize_gsplat
+
+        return RasterOutput(*rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, extra, mode))
+    from .triton_backend import rasterize_triton
+
+    return RasterOutput(*rasterize_triton(means, quats, scales, opacities, colors, camera, sh_degree, extra, mode))
 
 
 def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
@@ -67,18 +104,21 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
 
     means (N,3) world; quats (N,4) wxyz (normalised here); scales (N,3) linear; opacities (N,)
     in [0,1]; colors (N,3) RGB, or SH coefficients (N,K,3) when ``sh_degree`` is given;
-    ``extra`` (N,C) channels splatted like rgb. Differentiable w.r.t. all of them on both
-    backends. ``stats`` (CPU only) receives the forward pair counts.
+    ``extra`` (N,C) channels splatted like rgb. Differentiable w.r.t. all of them on every
+    backend. ``backend``: ``auto`` (the module docstring), or ``cpu``, ``gsplat``, ``triton``
+    exactly (no fallback). ``stats`` (CPU only) receives the forward pair counts.
     """
     opacities = _check(means, quats, scales, opacities, colors, sh_degree, extra)
     check_mode(mode)
     which = resolve_backend(backend, means)
-    if which == "gsplat":
-        from .gsplat_backend import rasterize_gsplat
-
-        rgb, alpha, depth, ext = rasterize_gsplat(means, quats, scales, opacities, colors, camera, sh_degree, extra,
-                                                  mode)
-        return RasterOutput(rgb, alpha, depth, ext)
+    while which != "cpu":
+        try:
+            return _draw_gpu(which, means, quats, scales, opacities, colors, camera, sh_degree, extra, mode)
+        except Exception as exc:  # noqa: BLE001 - under "auto", any GPU failure falls back, with one notice
+            if backend != "auto":
+                raise
+            gpu_paths.CHOICE.set_aside(which, exc)
+            which = resolve_backend(backend, means)
 
     out_device = means.device
     dtype = means.dtype if means.dtype in (torch.float32, torch.float64) else torch.float32

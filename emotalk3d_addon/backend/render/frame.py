@@ -17,6 +17,7 @@ import torch
 
 from ..appearance.dynamic import AnimatedHead
 from ..appearance.placement import apply_linear, split_object_matrix
+from ..device import render_device
 from ..emotions import condition
 from ..errors import InputError
 from ..raster import Camera, RasterOutput, rasterize
@@ -30,11 +31,12 @@ def emotion_input(weights: np.ndarray, intensity: float) -> torch.Tensor:
 
 
 def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tensor, camera: Camera,
-                object_to_world: np.ndarray | None = None, sh_degree: int | None = None) -> RasterOutput:
+                object_to_world: np.ndarray | None = None, sh_degree: int | None = None,
+                backend: str = "auto") -> RasterOutput:
     """One frame of the animated head: vertices (V, 3) metres in subject space, emotion (8,)
     (``emotion_input``), ``object_to_world`` (4, 4) placing the head in the camera's world
     (identity when None), ``sh_degree`` capped at the head's (training's warm-up). Drawn in the
-    head's ``raster_mode``, the one it was trained in."""
+    head's ``raster_mode``, the one it was trained in, by the rasteriser ``backend`` (``raster.rasterize``)."""
     frame = head.frame(vertices, emotion)
     means, quats, scales = frame.means, frame.quats, frame.scales
     if object_to_world is not None:
@@ -47,21 +49,23 @@ def render_head(head: AnimatedHead, vertices: torch.Tensor, emotion: torch.Tenso
         camera = Camera(camera.K, w2c.to(camera.K.dtype), camera.width, camera.height, camera.near, camera.far)
     degree = frame.sh_degree if sh_degree is None else min(sh_degree, frame.sh_degree)
     return rasterize(means, quats, scales, frame.opacities, frame.sh[:, : (degree + 1) ** 2],
-                     camera.to(means.device), sh_degree=degree, extra=frame.matte[:, None], mode=head.raster_mode)
+                     camera.to(means.device), sh_degree=degree, extra=frame.matte[:, None], mode=head.raster_mode,
+                     backend=backend)
 
 
 class FrameRenderer:
     """A subject's head on one device, rendering frames from numpy inputs (inference only).
 
     The subject is not changed: the renderer keeps its own copy of the Gaussians and
-    G2ANet on ``device``.
+    G2ANet on ``device``: CUDA or the CPU (an Apple GPU, "mps", draws on the CPU: the
+    rasteriser has no Metal backend; ``device.render_device``).
     """
 
     def __init__(self, subject: Subject, device: torch.device | str = "cpu"):
         if subject.appearance is None:
             raise InputError(f"subject {subject.name!r} has no appearance (Gaussians); "
                              "train one with `emotalk3d train`")
-        self.device = torch.device(device)
+        self.device = render_device(torch.device(device))
         self.head = subject.appearance.to(self.device)
         self.num_vertices = subject.geometry.num_vertices
         self.view_defaults = dict(subject.manifest["appearance"]["view"])

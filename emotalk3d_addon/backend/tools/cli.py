@@ -32,7 +32,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emotion", help="one emotion for the whole clip (else keys or from speech)")
     p.add_argument("--intensity", type=float, default=1.0, help="0..1 (mild 0.5, strong 1.0)")
     p.add_argument("--keys", help="KEYS.json: [{frame, emotion, intensity}, ...] (0-based frames)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="auto: a CUDA GPU, else an Apple Silicon GPU (mps), else the CPU")
     p.add_argument("--encoder", help="override the subject's speech encoder (whisper:tiny.en, or a HuBERT hub id or folder)")
 
 
@@ -174,8 +175,10 @@ def _cmd_render_ply(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_s2g(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..train.s2g import S2GTrainConfig, train_s2g
 
+    device = resolve_device(args.device)
     cfg = S2GTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames, lr=args.lr,
                          encoder=None if args.bundled_encoder else args.encoder,
                          bundled_encoder=args.bundled_encoder or "small", hidden=args.hidden, seed=args.seed,
@@ -183,15 +186,17 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine),
                          lip_weight=args.lip_weight, closure_weight=args.closure_weight,
                          feature_dropout=args.feature_dropout, ema_decay=args.ema_decay)
-    train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name)
+    train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name, device=device)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..train.appearance import AppearanceTrainConfig
     from ..train.full import FullTrainConfig, train_subject
     from ..train.s2g import S2GTrainConfig
 
+    device = resolve_device(args.device)
     cfg = FullTrainConfig(
         S2GTrainConfig(steps=args.s2g_steps, batch=args.batch, encoder=None if args.bundled_encoder else args.encoder,
                        bundled_encoder=args.bundled_encoder or "small", seed=args.seed, corpus=args.corpus),
@@ -199,21 +204,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               num_otf=args.completion_points, sh_degree=args.sh_degree, seed=args.seed,
                               rigid_parts=not args.no_rigid_parts,
                               g2a_finetune_canonical=not args.freeze_canonical))
-    train_subject(args.data, args.out, cfg, resume=args.resume, name=args.name)
+    train_subject(args.data, args.out, cfg, resume=args.resume, name=args.name, device=device)
     return 0
 
 
 def _cmd_train_appearance(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..train.appearance import AppearanceTrainConfig
     from ..train.full import canonical_into_bundle, g2a_into_bundle
 
+    device = resolve_device(args.device)
     cfg = AppearanceTrainConfig(canonical_steps=getattr(args, "steps", 3000), g2a_steps=getattr(args, "steps", 3000),
                                 num_otf=getattr(args, "completion_points", 85_500),
                                 sh_degree=getattr(args, "sh_degree", 3), seed=args.seed,
                                 rigid_parts=not getattr(args, "no_rigid_parts", False),
                                 g2a_finetune_canonical=not getattr(args, "freeze_canonical", False))
     stage = canonical_into_bundle if args.command == "train-canonical" else g2a_into_bundle
-    print(f"wrote {stage(args.data, args.subject, cfg)}")
+    print(f"wrote {stage(args.data, args.subject, cfg, device=device)}")
     return 0
 
 
@@ -234,6 +241,12 @@ def _add_appearance_flags(p: argparse.ArgumentParser, rigid: bool, freeze: bool)
         p.add_argument("--freeze-canonical", action="store_true",
                        help="the G2ANet stage trains only G2ANet (and rigid parts), as the paper does; "
                             "by default it fine-tunes the canonical Gaussians too")
+
+
+def _add_train_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to train: auto (a CUDA GPU if PyTorch sees one, else the CPU), cpu or cuda; "
+                        "under torchrun on CUDA each process takes the GPU of its LOCAL_RANK")
 
 
 def _add_encoder_args(p: argparse.ArgumentParser) -> None:
@@ -344,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoints/")
+    _add_train_device(p)
     p = sub.add_parser("train", help="train a complete subject (speech->geometry and appearance)")
     p.add_argument("--data", required=True, help="dataset subject folder with cameras and images")
     p.add_argument("--out", required=True, help="subject bundle folder (or .zip) to write")
@@ -359,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="a speech corpus (make-corpus) for the speech-to-geometry stage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    _add_train_device(p)
     p = sub.add_parser("train-canonical", help="canonical Gaussians (3DGS) into an existing subject bundle")
     p.add_argument("--data", required=True)
     p.add_argument("--subject", required=True, help="bundle folder written by train-s2g")
@@ -367,12 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sh-degree", type=int, default=3, choices=(0, 1, 2, 3))
     _add_appearance_flags(p, rigid=True, freeze=False)
     p.add_argument("--seed", type=int, default=0)
+    _add_train_device(p)
     p = sub.add_parser("train-g2a", help="train the bundle's G2ANet on multi-view frames with their meshes")
     p.add_argument("--data", required=True)
     p.add_argument("--subject", required=True)
     p.add_argument("--steps", type=int, default=3000)
     _add_appearance_flags(p, rigid=False, freeze=True)
     p.add_argument("--seed", type=int, default=0)
+    _add_train_device(p)
     p = sub.add_parser("make-corpus", help="build a multi-engine, multi-voice speech corpus for S2GNet")
     p.add_argument("--out", required=True, help="corpus folder (rerun with the same folder to resume)")
     p.add_argument("--preset", default="demo", help="demo (2 h), small (15 min) or tiny (tests)")
@@ -404,14 +421,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=200, help="rendered test images to score")
     p.add_argument("--json", help="also write the scores to this file")
     p.add_argument("--sheet", help="FILE.png: every emotion at its strongest, three views, truth beside render")
+    p = sub.add_parser("gpu-check", help="torch's build and devices, and which rasterisers run here (for support)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--emulate", action="store_true",
+                   help="also run the GPU rasteriser's Triton kernels in the interpreter on the CPU against the CPU "
+                        "rasteriser on the demo head (64x64; minutes)")
     return parser
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from .gpu_check import gpu_check, print_report
+
+    report = gpu_check(emulate=args.emulate)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
 
 
 COMMANDS = {"predict": _cmd_predict, "export-arkit": _cmd_export_arkit, "info": _cmd_info, "validate": _cmd_validate,
             "render": _cmd_render, "render-ply": _cmd_render_ply, "train-s2g": _cmd_train_s2g,
             "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset,
             "make-corpus": _cmd_make_corpus, "evaluate-lipsync": _cmd_evaluate_lipsync,
-            "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance}
+            "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance,
+            "gpu-check": _cmd_gpu_check}
 
 
 SOURCE_ONLY = ("emotalk3d_addon.backend.train", "emotalk3d_addon.backend.datasets",

@@ -204,6 +204,7 @@ class Worker:
 
         from ..device import resolve_device, run_with_fallback
         from ..protocol.messages import RenderFrameReply, RenderFrameRequest
+        from ..raster import gpu_paths
         from ..render.views import raster_camera
         from ..render.layers import frame_layers
 
@@ -226,6 +227,9 @@ class Worker:
             timings["layers"] = time.perf_counter() - clock
 
         _, used = run_with_fallback(render, resolve_device(request.device), warnings, "rendering")
+        notice = gpu_paths.CHOICE.take_notice()   # once per worker: a GPU rasteriser was set aside, and why
+        if notice:
+            warnings.append(notice)
         return RenderFrameReply(request.passes, camera.width, camera.height, str(used), tuple(warnings),
                                 {k: round(v, 6) for k, v in timings.items()}).to_dict()
 
