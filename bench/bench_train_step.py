@@ -72,7 +72,7 @@ def appearance_step(subject, device: torch.device, size: int):
         loss = photometric_loss(torch.cat([o.rgb, o.alpha[..., None]], -1), target)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -92,7 +92,7 @@ def s2g_step(num_vertices: int, device: torch.device):
         loss = (pred - target).abs().mean() + (pred.diff(dim=1) - target.diff(dim=1)).abs().mean()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

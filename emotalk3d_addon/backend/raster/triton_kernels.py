@@ -35,15 +35,21 @@ ALPHA_MIN = tl.constexpr(1.0 / 255.0)
 
 
 @triton.jit
-def composite_forward(offsets, ids, mean, conic, opac, feat, out_feat, out_alpha, out_T, out_last,
-                      width, height, tiles_x, D, DP: tl.constexpr, TILE_: tl.constexpr, BATCH_: tl.constexpr):
-    t = tl.program_id(0)
+def _tile_pixels(t, tiles_x, width, height, TILE_: tl.constexpr):
+    """Tile t's pixel columns, rows and in-image mask, one lane each (row-major within the tile)."""
     ty = t // tiles_x
     tx = t - ty * tiles_x
     lane = tl.arange(0, TILE_ * TILE_)
     px = tx * TILE_ + lane % TILE_
     py = ty * TILE_ + lane // TILE_
-    inside = (px < width) & (py < height)
+    return px, py, (px < width) & (py < height)
+
+
+@triton.jit
+def composite_forward(offsets, ids, mean, conic, opac, feat, out_feat, out_alpha, out_T, out_last,
+                      width, height, tiles_x, D, DP: tl.constexpr, TILE_: tl.constexpr, BATCH_: tl.constexpr):
+    t = tl.program_id(0)
+    px, py, inside = _tile_pixels(t, tiles_x, width, height, TILE_)
     fx = px.to(tl.float32) + 0.5
     fy = py.to(tl.float32) + 0.5
     start = tl.load(offsets + t)
@@ -97,12 +103,7 @@ def composite_backward(offsets, ids, mean, conic, opac, feat, T_final, last_ids,
                        g_mean, g_conic, g_opac, g_feat, width, height, tiles_x, D,
                        DP: tl.constexpr, TILE_: tl.constexpr):
     t = tl.program_id(0)
-    ty = t // tiles_x
-    tx = t - ty * tiles_x
-    lane = tl.arange(0, TILE_ * TILE_)
-    px = tx * TILE_ + lane % TILE_
-    py = ty * TILE_ + lane // TILE_
-    inside = (px < width) & (py < height)
+    px, py, inside = _tile_pixels(t, tiles_x, width, height, TILE_)
     fx = px.to(tl.float32) + 0.5
     fy = py.to(tl.float32) + 0.5
     pix = py * width + px
