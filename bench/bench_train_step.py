@@ -26,7 +26,6 @@ from emotalk3d_addon.backend.geometry.s2gnet import S2GConfig, S2GNet  # noqa: E
 from emotalk3d_addon.backend.render.frame import emotion_input, render_head  # noqa: E402
 from emotalk3d_addon.backend.render.views import orbit_camera  # noqa: E402
 from emotalk3d_addon.backend.subject import load_subject, resolve_subject  # noqa: E402
-from emotalk3d_addon.backend.train.appearance import place_head  # noqa: E402
 from emotalk3d_addon.backend.train.image_losses import photometric_loss  # noqa: E402
 
 
@@ -49,7 +48,7 @@ def timed_steps(step, device: torch.device, repeats: int) -> tuple[float, float]
 
 
 def appearance_step(subject, device: torch.device, size: int):
-    head = place_head(copy.deepcopy(subject.appearance), device)
+    head = copy.deepcopy(subject.appearance).move_to_(device)
     head.net.requires_grad_(True)
     params = [p for p in head.net.parameters()] + [t for t in head.canonical.tensors() if t.is_floating_point()]
     for p in params:

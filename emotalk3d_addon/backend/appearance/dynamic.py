@@ -212,11 +212,21 @@ class AnimatedHead:
 
     def to(self, device: torch.device | str) -> "AnimatedHead":
         """A copy on ``device`` in eval mode; this head (a subject's) is left as it was."""
+        head = AnimatedHead(self.canonical, self.binding, self.otf, copy.deepcopy(self.net).eval(), self.rigid,
+                            self.smoothing, self.raster_mode)
+        return head.move_to_(device)
+
+    def move_to_(self, device: torch.device | str) -> "AnimatedHead":
+        """Move this head to ``device`` in place (training): canonical Gaussians, OTF and rigid
+        bindings, G2ANet, the smoothing filter. Returns the head."""
         device = torch.device(device)
-        net = copy.deepcopy(self.net).to(device).eval()
-        smoothing = self.smoothing.to(device) if self.smoothing is not None else None
-        return AnimatedHead(self.canonical.to(device), self.binding, self.otf.to(device), net, self.rigid.to(device),
-                            smoothing, self.raster_mode)
+        self.canonical = self.canonical.to(device)
+        self.otf = self.otf.to(device)
+        self.rigid = self.rigid.to(device)
+        self.net.to(device)
+        if self.smoothing is not None:
+            self.smoothing = self.smoothing.to(device)
+        return self
 
     def fit_smoothing(self, cameras: list[Camera], variance: float) -> None:
         """Set ``smoothing`` from the canonical means seen by the training ``cameras`` with

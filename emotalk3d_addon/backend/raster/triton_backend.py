@@ -25,7 +25,8 @@ def _pad_channels(d: int) -> int:
     return max(2, 1 << (d - 1).bit_length())
 
 
-def _launch_args(bins: TileLists, d: int) -> dict:
+def _launch_args(d: int) -> dict:
+    """The kernels' compile-time arguments for ``d`` feature channels."""
     return dict(DP=_pad_channels(d), TILE_=TILE)
 
 
@@ -44,7 +45,7 @@ class _TritonComposite(torch.autograd.Function):
         out_last = torch.full((H, W), -1, dtype=torch.int32, device=dev)
         grid = (bins.tiles_x * bins.tiles_y,)
         tk.composite_forward[grid](bins.offsets, bins.ids, means2d, conics, opacities, feats, out_feat, out_alpha, out_T, out_last,
-                      W, H, bins.tiles_x, D, BATCH_=tk.BATCH, num_warps=tk.NUM_WARPS, **_launch_args(bins, D))
+                      W, H, bins.tiles_x, D, BATCH_=tk.BATCH, num_warps=tk.NUM_WARPS, **_launch_args(D))
         ctx.save_for_backward(means2d, conics, feats, opacities, out_T, out_last)
         ctx.bins = bins
         return out_feat, out_alpha
@@ -64,7 +65,7 @@ class _TritonComposite(torch.autograd.Function):
         grid = (bins.tiles_x * bins.tiles_y,)
         tk.composite_backward[grid](bins.offsets, bins.ids, means2d, conics, opacities, feats, out_T, out_last, v_feat, v_alpha,
                        g_mean, g_conic, g_opac, g_feat, W, H, bins.tiles_x, D, num_warps=tk.NUM_WARPS,
-                       **_launch_args(bins, D))
+                       **_launch_args(D))
         return g_mean, g_conic, g_feat, g_opac, None
 
 

@@ -48,12 +48,15 @@ def _module_version(name: str) -> str | None:
 
 def rasterisers(cuda: bool) -> dict:
     """{name: {"ok", "why", ...}} for cpu and every GPU path (self-checked on CUDA device 0)."""
-    from ..raster import gpu_paths
+    from ..raster import gpu_paths, rasterize
     from ..raster.api import self_check
 
     out: dict[str, dict] = {}
-    try:
-        out["cpu"] = {"ok": self_check("cpu", torch.device("cpu")) == 0.0, "why": ""}
+    try:   # the CPU rasteriser is the others' yardstick: here it only has to draw the probe scene
+        means, quats, scales, opacities, sh, extra, camera = gpu_paths.probe_scene(torch.device("cpu"))
+        drawn = rasterize(means, quats, scales, opacities, sh, camera, sh_degree=1, extra=extra, backend="cpu")
+        covered = bool(torch.isfinite(drawn.rgb).all()) and float(drawn.alpha.max()) > 0.5
+        out["cpu"] = {"ok": covered, "why": "" if covered else "its probe render came out empty or not finite"}
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         out["cpu"] = {"ok": False, "why": f"{type(exc).__name__}: {exc}"}
     versions = {"gsplat": _module_version("gsplat"), "triton": _module_version("triton") or

@@ -133,20 +133,6 @@ def _loss(head: AnimatedHead, bank: _ViewBank, i: int, cfg: AppearanceTrainConfi
     return loss
 
 
-def place_head(head: AnimatedHead, device: torch.device | str) -> AnimatedHead:
-    """Move a head being trained to ``device``, in place (``AnimatedHead.to`` makes an eval-mode
-    copy for rendering instead): canonical Gaussians, OTF and rigid bindings, G2ANet, the
-    smoothing filter. Returns the head."""
-    device = torch.device(device)
-    head.canonical = head.canonical.to(device)
-    head.otf = head.otf.to(device)
-    head.rigid = head.rigid.to(device)
-    head.net.to(device)
-    if head.smoothing is not None:
-        head.smoothing = head.smoothing.to(device)
-    return head
-
-
 def hold_surface_opacity(head: AnimatedHead, floor: float) -> None:
     """Raise every face and rigid-part Gaussian's opacity to at least ``floor`` in [0, 1) (in place).
 
@@ -239,7 +225,7 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
                                 raster_mode=cfg.raster_mode)
     if head.rigid.num:
         log(f"rigid parts: {', '.join(head.rigid.names)} ({head.rigid.num} Gaussians)")
-    place_head(head, device)
+    head.move_to_(device)
     head.net.requires_grad_(False)
     hold_surface_opacity(head, cfg.surface_opacity_min)
     train_cameras = [c.camera for c in cameras]
@@ -283,7 +269,7 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
     head.canonical = head.canonical.detach()
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.net.requires_grad_(True)
-    return place_head(head, "cpu")
+    return head.move_to_("cpu")
 
 
 def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: AnimatedHead, cfg: AppearanceTrainConfig,
@@ -293,7 +279,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
     is trained in place and left on the CPU); returns the loss per step."""
     torch.manual_seed(cfg.seed)
     bank = _ViewBank(dataset, views(dataset.split("train"), cameras))
-    place_head(head, device)
+    head.move_to_(device)
     head.canonical = head.canonical.detach()
     groups = [{"params": list(head.net.parameters()), "lr": cfg.lr_g2a}]
     fixed = None     # per canonical tensor, the rows that must not move (None: no canonical training)
@@ -340,7 +326,7 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
     head.net.eval()
     head.canonical = head.canonical.detach()
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
-    place_head(head, "cpu")
+    head.move_to_("cpu")
     return history
 
 
