@@ -44,7 +44,7 @@ def _subject_items(self, context):
     items = [(f"S{i}", e.name, str(e.path), 'USER', i + 1) for i, e in enumerate(entries)]
     if self.subject and self.subject not in refs:       # a stored path outside the libraries
         refs.append(self.subject)
-        items.append((f"S{len(items)}", self.subject.rsplit("/", 1)[-1], self.subject, 'FILE_FOLDER', len(items) + 1))
+        items.append((f"S{len(items)}", subjects.label(self.subject), self.subject, 'FILE_FOLDER', len(items) + 1))
     items.insert(0, ("NONE", "Choose a subject", "No subject chosen", 'BLANK1', 0))
     _SUBJECT_ITEMS, _SUBJECT_REFS = items, refs
     return _SUBJECT_ITEMS
@@ -92,8 +92,31 @@ def _strength_changed(self, context) -> None:
         arkit_target.apply_strengths(act, self, self.target)
 
 
+def _head_shadow_changed(self, context) -> None:
+    from .bridge import head_visibility
+
+    head_visibility.refresh(self.id_data)
+
+
 def _map_key_changed(self, context) -> None:
     self.manual = True
+    from .backend.arkit.names import ARKIT_NAMES
+    from .bridge import arkit_target
+
+    s = context.scene.emotalk3d if context and context.scene else None
+    # (refresh_map's 52 assignments arrive while the map is being rebuilt: notes follow it once)
+    if s is not None and len(s.arkit_map) == len(ARKIT_NAMES) and s.target is not None \
+            and arkit_target.is_character(s.target):
+        arkit_target.update_notes(s, s.target)
+
+
+class EMOTALK3D_PG_arkit_note(PropertyGroup):
+    """A shape key the ARKit mapping leaves unused, and why (``backend.arkit.names.KeyNote``)."""
+
+    key: StringProperty(name="Shape Key")
+    kind: StringProperty(name="Kind")
+    reason: StringProperty(name="Why Unused")
+    arkit: StringProperty(name="ARKit Shape")
 
 
 class EMOTALK3D_PG_arkit_map_item(PropertyGroup):
@@ -113,10 +136,12 @@ class EMOTALK3D_PG_scene(PropertyGroup):
     subject_choice: EnumProperty(name="Subject", items=_subject_items, get=_subject_get, set=_subject_set,
                                  description="Trained subject to perform with (library folders in Preferences)")
     audio_source: EnumProperty(name="Audio", items=[
-        ("FILE", "File", "An audio file; Generate adds its sound strip at the start frame"),
+        ("FILE", "File", "An audio or video file; Generate adds its sound strip at the start frame "
+                         "(in place of the previous take's)"),
         ("STRIP", "Sound Strip", "A sound strip already in the sequencer")], default="FILE")
     audio_file: StringProperty(name="Audio File", subtype='FILE_PATH',
-                               description="Speech (WAV, FLAC, OGG or MP3)")
+                               description="Speech: an audio file (WAV, FLAC, OGG, MP3, M4A/AAC, Opus, AIFF) "
+                                           "or a video whose sound is the dialogue (MP4, MOV, MKV, WebM)")
     audio_start: IntProperty(name="Start Frame", default=1,
                              description="Scene frame where the audio (and the performance) starts")
     strip: StringProperty(name="Sound Strip", description="The sound strip the performance follows")
@@ -141,6 +166,7 @@ class EMOTALK3D_PG_scene(PropertyGroup):
                             description="A character with ARKit-named shape keys to drive (empty: the subject's "
                                         "own head)")
     arkit_map: CollectionProperty(type=EMOTALK3D_PG_arkit_map_item)
+    arkit_notes: CollectionProperty(type=EMOTALK3D_PG_arkit_note)
     arkit_map_index: IntProperty(options={'HIDDEN'})
     strength_jaw: _strength("Jaw", "jaw")
     strength_lips: _strength("Lips", "mouth and lip")
@@ -165,6 +191,9 @@ class EMOTALK3D_PG_scene(PropertyGroup):
     comp_prev_pass_z: BoolProperty(options={'HIDDEN'})
     comp_bg_node: StringProperty(options={'HIDDEN'})
     comp_bg_socket: StringProperty(options={'HIDDEN'})
+    head_shadow: BoolProperty(name="Head Casts Shadow", default=False, update=_head_shadow_changed,
+                              description="With compositing set up, the head mesh (hidden from this scene's "
+                                          "render) still casts its shadow on the scene (Cycles and EEVEE)")
 
 
 class EMOTALK3D_PG_head(PropertyGroup):
@@ -190,7 +219,7 @@ class EMOTALK3D_PG_action(PropertyGroup):
     arkit_rms_mm: FloatProperty(name="ARKit Fit (mm)")
 
 
-CLASSES = (EMOTALK3D_PG_arkit_map_item, EMOTALK3D_PG_scene, EMOTALK3D_PG_head, EMOTALK3D_PG_action)
+CLASSES = (EMOTALK3D_PG_arkit_map_item, EMOTALK3D_PG_arkit_note, EMOTALK3D_PG_scene, EMOTALK3D_PG_head, EMOTALK3D_PG_action)
 
 
 def register() -> None:

@@ -1,11 +1,15 @@
 """Write a finished generation into the scene, all in one operator step.
 
-Order: the sound strip (file audio only), the head (first use), the Action, then the
-assignments. Anything created is removed again if a later step fails, so an error
-leaves the scene as it was; one undo step removes a finished generation.
+Order: the sound strip (file audio only), the head (first use), the Action, the
+assignments, then the dialogue strip of the performance this one replaces (removed when it
+is the extension's and untouched, muted when the artist edited it, never touched when the
+artist made it) and the scene's frame range (widened to hold the whole performance).
+Anything created is removed again if a step fails, so an error leaves the scene as it was;
+one undo step removes a finished generation, old strip and frame range included.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import bpy
@@ -29,6 +33,71 @@ class Applied:
     created_strip: bool
     reused_action: bool
     unmatched: list[str] = field(default_factory=list)   # ARKit shapes moved that the target has no key for
+    frame_range: tuple[int, int] | None = None           # the scene's range when it had to be widened
+    replaced_strip: str = ""                              # the previous dialogue strip of ours ...
+    replaced_how: str = ""                                # ... "removed" or "muted"
+    kept_strip: str = ""                                  # the artist's previous dialogue strip, left playing
+
+
+def cover_frame_range(scene, frame_start: float, num_frames: int, exact: bool = False) -> tuple[int, int] | None:
+    """Make the scene's range hold the performance's frames (``frame_start`` .. ``+ num_frames - 1``).
+
+    Widened only: a range the artist set around the performance is kept, and a performance
+    starting before the range moves its start back (playback and renders hold the first
+    and the last word). ``exact``: the range becomes the performance's (a new file, headless).
+    Frames are clamped to Blender's 0 .. 1048574. Returns the new (start, end), or None when
+    nothing changed."""
+    props = scene.bl_rna.properties
+    lo, hi = int(props["frame_start"].hard_min), int(props["frame_end"].hard_max)
+    first = min(max(lo, math.floor(frame_start)), hi)
+    last = min(max(first, math.ceil(frame_start + max(1, num_frames) - 1)), hi)
+    old = (scene.frame_start, scene.frame_end)
+    new = (first, last) if exact else (min(old[0], first), max(old[1], last))
+    if new == old:
+        return None
+    scene.frame_start = new[0]          # first: Blender keeps end >= start
+    scene.frame_end = new[1]
+    return new
+
+
+def _active_action(key):
+    """The generated Action playing on a shape-key datablock (not from the NLA), or None."""
+    ad = key.animation_data if key is not None else None
+    act = ad.action if ad is not None else None
+    return act if act is not None and act.emotalk3d.generated else None
+
+
+def _follows(strip_name: str, other_than) -> bool:
+    """Whether a generated Action other than ``other_than`` still plays (active or in the NLA)
+    following the strip ``strip_name``."""
+    for key in bpy.data.shape_keys:
+        ad = key.animation_data
+        if ad is None:
+            continue
+        acts = [ad.action] + [s.action for track in ad.nla_tracks for s in track.strips]
+        if any(a is not None and a != other_than and a.emotalk3d.generated and a.emotalk3d.strip == strip_name
+               for a in acts):
+            return True
+    return False
+
+
+def _replace_dialogue(scene, previous, strip, created_strip: bool, applied: "Applied") -> None:
+    """The dialogue follows the performance: the strip the replaced Action followed stops playing."""
+    if previous is None or previous == applied.action:
+        return
+    meta = previous.emotalk3d
+    old = sequencer.find_dialogue(scene, meta.strip, meta.audio, meta.frame_start)
+    if old is None or old == strip or old.mute or _follows(old.name, previous):
+        return
+    if not sequencer.is_ours(old):
+        applied.kept_strip = old.name
+        return
+    name, channel = old.name, old.channel
+    applied.replaced_how = sequencer.retire(scene, old)
+    applied.replaced_strip = name
+    if applied.replaced_how == "removed" and created_strip and strip.channel > channel \
+            and sequencer.free_channel_at(scene, channel, strip.frame_final_start, strip.frame_final_end):
+        strip.channel = channel              # the new dialogue takes the old one's place
 
 
 def find_head(scene, settings, fingerprint: str, num_vertices: int, num_components: int):
@@ -86,6 +155,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
     names = mesh.key_names(num_components)
     created: list = []
     had_sequencer = scene.sequence_editor is not None
+    old_range = (scene.frame_start, scene.frame_end)
     try:
         # 1. the sound strip (a Blender built without audio, like bpy 4.2 from PyPI, cannot hold
         #    one: the performance then starts at the start frame and the report says so)
@@ -121,11 +191,13 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                                 "generate again")
             same = last is not None and last.emotalk3d.target == target.name and \
                 last.emotalk3d.audio == request.audio and last.emotalk3d.frame_start == frame_start
+            previous = _active_action(target.data.shape_keys)
             if request.reuse_action and same and arkit_target.reuse(last, result.arkit, settings, target,
                                                                     result.arkit_neutral):
                 _describe(last, request, subject, strip_name, frame_start, num_frames, result)
                 last.emotalk3d.arkit_rms_mm = float(result.info.get("arkit_rms_mm") or 0.0)
-                return Applied(target, last, strip_name, frame_start, num_frames, False, created_strip, True)
+                applied = Applied(target, last, strip_name, frame_start, num_frames, False, created_strip, True)
+                return _finish(scene, request, applied, None, strip, created_strip)
             act, slot, unmatched = arkit_target.write_target_action(
                 target, result.arkit, frame_start, float(request.fps), settings, f"{request.audio_stem} ({target.name})",
                 result.arkit_neutral)
@@ -140,7 +212,8 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
             settings.last_action = act
             if request.audio_is_file and strip is not None:
                 settings.audio_source, settings.strip = 'STRIP', strip_name
-            return Applied(target, act, strip_name, frame_start, num_frames, False, created_strip, False, unmatched)
+            applied = Applied(target, act, strip_name, frame_start, num_frames, False, created_strip, False, unmatched)
+            return _finish(scene, request, applied, previous, strip, created_strip)
 
         # 2. the head
         head = find_head(scene, settings, subject["fingerprint"], subject["num_vertices"], num_components)
@@ -156,6 +229,7 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
             info.subject, info.subject_name = request.subject_ref, str(subject.get("name", ""))
             info.fingerprint, info.num_components = subject["fingerprint"], num_components
         key = head.data.shape_keys
+        previous = _active_action(key)
 
         # 3. the action (a new one, or the last one rewritten in place by auto-update)
         act, slot, reused = None, None, False
@@ -186,6 +260,8 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
         settings.last_action = act
         if request.audio_is_file and strip is not None:
             settings.audio_source, settings.strip = 'STRIP', strip_name
+        applied = Applied(head, act, strip_name, frame_start, num_frames, created_head, created_strip, reused)
+        return _finish(scene, request, applied, previous, strip, created_strip)
     except Exception:
         for kind, data in reversed(created):
             try:
@@ -199,5 +275,18 @@ def apply_generation(context, scene, request: GenerateRequest, result: Generatio
                 pass
         if not had_sequencer and scene.sequence_editor is not None and not compat.all_strips(scene):
             scene.sequence_editor_clear()
+        scene.frame_start, scene.frame_end = old_range
         raise
-    return Applied(head, act, strip_name, frame_start, num_frames, created_head, created_strip, reused)
+
+
+def _finish(scene, request: GenerateRequest, applied: Applied, previous, strip, created_strip: bool) -> Applied:
+    """The last steps, after everything that can fail: the replaced take's dialogue, the range."""
+    if previous is not None and not applied.reused_action and not request.push_to_nla:
+        _replace_dialogue(scene, previous, strip, created_strip, applied)   # NLA takes keep their strips
+    if created_strip:
+        sequencer.mark_ours(strip, request.audio)
+    elif strip is not None:
+        sequencer.revive(strip)              # our strip, muted by an earlier Generate: the dialogue again
+    applied.frame_range = cover_frame_range(scene, applied.frame_start, applied.num_frames,
+                                            exact=request.exact_frame_range)
+    return applied

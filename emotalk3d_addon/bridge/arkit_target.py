@@ -4,6 +4,10 @@ The character is any mesh object with shape keys. Its keys are matched to the 52
 names (``backend.arkit.names``: case, separators and the common prefixes and side
 suffixes do not matter); the scene keeps the mapping (``scene.emotalk3d.arkit_map``) and
 the artist may change any entry (it is then kept when the mapping is refreshed).
+Keys set by a driver are left out of the automatic match (the driver would override the
+performance). Every key the mapping leaves unused, and every mapped key that cannot show
+the performance (driven, muted), gets a note saying why (``map_notes``), kept on the scene
+(``scene.emotalk3d.arkit_notes``) for the panel.
 
 Generate writes a new Action on the character's shape keys: one linear F-curve per
 matched key the performance moves, its values the solved weight times the strength of the key's group (jaw,
@@ -18,7 +22,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..backend.arkit.names import ARKIT_NAMES, match_shape_keys
+from ..backend.arkit.names import ARKIT_NAMES, KeyNote, arkit_name, match_shape_keys, unused_keys
 from . import action as action_mod
 from . import compat, mesh
 from .errors import UserError
@@ -30,6 +34,9 @@ GROUPS = (("jaw", ("jaw",)), ("lips", ("mouth",)), ("brows_eyes", ("brow", "eye"
 BLINK_NAMES = ("eyeBlinkLeft", "eyeBlinkRight")
 BLINK_HALF_S = 0.09                     # closing (and opening) time of a blink, seconds
 BLINK_INTERVAL_S = (2.5, 5.5)           # seconds between blinks (uniform), a resting adult's rate
+NOTES_PROP = "arkit_notes"              # the scene settings' collection of notes (key, kind, reason, arkit)
+# the notes' kinds the Blender side adds to those of ``backend.arkit.names``
+REFERENCE, DRIVEN, MUTED = "reference", "driven", "muted"
 
 
 def is_character(ob) -> bool:
@@ -46,12 +53,25 @@ def key_names(ob) -> list[str]:
     return [kb.name for kb in key.key_blocks if kb != reference]
 
 
+def driven_keys(ob) -> set[str]:
+    """Names of ``ob``'s shape keys whose value an active driver sets."""
+    key = ob.data.shape_keys
+    anim = key.animation_data if key is not None else None
+    if anim is None:
+        return set()
+    paths = {fc.data_path for fc in anim.drivers if not fc.mute}
+    return {kb.name for kb in key.key_blocks
+            if f'key_blocks["{bpy.utils.escape_identifier(kb.name)}"].value' in paths}
+
+
 def refresh_map(settings, target) -> dict[str, str | None]:
     """Fill ``settings.arkit_map`` with one entry per ARKit name: the artist's own choices
-    (still present on the target) first, the automatic match elsewhere."""
+    (still present on the target) first, the automatic match elsewhere (driven keys left
+    out); the notes on unused keys are refreshed too (``update_notes``)."""
     names = key_names(target)
+    driven = driven_keys(target)
     kept = {item.arkit: item.key for item in settings.arkit_map if item.manual and (not item.key or item.key in names)}
-    auto = match_shape_keys([n for n in names if n not in kept.values()])
+    auto = match_shape_keys([n for n in names if n not in kept.values() and n not in driven])
     settings.arkit_map.clear()
     found = {}
     for arkit in ARKIT_NAMES:
@@ -62,7 +82,64 @@ def refresh_map(settings, target) -> dict[str, str | None]:
         else:
             item.key, item.manual = auto[arkit] or "", False
         found[arkit] = item.key or None
+    update_notes(settings, target)
     return found
+
+
+def map_notes(settings, target) -> list[KeyNote]:
+    """A note for each of ``target``'s shape keys (in their order) that the mapping in
+    ``settings.arkit_map`` leaves unused or that cannot show the performance, and why: the
+    reference key, a key set by a driver, a muted mapped key, and ``names.unused_keys``' kinds
+    (case duplicate, duplicate, near miss, no ARKit name)."""
+    key = target.data.shape_keys
+    if key is None:
+        return []
+    reference = key.reference_key
+    names = key_names(target)
+    driven = driven_keys(target)
+    found = {item.arkit: item.key or None for item in settings.arkit_map if item.arkit in ARKIT_NAMES}
+    plays: dict[str, str] = {}
+    for arkit, name in found.items():
+        if name:
+            plays.setdefault(name, arkit)
+    by_key = {n.key: n for n in unused_keys([n for n in names if n not in driven], found)}
+    for name in names:
+        if name in driven:
+            arkit = plays.get(name)
+            by_key[name] = KeyNote(name, DRIVEN, (
+                f"'{name}' plays {arkit}, but a driver sets its value, so the performance will not show on it "
+                "(remove the driver)") if arkit else (
+                f"'{name}' is set by a driver, which would override the performance, so it is left unmapped "
+                "(remove the driver, or map it by hand)"), arkit or arkit_name(name))
+        elif name in plays and key.key_blocks[name].mute:
+            by_key[name] = KeyNote(name, MUTED, f"'{name}' plays {plays[name]} but is muted in the Shape Keys "
+                                   "list, so the performance will not show on it until it is unmuted", plays[name])
+    notes = [KeyNote(reference.name, REFERENCE, f"'{reference.name}' is the reference key, the rest shape the others "
+                     "are relative to: it is never animated", arkit_name(reference.name))]
+    return notes + [by_key[n] for n in names if n in by_key]
+
+
+def update_notes(settings, target) -> list[KeyNote]:
+    """Recompute ``map_notes`` and keep them in ``settings.arkit_notes`` for the panel."""
+    notes = map_notes(settings, target)
+    store = getattr(settings, NOTES_PROP, None)
+    if store is not None:
+        store.clear()
+        for note in notes:
+            item = store.add()
+            item.key, item.kind, item.reason, item.arkit = note.key, note.kind, note.reason, note.arkit or ""
+    return notes
+
+
+def report_lines(notes: list[KeyNote], limit: int = 8) -> list[str]:
+    """Lines for a report: one per note (the reference key only where its name means an
+    ARKit shape), at most ``limit`` and then how many more."""
+    shown = [n.reason for n in notes if n.kind != REFERENCE or n.arkit]
+    if not shown:
+        return []
+    head = f"{len(shown)} shape key{'s play' if len(shown) > 1 else ' plays'} no part in the performance:"
+    more = [f"... and {len(shown) - limit} more"] if len(shown) > limit else []
+    return [head, *shown[:limit], *more]
 
 
 def mapping(settings, target) -> dict[str, str]:

@@ -11,12 +11,15 @@ the compositor output showed before (the main scene's own Render Layers when not
 
 Blender 4.2–4.5 keep the compositor in ``scene.node_tree`` (``use_nodes``, a Composite
 node); 5.0 in ``scene.compositing_node_group`` (a node group with a Group Output).
-Running it again changes nothing new; ``remove(scene)`` takes out exactly what it added
-and puts the original link back.
+The head mesh stops drawing in the main scene's render (``head_visibility``: the
+Gaussians are the head there). Running it again changes nothing new; ``remove(scene)``
+takes out exactly what it added, puts the original link back and the mesh's visibility.
 """
 from __future__ import annotations
 
 import bpy
+
+from . import head_visibility
 
 NODE_PREFIX = "EmoTalk3D "
 GAUSSIANS_NODE = NODE_PREFIX + "Gaussians"
@@ -135,7 +138,8 @@ def _ours(node) -> bool:
 
 
 def sync(scene, gscene) -> None:
-    """Make ``gscene`` render what ``scene`` shows: camera, head, frames, output size."""
+    """Make ``gscene`` render what ``scene`` shows: camera, head, frames, output size; and hide
+    the head mesh from ``scene``'s own render (``head_visibility``)."""
     from ..engine import ENGINE_ID
 
     settings = scene.emotalk3d
@@ -157,6 +161,7 @@ def sync(scene, gscene) -> None:
         setattr(g, attr, getattr(r, attr))
     for layer in gscene.view_layers:
         layer.use_pass_z = True
+    head_visibility.apply(scene)
 
 
 def _gaussian_scene(scene):
@@ -264,6 +269,7 @@ def remove(scene) -> bool:
                     bpy.data.node_groups.remove(tree)
             else:
                 scene.use_nodes = False
+    head_visibility.restore_scene(scene)
     if settings.composite_mode == 'Z_COMBINE' and not settings.comp_prev_pass_z:
         for layer in scene.view_layers:
             layer.use_pass_z = False

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from . import emotion_state, subjects
+from .subjects import resolve_subject
 from .camera import PinholeCamera
 from ..backend.protocol import OP_RENDER_FRAME
 from ..backend.protocol.messages import RenderFrameReply, RenderFrameRequest
@@ -74,21 +75,6 @@ def find_head(scene):
         raise UserError(f"Scene {scene.name!r} has {len(heads)} EmoTalk3D heads: choose one as the scene's Head "
                         "in the EmoTalk3D panel")
     return heads[0]
-
-
-def resolve_subject(ref: str, dirs: list[Path], abspath: Callable[[str], str] = lambda p: p) -> Path | None:
-    """A head's subject bundle: the stored reference (blend-relative ``//`` paths too), else a
-    bundle of the same name in the library folders (a render-farm worker has other paths)."""
-    text = (ref or "").strip()
-    if not text:
-        return None
-    found = subjects.resolve(abspath(text) if text.startswith("//") else text, dirs)
-    if found is not None:
-        return found
-    name = Path(text.replace("\\", "/")).name
-    if name.endswith(".zip"):
-        name = name[:-4]
-    return subjects.resolve(name, dirs) if name and name != text else None
 
 
 def hidden_from_render(ob) -> bool:

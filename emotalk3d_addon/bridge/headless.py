@@ -12,7 +12,8 @@ changing the file.
 
 It fills the scene's EmoTalk3D settings (``--keys`` become real emotion keys on the
 timeline, so the saved file can be re-generated in the UI), runs the same job as the
-Generate button synchronously, fits the scene's frame range to the sound strip and saves.
+Generate button synchronously (which also fits the scene's frame range to the performance;
+in a file given with ``--open`` the range is only widened) and saves.
 Exit codes: 0 done, 2 bad input (one ``error: ...`` line on stderr), 1 other failures.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def build_parser(prog: str = "emotalk3d") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     g = sub.add_parser("generate", help="audio (+ emotion) -> head with a shape-key action, saved as .blend")
     g.add_argument("--subject", required=True, help="subject name (library folders, bundled demo) or bundle path")
-    g.add_argument("--audio", required=True, help="speech file (WAV, FLAC, OGG, MP3)")
+    g.add_argument("--audio", required=True, help="speech: an audio file (WAV, FLAC, OGG, MP3, M4A/AAC, Opus, AIFF) or a video's sound (MP4, MOV, MKV, WebM)")
     g.add_argument("--save", required=True, help="the .blend to write")
     g.add_argument("--emotion", help="one emotion for the whole clip")
     g.add_argument("--intensity", type=float, default=1.0, help="0..1 (mild 0.5, strong 1.0)")
@@ -130,7 +131,8 @@ def _generate(args) -> int:
     else:
         s.fill_from_speech = True                  # no emotion given: heard in the speech
 
-    session = GenerateSession(jobs.build_request(scene, _settings(args)))
+    # the range: exactly the performance's in a new scene, only widened in the artist's file (--open)
+    session = GenerateSession(jobs.build_request(scene, _settings(args), exact_frame_range=not args.open))
     print(f"EmoTalk3D: generating from {args.audio} with subject {args.subject} ...", file=sys.stderr)
     session.run()
     result, level, message = session.finish(bpy.context)
@@ -138,8 +140,6 @@ def _generate(args) -> int:
         print(f"error: {message.removeprefix('EmoTalk3D: ')}", file=sys.stderr)
         return EXIT_INPUT if session.job.error_kind in ("input", "missing") else 1
     applied = session.applied
-    scene.frame_start = int(applied.frame_start)
-    scene.frame_end = int(applied.frame_start) + applied.num_frames - 1
     scene.frame_set(scene.frame_start)
     out = os.path.abspath(args.save)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

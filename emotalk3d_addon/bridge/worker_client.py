@@ -6,6 +6,12 @@ loaded there), and talks JSON lines. A background thread reads the worker's stdo
 per-call queues; callers poll (the modal operator's timer) or wait (headless). The
 worker's stderr goes to a log file whose last lines explain a crash. ``kill()`` (Esc)
 ends only the worker; the next call starts a fresh one.
+
+The first start imports PyTorch in the worker, which a cold machine (a virus scanner reading
+every library) can take minutes over. The start waits as long as the worker keeps saying
+how far it got (its progress and heartbeat lines), up to ``start_cap`` seconds, and fails
+only after ``start_timeout`` seconds of silence, at the cap, or at once when the worker
+dies; a cancel (``kill``) ends it at any point.
 """
 from __future__ import annotations
 
@@ -28,6 +34,10 @@ ENV_PYTHON = "EMOTALK3D_PYTHON"
 BACKEND_ENV_DIRNAME = "backend-env"
 
 Progress = Callable[[float, str], None]
+
+START_QUIET_S = 120.0        # the longest the worker may stay silent while it starts (seconds)
+START_CAP_S = 600.0          # the longest a start may take while the worker keeps reporting (seconds)
+STARTING_MESSAGE = "Starting the backend: importing PyTorch (first start can take a few minutes)"
 
 
 class WorkerError(Exception):
@@ -118,9 +128,11 @@ class Call:
         self.error: WorkerError | None = None
         self._events: "queue.Queue[dict]" = queue.Queue()
         self._done = threading.Event()
+        self.heard_at = time.monotonic()          # when the worker last said something about this call
 
     # reader thread side
     def _push(self, message: dict) -> None:
+        self.heard_at = time.monotonic()
         self._events.put(message)
         kind = message.get("type")
         if kind == "result":
@@ -160,13 +172,18 @@ class Call:
                     on_progress(self.fraction, self.message)
         return self.done
 
-    def wait(self, timeout: float | None = None, on_progress: Progress | None = None) -> dict:
-        """The result; WorkerError for an error reply, a crash, a cancel or a timeout."""
+    def wait(self, timeout: float | None = None, on_progress: Progress | None = None,
+             quiet: float | None = None) -> dict:
+        """The result; WorkerError for an error reply, a crash, a cancel or a timeout: more than
+        ``timeout`` seconds in all, or more than ``quiet`` seconds without a word from the worker."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._done.wait(0.05):
             self.poll(on_progress)
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise WorkerError(f"the worker did not answer {self.op!r} within {timeout:g} s", "timeout")
+            if quiet is not None and now > self.heard_at + quiet:
+                raise WorkerError(f"the worker said nothing about {self.op!r} for {quiet:g} s", "timeout")
         self.poll(on_progress)
         if self.error is not None:
             raise self.error
@@ -250,7 +267,10 @@ class WorkerClient:
     """A long-lived worker process; restarted lazily after a kill or a crash."""
 
     def __init__(self, python: str, package_dir: Path = ADDON_DIR, env: dict[str, str] | None = None,
-                 tmp_root: Path | None = None, start_timeout: float = 120.0):
+                 tmp_root: Path | None = None, start_timeout: float = START_QUIET_S,
+                 start_cap: float = START_CAP_S):
+        """``start_timeout``: the longest the worker may stay silent while it starts (s);
+        ``start_cap``: the longest a start may take while it keeps reporting (s)."""
         self.python = str(python)
         self.package_dir = Path(package_dir)
         self.env = env if env is not None else worker_environment(self.package_dir)
@@ -259,6 +279,7 @@ class WorkerClient:
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self.passes = PassesPool(self.tmp_root / "passes")
         self.start_timeout = start_timeout
+        self.start_cap = max(start_cap, start_timeout)
         self.info: dict[str, Any] = {}
         self.hello: dict[str, Any] = {}       # the running worker's hello (its protocol, pid, versions)
         self._proc: subprocess.Popen | None = None
@@ -286,12 +307,19 @@ class WorkerClient:
         """How many worker processes this client has started."""
         return self._starts
 
-    def ensure_started(self) -> dict:
-        """Start the worker if it is not running and check it can run the backend (ping)."""
+    def ensure_started(self, on_progress: Progress | None = None) -> dict:
+        """Start the worker if it is not running and check it can run the backend (ping).
+
+        ``on_progress(fraction, message)`` hears how the start goes (the worker's imports);
+        WorkerError when the worker dies ("crashed", with its last output), is cancelled by
+        ``kill`` ("cancelled"), stays silent for ``start_timeout`` s or takes longer than
+        ``start_cap`` s ("timeout"; the worker is stopped then)."""
         with self._lock:
             if self.alive and self.info:
                 return self.info
             proc = self._proc if self.alive else self._spawn()
+        if on_progress is not None:
+            on_progress(0.0, STARTING_MESSAGE)
         self._wait_hello(proc)
         spoken = self.hello.get("protocol")
         if spoken != PROTOCOL:
@@ -299,7 +327,22 @@ class WorkerClient:
             raise WorkerError(f"the backend at {self.python} speaks worker protocol {spoken!r}, this add-on "
                               f"speaks {PROTOCOL}: use the backend that came with this version of the add-on",
                               "protocol")
-        info = self.submit(OP_PING, {}).wait(timeout=self.start_timeout)
+
+        def starting(fraction: float, message: str) -> None:
+            if on_progress is not None:   # an older worker says only "Started" while it imports
+                on_progress(fraction, STARTING_MESSAGE if message in ("", "Started") else message)
+
+        call = self.submit(OP_PING, {})
+        try:
+            info = call.wait(timeout=self.start_cap, on_progress=starting, quiet=self.start_timeout)
+        except WorkerError as exc:
+            if exc.kind != "timeout":
+                raise
+            self.kill()
+            raise WorkerError(f"The EmoTalk3D backend did not finish starting ({exc}); its last words: "
+                              f"{call.message or 'none'}. Try again (a second start is faster, once the "
+                              "system has read PyTorch's files) or check the backend interpreter in Preferences",
+                              "timeout") from None
         self.info = info
         return info
 
@@ -331,11 +374,15 @@ class WorkerClient:
 
     def _wait_hello(self, proc: subprocess.Popen) -> None:
         if not self._hello.wait(self.start_timeout) or proc.poll() is not None:
-            if proc.poll() is None:
+            silent = proc.poll() is None
+            if silent:
                 proc.kill()
                 proc.wait()
             if self._killed:
                 raise WorkerError("cancelled", "cancelled")
+            if silent:
+                raise WorkerError(f"The EmoTalk3D backend worker said nothing for {self.start_timeout:g} s after it "
+                                  f"was started with {self.python}, and was stopped", "timeout")
             raise WorkerError(self._crash_message(proc), "crashed")
 
     def _read(self, proc: subprocess.Popen) -> None:

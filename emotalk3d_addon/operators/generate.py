@@ -4,7 +4,10 @@ Interactive (invoke): the backend runs in the worker, followed by a background t
 a window timer polls it, progress shows in the status bar and the panel, Esc (or the
 panel's Cancel) kills the worker and nothing is written. Headless (execute): the same
 job runs synchronously. Either way the scene is written only at the end, in this one
-operator step, so a single undo removes a finished generation.
+operator step, so a single undo removes a finished generation: its head, Action, sound
+strip, the previous dialogue strip it replaced and the frame range it widened. Blender
+pushes that undo step itself when ``modal`` returns FINISHED, as it does for ``execute``
+(an ``ed.undo_push`` of our own would add a second step holding the same state).
 """
 
 import bpy
@@ -71,22 +74,43 @@ class GenerateSession:
         except Exception as exc:  # noqa: BLE001 - rolled back; report, never raise into the UI
             return {'CANCELLED'}, 'ERROR', f"EmoTalk3D: could not write the performance: {type(exc).__name__}: {exc}"
         auto.reset(scene)
-        a = self.applied
-        info = job.result.info
+        level, message = self._summary()
+        notes = _scene_notes(self.applied)
+        if self.applied.kept_strip:
+            level = 'WARNING'
+        return {'FINISHED'}, level, message + notes
+
+    def _summary(self) -> tuple[str, str]:
+        a, info = self.applied, self.job.result.info
         if self.request.audio_is_file and not a.strip_name:
-            return {'FINISHED'}, 'WARNING', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
-                                             f"'{a.action.name}' on '{a.head.name}'; this Blender has no audio support, "
-                                             "so no sound strip was added (the performance starts at the start frame)")
+            return 'WARNING', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
+                               f"'{a.action.name}' on '{a.head.name}'; this Blender has no audio support, "
+                               "so no sound strip was added (the performance starts at the start frame)")
         if a.action.emotalk3d.target:
             unmatched = (f"; the target has no shape key for {len(a.unmatched)} ARKit shape(s) the performance "
                          f"moves: {', '.join(a.unmatched[:6])}{' ...' if len(a.unmatched) > 6 else ''}"
                          if a.unmatched else "")
-            return {'FINISHED'}, 'WARNING' if a.unmatched else 'INFO', (
+            return 'WARNING' if a.unmatched else 'INFO', (
                 f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action '{a.action.name}' on "
                 f"'{a.head.name}'s shape keys (ARKit fit {info.get('arkit_rms_mm') or 0:.2f} mm RMS){unmatched}")
-        return {'FINISHED'}, 'INFO', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
-                                      f"'{a.action.name}' on '{a.head.name}' (basis error "
-                                      f"{info.get('basis_max_mm', 0):.3f} mm max)")
+        return 'INFO', (f"EmoTalk3D: {a.num_frames} frames from frame {a.frame_start:g} -> action "
+                        f"'{a.action.name}' on '{a.head.name}' (basis error "
+                        f"{info.get('basis_max_mm', 0):.3f} mm max)")
+
+
+def _scene_notes(a: apply.Applied) -> str:
+    """What else Generate changed in the scene (or left for the artist), for the report."""
+    notes = ""
+    if a.replaced_how == "removed":
+        notes += f"; the previous dialogue strip '{a.replaced_strip}' was removed"
+    elif a.replaced_how == "muted":
+        notes += f"; the previous dialogue strip '{a.replaced_strip}' was muted (it has your edits)"
+    if a.kept_strip:
+        notes += (f"; your sound strip '{a.kept_strip}' that the previous performance followed still plays: "
+                  "mute it if it should not")
+    if a.frame_range is not None:
+        notes += f"; the scene's frame range is now {a.frame_range[0]}-{a.frame_range[1]}"
+    return notes
 
 
 class EMOTALK3D_OT_generate(bpy.types.Operator):

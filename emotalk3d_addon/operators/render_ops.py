@@ -8,7 +8,8 @@ from ..bridge.errors import UserError
 
 
 class EMOTALK3D_OT_setup_compositing(bpy.types.Operator):
-    """Render the head's Gaussians in a second scene and layer them over this scene in the compositor"""
+    """Render the head's Gaussians in a second scene and layer them over this scene in the compositor
+    (the head mesh then draws nothing of its own in this scene's render)"""
 
     bl_idname = "emotalk3d.setup_compositing"
     bl_label = "Set Up Compositing"
@@ -32,7 +33,8 @@ class EMOTALK3D_OT_setup_compositing(bpy.types.Operator):
         scene = context.scene
         try:
             if scene.camera is None:
-                raise UserError(f"Scene {scene.name!r} has no active camera: add one and make it active first")
+                raise UserError(f"Scene {scene.name!r} has no active camera: Frame Head (EmoTalk3D panel) adds one "
+                                "aimed at the head, or add your own and make it active")
             head = gaussian_frame.find_head(scene)
             if scene.emotalk3d.head is None:
                 scene.emotalk3d.head = head
@@ -40,13 +42,16 @@ class EMOTALK3D_OT_setup_compositing(bpy.types.Operator):
         except UserError as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
+        shadow = "casts its shadow" if scene.emotalk3d.head_shadow else "casts no shadow"
         self.report({'INFO'}, f"EmoTalk3D: {head.name} renders in scene {gscene.name!r}, layered by "
-                              f"{'Z Combine' if self.mode == 'Z_COMBINE' else 'Alpha Over'}")
+                              f"{'Z Combine' if self.mode == 'Z_COMBINE' else 'Alpha Over'}; its mesh is hidden "
+                              f"from this scene's render and {shadow}")
         return {'FINISHED'}
 
 
 class EMOTALK3D_OT_remove_compositing(bpy.types.Operator):
-    """Remove the Gaussian scene and the compositor nodes Set Up Compositing added"""
+    """Remove the Gaussian scene and the compositor nodes Set Up Compositing added; the head mesh
+    renders as it did before"""
 
     bl_idname = "emotalk3d.remove_compositing"
     bl_label = "Remove Compositing"

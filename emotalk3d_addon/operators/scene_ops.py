@@ -3,7 +3,7 @@
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..bridge import jobs, keys, mesh
+from ..bridge import jobs, keys, mesh, placement
 
 
 class EMOTALK3D_OT_key_emotion(bpy.types.Operator):
@@ -58,7 +58,8 @@ class EMOTALK3D_OT_use_active_strip(bpy.types.Operator):
 
 
 class EMOTALK3D_OT_add_head(bpy.types.Operator):
-    """Add the chosen subject's head (mesh, UVs, motion basis as shape keys) at the 3D cursor"""
+    """Add the chosen subject's head (mesh, UVs, motion basis as shape keys) at the 3D cursor,
+    or clear of what is there, facing the camera"""
 
     bl_idname = "emotalk3d.add_head"
     bl_label = "Add Head"
@@ -91,7 +92,11 @@ class EMOTALK3D_OT_add_head(bpy.types.Operator):
         h = head.emotalk3d_head
         h.subject, h.subject_name, h.fingerprint = s.subject, str(info.get("name", "")), info["fingerprint"]
         h.num_components = int(info["num_components"])
+        found = placement.place_new_head(head, context.scene, bundle)
         s.head = head
+        hint = "adds a camera aimed" if context.scene.camera is None else "aims the camera"
+        hint = f"; Frame Head {hint} at it"
+        self.report({'INFO'}, f"EmoTalk3D: {placement.describe(head, found)}{hint}")
         return {'FINISHED'}
 
 

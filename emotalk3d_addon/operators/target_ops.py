@@ -1,13 +1,9 @@
 """Target-character operators: refresh the ARKit mapping, aim a camera at the face."""
 
-import math
-
 import bpy
-from mathutils import Vector
+import numpy as np
 
 from ..bridge import arkit_target
-
-PORTRAIT_FILL = 0.6          # share of the frame's height the head fills
 
 
 class EMOTALK3D_OT_refresh_arkit_map(bpy.types.Operator):
@@ -26,7 +22,12 @@ class EMOTALK3D_OT_refresh_arkit_map(bpy.types.Operator):
         s = context.scene.emotalk3d
         found = arkit_target.refresh_map(s, s.target)
         matched = sum(1 for v in found.values() if v)
-        self.report({'INFO'}, f"EmoTalk3D: {matched} of 52 ARKit shapes mapped on '{s.target.name}'")
+        lines = arkit_target.report_lines(arkit_target.map_notes(s, s.target))
+        self.report({'WARNING'} if lines else {'INFO'},
+                    f"EmoTalk3D: {matched} of 52 ARKit shapes mapped on '{s.target.name}'"
+                    + (f"; {lines[0]}" if lines else ""))
+        for line in lines[1:]:
+            self.report({'INFO'}, line)
         return {'FINISHED'}
 
 
@@ -39,7 +40,8 @@ def _face_object(context):
 
 
 class EMOTALK3D_OT_frame_head(bpy.types.Operator):
-    """Aim the active camera (a new one when the scene has none) at the face, at a portrait distance"""
+    """Aim the active camera (a new one when the scene has none) at the face: the whole head
+    in the frame, with room above the hair, at the render's aspect ratio"""
 
     bl_idname = "emotalk3d.frame_head"
     bl_label = "Frame Head"
@@ -50,24 +52,45 @@ class EMOTALK3D_OT_frame_head(bpy.types.Operator):
         return context.scene is not None and _face_object(context) is not None
 
     def execute(self, context):
+        from mathutils import Matrix
+
+        from ..bridge import framing, gaussian_frame, head_extent, mesh
+
         scene = context.scene
         ob = _face_object(context)
-        corners = [ob.matrix_world @ Vector(c) for c in ob.bound_box]
-        lo = Vector(tuple(min(c[i] for c in corners) for i in range(3)))
-        hi = Vector(tuple(max(c[i] for c in corners) for i in range(3)))
-        centre, height = (lo + hi) / 2, max(hi.z - lo.z, 1e-3)
-        forward = (ob.matrix_world.to_3x3() @ Vector((0.0, -1.0, 0.0))).normalized()   # heads face -Y
         cam = scene.camera
-        if cam is None:
-            cam = bpy.data.objects.new("EmoTalk3D Camera", bpy.data.cameras.new("EmoTalk3D Camera"))
+        if cam is not None and (cam.type != 'CAMERA' or cam.data.type != 'PERSP'):
+            kind = {'ORTHO': "orthographic", 'PANO': "panoramic"}.get(cam.data.type, cam.data.type.lower()) \
+                if cam.type == 'CAMERA' else f"a {cam.type.lower()} object"
+            self.report({'ERROR'}, f"EmoTalk3D: the active camera {cam.name!r} is {kind}: Frame Head aims "
+                                   "perspective cameras only")
+            return {'CANCELLED'}
+        local = mesh.evaluated_vertices(ob, context.evaluated_depsgraph_get()).astype(np.float64)
+        bundle = head_extent.subject_bundle(ob, scene) if gaussian_frame.is_head(ob) else None
+        local = head_extent.head_points(local, bundle)
+        M = np.array(ob.matrix_world, np.float64)
+        points = local @ M[:3, :3].T + M[:3, 3]
+        forward = M[:3, :3] @ np.array([0.0, -1.0, 0.0])            # heads face -Y
+        up = M[:3, :3] @ np.array([0.0, 0.0, 1.0])
+        created = cam is None
+        data = bpy.data.cameras.new("EmoTalk3D Camera") if created else cam.data
+        try:
+            K, width, height = framing.intrinsics_for(data, scene)
+            found = framing.fit(points, forward, up, K, width, height)
+        except ValueError as exc:
+            if created:
+                bpy.data.cameras.remove(data)
+            self.report({'ERROR'}, f"EmoTalk3D: {exc}")
+            return {'CANCELLED'}
+        if created:
+            cam = bpy.data.objects.new("EmoTalk3D Camera", data)
             scene.collection.objects.link(cam)
             scene.camera = cam
-        fov = cam.data.angle_y if cam.data.sensor_fit != 'HORIZONTAL' else cam.data.angle
-        distance = (height / PORTRAIT_FILL) / 2 / math.tan(fov / 2)
-        cam.location = centre + forward * distance
-        cam.rotation_euler = (centre - cam.location).to_track_quat('-Z', 'Y').to_euler()
-        cam.data.clip_start = min(cam.data.clip_start, distance / 10)
-        self.report({'INFO'}, f"EmoTalk3D: '{cam.name}' frames '{ob.name}' from {distance:.2f} m")
+        cam.matrix_world = Matrix(found.matrix_world.tolist())
+        data.clip_start = min(data.clip_start, found.nearest / 2)
+        data.clip_end = max(data.clip_end, found.farthest * 2)
+        what = "a new camera" if created else repr(cam.name)
+        self.report({'INFO'}, f"EmoTalk3D: {what} frames {ob.name!r} from {found.distance:.2f} m")
         return {'FINISHED'}
 
 

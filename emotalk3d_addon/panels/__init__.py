@@ -123,7 +123,6 @@ def _draw_target(layout, context, compact: bool) -> None:
     s = context.scene.emotalk3d
     row = layout.row(align=True)
     row.prop(s, "target", text="")
-    row.operator("emotalk3d.frame_head", text="", icon='CAMERA_DATA')
     if s.target is None or compact:
         return
     matched = sum(1 for item in s.arkit_map if item.key)
@@ -131,10 +130,24 @@ def _draw_target(layout, context, compact: bool) -> None:
     row.label(text=f"{matched} of 52 ARKit shapes mapped", icon='SHAPEKEY_DATA')
     row.operator("emotalk3d.refresh_arkit_map", text="", icon='FILE_REFRESH')
     layout.template_list("EMOTALK3D_UL_arkit_map", "", s, "arkit_map", s, "arkit_map_index", rows=4)
+    _draw_unused_keys(layout, s)
     col = layout.column(align=True)
     for name in ("strength_emotion", "strength_jaw", "strength_lips", "strength_brows_eyes", "strength_cheeks_nose"):
         col.prop(s, name, slider=True)
     layout.prop(s, "blinks")
+
+
+def _draw_unused_keys(layout, s) -> None:
+    """The shape keys the ARKit map leaves unused, each with its reason (the first six)."""
+    notes = [n for n in s.arkit_notes if n.kind != "reference" or n.arkit]
+    if not notes:
+        return
+    box = layout.box()
+    box.label(text=f"{len(notes)} shape key{'s' if len(notes) > 1 else ''} unused", icon='INFO')
+    for note in notes[:6]:
+        box.label(text=note.reason, icon='ERROR' if note.kind in ("driven", "muted", "case_duplicate") else 'DOT')
+    if len(notes) > 6:
+        box.label(text=f"... and {len(notes) - 6} more (Refresh lists them all in the Info editor)")
 
 
 def _draw_generate(layout, context, compact: bool) -> None:
@@ -145,6 +158,8 @@ def _draw_generate(layout, context, compact: bool) -> None:
         row = layout.row()
         row.scale_y = 1.4
         row.operator("emotalk3d.generate", icon='PLAY_SOUND')
+    if not compact:
+        layout.operator("emotalk3d.frame_head", icon='CAMERA_DATA')
     row = layout.row(align=True)
     row.prop(s, "auto_update")
     row.prop(s, "push_to_nla")
@@ -179,8 +194,10 @@ def _draw_render(layout, context) -> None:
         row.operator("emotalk3d.setup_compositing", text="Update", icon='FILE_REFRESH')
         row.operator("emotalk3d.remove_compositing", text="", icon='X')
         layout.label(text=f"Gaussians render in '{s.gaussian_scene.name}'", icon='SCENE_DATA')
+    layout.prop(s, "head_shadow")
     if scene.camera is None:
-        layout.label(text="No active camera", icon='ERROR')
+        layout.label(text="No active camera: Frame Head adds one", icon='ERROR')
+        layout.operator("emotalk3d.frame_head", text="Frame Head (adds a camera)", icon='CAMERA_DATA')
     if LAST_RENDER.get("error") and LAST_RENDER.get("scene") in (scene.name, getattr(s.gaussian_scene, "name", "")):
         layout.label(text=str(LAST_RENDER["error"])[:100], icon='ERROR')
     if scene.render.engine == ENGINE_ID:

@@ -1,7 +1,8 @@
 """The extension on Blender 4.5 LTS and 4.2 LTS (bpy from PyPI in their own venvs, ``make
 venv-bpy45 venv-bpy42``): the 4.x compositor (``scene.use_nodes``/``node_tree``, Composite
 node), the render engine through it, the action writer (slotted on 4.5, legacy F-curves on
-4.2) and a target character, checked in a subprocess each."""
+4.2), a target character, and the panel's Generate (frame range, a new file's strip in place
+of the old one, one undo), checked in a subprocess each."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .test_dialogue import write_video
 
 ROOT = Path(__file__).resolve().parents[2]
 LTS_VENVS = {"4.5": ".venv-bpy45", "4.2": ".venv-bpy42"}
@@ -24,6 +27,8 @@ def scenario(request, tmp_path_factory):
     if not LTS_PYTHON.exists():
         pytest.fail(f"{LTS_PYTHON} is missing: run `make {venv[1:]}` (make test does)")
     work = tmp_path_factory.mktemp("lts")
+    for name, codecs in (("video.mp4", ("mpeg4", "aac", 16000)), ("video.webm", ("libvpx", "libopus", 48000))):
+        write_video(work / name, 2.5, 1.5, *codecs)       # 1.5 s of speech in 2.5 s of video: 38 frames at 25 fps
     env = dict(os.environ, EMOTALK3D_PYTHON=sys.executable, OMP_NUM_THREADS="1",
                BLENDER_USER_RESOURCES=str(work / "user"))
     run = subprocess.run([str(LTS_PYTHON), str(ROOT / "tests" / "blender" / "lts" / "scenario.py"), str(ROOT),
@@ -39,6 +44,7 @@ def test_runs_on_blender_4_5_and_4_2(scenario):
     found, _ = scenario
     assert found["version"].startswith(found["expected"])
     assert found["generate_rc"] == 0
+    assert found["range"] == [1, found["range"][2], found["range"][2]]   # a new scene: exactly the performance
     assert found["slotted"] is (found["expected"] == "4.5") and found["group_compositor"] is False
     assert '["emotalk3d_emotion"]' in found["curves"] and any(c.startswith("key_blocks") for c in found["curves"])
     # the sound strip where Blender has audio (4.5); without it (the 4.2 wheels) no strip and
@@ -81,5 +87,30 @@ def test_a_target_character_is_driven_on_4_5_and_4_2(scenario):
     assert found["target_rc"] == 0, found
     t = found["target"]
     assert t["action_target"] == "Hero" and t["jaw_max"] > 0.2
+    assert t["range"][:2] == [1, 250] and t["range"][2] < 250      # the artist's file (--open): range kept
     keyed = {f'key_blocks["{n}"].value' for n in ("ARKit_jawOpen", "mouthSmile_L", "mouthSmile_R")}
     assert keyed <= set(t["curves"]) <= keyed | {'key_blocks["browInnerUp"].value'}
+
+
+def test_the_panels_generate_widens_the_range_and_a_new_file_replaces_the_dialogue(scenario):
+    found, _ = scenario
+    p = found["panel"]
+    assert p["rc1"] == ["FINISHED"] and p["rc2"] == ["FINISHED"], p
+    n1, n2 = p["take1"]["frames"], p["take2"]["frames"]
+    assert n2 > n1 > 10
+    assert p["take1"]["range"] == [1, n1] and p["take2"]["range"] == [1, n2]      # the range was 1-10
+    if found["audio"]:                     # 4.5: one dialogue plays, the new take's; undo brings the old back
+        assert p["take1"]["strips"] == [["demo_clip.wav", False, True]]
+        assert p["take2"]["strips"] == [["take2.wav", False, True]]
+        assert p["undo"] == {"range": [1, n1], "strips": [["demo_clip.wav", False, True]],
+                             "playing": "demo_clip.wav", "actions": 1}
+    else:                                  # 4.2 has no audio: no strips, the rest as on 4.5
+        assert p["take1"]["strips"] == p["take2"]["strips"] == []
+        assert p["undo"] == {"range": [1, n1], "strips": [], "playing": "demo_clip.wav", "actions": 1}
+    assert p["take2"]["actions"] == 2
+
+
+def test_a_video_files_sound_is_a_strip_as_long_as_its_audio(scenario):
+    found, _ = scenario
+    expected = {"video.mp4": 38, "video.webm": 38} if found["audio"] else {}
+    assert found["videos"] == expected

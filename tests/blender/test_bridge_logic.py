@@ -59,6 +59,28 @@ def test_library_scan_lists_bundles_and_always_the_bundled_folder(tmp_path, monk
     assert subjects.resolve("nobody", dirs) is None and subjects.resolve(str(lib / "anna"), []) == lib / "anna"
 
 
+@pytest.mark.parametrize("ref, shown", [
+    ("C:\\Users\\ana\\subjects\\kate", "kate"), ("C:\\Users\\ana\\subjects\\kate\\", "kate"),
+    ("C:/Users/ana/subjects/kate.zip", "kate.zip"), ("D:kate", "kate"),
+    ("/home/ana/subjects/kate", "kate"), ("/home/ana/subjects/kate//", "kate"), ("~/subjects/kate", "kate"),
+    ("\\\\studio\\heads\\kate", "kate"), ("//studio/heads/kate/", "kate"),
+    ("\\\\studio\\heads\\", "\\\\studio\\heads"),          # a share's root shows whole
+    ("C:\\", "C:"), ("kate", "kate"), ("", ""),
+])
+def test_a_subject_path_shows_its_last_part_whichever_separators_it_uses(ref, shown):
+    assert subjects.label(ref) == shown
+
+
+def test_a_windows_path_is_a_path_not_a_library_name(tmp_path):
+    lib = tmp_path / "lib"
+    (lib / "kate").mkdir(parents=True)
+    assert subjects.is_path("C:\\Users\\ana\\kate") and subjects.is_path("/home/ana/kate")
+    assert not subjects.is_path("kate") and subjects.resolve("kate", [lib]) == lib / "kate"
+    assert subjects.resolve("C:\\Users\\ana\\kate", [lib]) is None    # not looked up as a name in the libraries
+    missing = subjects.describe(str(lib / "kate"), [])
+    assert missing.error == "no subject.json" and missing.name == "kate"
+
+
 def test_install_pins_match_the_project_requirements(tmp_path):
     req = {m.group(1).lower(): m.group(2) for m in
            re.finditer(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (ROOT / "requirements.txt").read_text(), re.M)}

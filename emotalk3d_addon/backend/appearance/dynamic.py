@@ -252,6 +252,19 @@ class AnimatedHead:
         """(Nf + No + Nr,) static weight W of every canonical Gaussian."""
         return static_weights(self.binding, self.otf, self.canonical.device, self.canonical.dtype, self.rigid.num)
 
+    def keep_otf(self, keep: torch.Tensor) -> None:
+        """Keep only the OTF Gaussians where ``keep`` (No,) bool is true (in place): the
+        canonical rows, their bindings and their smoothing filter; face and rigid parts stay."""
+        if keep.dtype != torch.bool or tuple(keep.shape) != (self.otf.num,):
+            raise ValueError(f"keep must be a ({self.otf.num},) bool mask, got {keep.dtype} {tuple(keep.shape)}")
+        rows = torch.ones(self.canonical.num, dtype=torch.bool, device=self.canonical.device)
+        rows[self.otf_slice] = keep.to(rows.device)
+        self.canonical = self.canonical.index(rows)
+        mask = keep.to(self.otf.nearest.device)
+        self.otf = OTFBinding(self.otf.nearest[mask], self.otf.distance[mask])
+        if self.smoothing is not None:
+            self.smoothing = self.smoothing[rows.to(self.smoothing.device)]
+
     def rebind(self) -> None:
         """Recompute every OTF point's nearest face point from the current canonical means."""
         nf = self.binding.num

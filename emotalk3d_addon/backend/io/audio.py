@@ -1,7 +1,10 @@
-"""Audio input: decode any file libsndfile reads into 16 kHz mono float32.
+"""Audio input: the sound of any file FFmpeg reads, as 16 kHz mono float32.
 
-Long recordings (hours) are handled with bounded memory: the file is read block by
-block, each block is downmixed to float32 mono at once, and the mono signal is
+Decoding (one path for every format, through PyAV) lives in :mod:`.audio_container`;
+this module turns its blocks into the :class:`Waveform` the backend uses.
+
+Long recordings (hours) are handled with bounded memory: the file is decoded frame by
+frame, each block is downmixed to float32 mono at once, and the mono signal is
 resampled in overlapping chunks whose concatenation equals a whole-signal
 ``torchaudio.functional.resample`` (the project's resampler).
 
@@ -16,15 +19,17 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio.functional as taf
 import torchaudio.transforms as tat
 
 from ..errors import AudioError
+from .audio_container import SUPPORTED_FORMATS, AudioSource, AudioStreamInfo, list_audio_streams
+
+__all__ = ["TARGET_SAMPLE_RATE", "MIN_DURATION_S", "MIN_SAMPLE_RATE", "MAX_DURATION_S", "SUPPORTED_FORMATS",
+           "Waveform", "AudioStreamInfo", "load_audio", "list_audio_streams", "waveform_from_array", "resample"]
 
 TARGET_SAMPLE_RATE: int = 16_000
 MIN_DURATION_S: float = 0.1  # shorter than this after decoding -> AudioError ("too short to use")
@@ -32,8 +37,12 @@ MIN_SAMPLE_RATE: int = 4_000
 """Lower sample rates cannot carry speech; refusing them also bounds the output to 4x the
 input frames (a damaged 1 Hz header would otherwise turn kilobytes into gigabytes)."""
 
+MAX_DURATION_S: float = 6 * 3600
+"""Longer audio is refused: a few kilobytes of a compressed stream (Opus silence, a FLAC of
+zeros) can decode to days of samples; 6 hours is ~1.4 GB at 16 kHz float32."""
+
 READ_BLOCK_FRAMES: int = 65_536
-"""Frames decoded from a file per read (all channels, float32): ~2 MiB for 8 channels."""
+"""Most frames handed on per block (all channels, float32): ~2 MiB for 8 channels."""
 
 RESAMPLE_CHUNK_FRAMES: int = 1_048_576
 """Input (mono) frames resampled per chunk, rounded down to a multiple of the reduced
@@ -47,7 +56,6 @@ _ROLLOFF = 0.99
 # with almost no common factor with 16 kHz (e.g. 22254 Hz) would need gigabytes.
 _MAX_KERNEL_ELEMENTS = 1 << 24
 
-_SUPPORTED = "WAV, FLAC, OGG or MP3"
 
 
 # --------------------------------------------------------------------------- Waveform
@@ -279,63 +287,35 @@ def waveform_from_array(samples: np.ndarray, sample_rate: int) -> Waveform:
     return _blocks_to_waveform(blocks(), rate, name, expected_frames=x.shape[0])
 
 
-def load_audio(path: str | os.PathLike, *, read_block_frames: int = READ_BLOCK_FRAMES,
-               resample_chunk_frames: int = RESAMPLE_CHUNK_FRAMES) -> Waveform:
-    """Decode an audio file (anything libsndfile reads: WAV, FLAC, OGG/Vorbis, MP3, ...)
-    into a 16 kHz mono float32 :class:`Waveform` (channels averaged).
+def load_audio(path: str | os.PathLike, *, stream: int | None = None,
+               read_block_frames: int = READ_BLOCK_FRAMES,
+               resample_chunk_frames: int = RESAMPLE_CHUNK_FRAMES,
+               max_seconds: float = MAX_DURATION_S) -> Waveform:
+    """Decode the sound of any file FFmpeg reads (WAV, FLAC, MP3, Ogg/Opus, M4A/AAC, AIFF,
+    or a video: MP4, MOV, MKV, WebM, ...) into a 16 kHz mono float32 :class:`Waveform`
+    (channels averaged).
 
-    Memory stays bounded: ``read_block_frames`` frames are decoded at a time and
-    resampling runs in chunks of ``resample_chunk_frames`` input frames.
-    AudioError (naming the file) for every unusable file.
+    ``stream``: which audio track, numbered from 0 among the file's audio tracks (see
+    :func:`list_audio_streams`); None takes the first. Memory stays bounded: decoded frames
+    are handed on in blocks of at most ``read_block_frames`` frames and resampling runs in
+    chunks of ``resample_chunk_frames`` input frames; more than ``max_seconds`` of audio is
+    refused. AudioError (naming the file) for every unusable file.
     """
-    raw = os.fsdecode(os.fspath(path))
-    name = f"'{raw}'"
-    p = Path(raw)
-    try:
-        if not p.exists():
-            raise AudioError(f"Audio file {name} does not exist.")
-        if p.is_dir():
-            raise AudioError(f"Audio path {name} is a folder, not an audio file.")
-        if p.stat().st_size == 0:
-            raise AudioError(f"Audio file {name} is empty (0 bytes).")
-        with open(p, "rb"):
-            pass
-    except OSError as e:
-        raise AudioError(f"Audio file {name} cannot be opened ({e.strerror or e}).") from e
-
-    try:
-        f = sf.SoundFile(raw, mode="r")
-    except Exception as e:  # LibsndfileError, RuntimeError, TypeError, ValueError, OSError...
-        raise AudioError(f"Audio file {name} could not be opened: it is damaged or not a "
-                         f"supported audio format ({_SUPPORTED}) [{_reason(e)}].") from e
-
-    with f:
-        try:
-            rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
-        except Exception as e:
-            raise AudioError(f"Audio file {name} has an unreadable header [{_reason(e)}].") from e
-        _check_rate(rate, f"Audio file {name}")
-        if channels <= 0:
-            raise AudioError(f"Audio file {name} reports {channels} audio channels.")
-        block = np.empty((max(1, int(read_block_frames)), channels), np.float32)
+    with AudioSource(path, stream) as src:
+        name = src.name
+        rate = _check_rate(src.sample_rate, name)
+        limit = int(max_seconds * rate)
 
         def blocks() -> Iterator[np.ndarray]:
             done = 0
-            while True:
-                try:
-                    # read(out=...) reads until libsndfile stops, even past a header's
-                    # frame count (truncated or estimated lengths), without reallocating.
-                    got = f.read(out=block)
-                except Exception as e:
-                    raise AudioError(f"Audio file {name} could not be decoded after "
-                                     f"{done / rate:.2f} s: it seems damaged or truncated "
-                                     f"[{_reason(e)}].") from e
-                if got.shape[0] == 0:
-                    return
-                done += got.shape[0]
-                yield got
+            for b in src.blocks(read_block_frames):
+                done += b.shape[0]
+                if done > limit:
+                    raise AudioError(f"{name} is longer than {_clock(max_seconds)}, the longest audio "
+                                     f"accepted; split it into shorter parts.")
+                yield _to_float32(b)
 
-        return _blocks_to_waveform(blocks(), rate, f"Audio file {name}", expected_frames=frames,
+        return _blocks_to_waveform(blocks(), rate, name, expected_frames=src.expected_frames,
                                    chunk_frames=resample_chunk_frames)
 
 
@@ -371,7 +351,8 @@ def _blocks_to_waveform(blocks: Iterable[np.ndarray], rate: int, name: str, *,
 def _to_float32(x: np.ndarray) -> np.ndarray:
     """(n, C) int/float block -> float32 in [-1, 1) for ints (exact power-of-two scale)."""
     if np.issubdtype(x.dtype, np.floating):
-        return x.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: Inf, refused later
+            return x.astype(np.float32)
     bits = x.dtype.itemsize * 8
     scale = np.float32(2.0 ** -(bits - 1))
     y = x.astype(np.float32)
@@ -406,7 +387,10 @@ def _check_length(frames: int, rate: int, name: str) -> None:
                          f"{MIN_DURATION_S:g} s of audio is needed).")
 
 
-def _reason(e: BaseException) -> str:
-    """Short human reason from a soundfile/libsndfile exception."""
-    msg = getattr(e, "error_string", None) or str(e) or type(e).__name__
-    return " ".join(str(msg).split()).rstrip(".")
+def _clock(seconds: float) -> str:
+    """'6 hours', '90 minutes' or '2.5 seconds'."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds / size
+            return f"{n:g} {unit}" + ("s" if n != 1 else "")
+    return f"{seconds:g} second" + ("s" if seconds != 1 else "")

@@ -14,6 +14,7 @@ it. A scene at the model rate is not resampled at all.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -32,11 +33,22 @@ from ..timebase import frame_count, parse_fps
 from ..io.track import VertexTrack
 
 
-def _load_module(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, where: str) -> None:
+_Module = TypeVar("_Module", bound=torch.nn.Module)
+
+
+def _loaded_module(build: Callable[[], _Module], state: dict[str, torch.Tensor], what: str, where: str) -> _Module:
+    """``build()`` holding ``state``: laid out on the meta device (no memory, no random
+    initialisation that the weights would overwrite), then given copies of the tensors."""
+    with torch.device("meta"):
+        module = build()
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         raise BundleError(where, [f"{what} weights do not match their config: {str(exc).splitlines()[0]}"]) from None
+    unset = [name for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if unset:   # a tensor the state dict does not carry (a non-persistent buffer) would have no values
+        raise RuntimeError(f"{what}: {', '.join(unset[:3])} cannot be laid out from its weights alone")
+    return module
 
 
 class SubjectRuntime:
@@ -52,11 +64,10 @@ class SubjectRuntime:
             self.encoder = encoder
         else:
             self.encoder = load_encoder(encoder or subject.encoder, self.device)
-        self.s2g = S2GNet(subject.s2g_config)
-        _load_module(self.s2g, subject.s2g_state, "S2GNet", where)
+        self.s2g = _loaded_module(lambda: S2GNet(subject.s2g_config), subject.s2g_state, "S2GNet", where)
         self.s2g.to(self.device).eval()
-        self.emotion = EmotionExtractor(subject.emotion_config)
-        _load_module(self.emotion, subject.emotion_state, "emotion extractor", where)
+        self.emotion = _loaded_module(lambda: EmotionExtractor(subject.emotion_config), subject.emotion_state,
+                                      "emotion extractor", where)
         self.emotion.to(self.device).eval()
         self.template = torch.from_numpy(subject.geometry.template)
         self.model_fps = parse_fps(subject.fps)

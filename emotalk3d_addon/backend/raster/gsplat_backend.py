@@ -6,6 +6,12 @@ SH is evaluated here in torch (the same code as the CPU path), so gsplat only ev
 """
 from __future__ import annotations
 
+import ntpath
+import os
+import posixpath
+import sys
+from typing import Mapping
+
 import torch
 
 from .camera import Camera
@@ -16,7 +22,40 @@ NO_CUDA_MESSAGE = ("gsplat needs a CUDA GPU; use the CPU rasteriser (backend='cp
                    "no CUDA device is available to PyTorch")
 BUILD_HINT = ("gsplat compiles its CUDA kernels on first use: it needs a C++ compiler and a CUDA toolkit (nvcc) "
               "matching torch.version.cuda. Rerun with VERBOSE=1 to see the compiler output, and MAX_JOBS=2 "
-              "if the build runs out of memory; the build is cached under ~/.cache/torch_extensions.")
+              "if the build runs out of memory")
+GSPLAT_EXTENSION = "gsplat_cuda"         # the name gsplat builds its kernels under
+
+
+def extension_build_dir(platform: str, env: Mapping[str, str], home: str, build_folder: str,
+                        name: str = GSPLAT_EXTENSION) -> str:
+    """The folder PyTorch's ``cpp_extension`` builds the extension ``name`` in (its
+    ``_get_build_directory`` rule), for ``platform`` (``sys.platform``), the environment
+    ``env`` and the user's ``home``: ``$TORCH_EXTENSIONS_DIR/<name>`` when set, else
+    ``<cache>/torch_extensions/<build_folder>/<name>``, the cache being
+    ``%LOCALAPPDATA%\\torch_extensions\\torch_extensions\\Cache`` on Windows,
+    ``~/Library/Caches/torch_extensions`` on macOS and ``$XDG_CACHE_HOME`` (or ``~/.cache``)
+    ``/torch_extensions`` elsewhere. ``build_folder`` is e.g. ``py311_cu128``."""
+    path = ntpath if platform == "win32" else posixpath
+    custom = env.get("TORCH_EXTENSIONS_DIR")
+    if custom:
+        return path.join(custom, name)
+    if platform == "win32":
+        local = env.get("LOCALAPPDATA") or ntpath.join(home, "AppData", "Local")
+        root = ntpath.join(local, "torch_extensions", "torch_extensions", "Cache")
+    elif platform == "darwin":
+        root = posixpath.join(home, "Library", "Caches", "torch_extensions")
+    else:
+        root = posixpath.join(env.get("XDG_CACHE_HOME") or posixpath.join(home, ".cache"), "torch_extensions")
+    return path.join(root, build_folder, name)
+
+
+def build_hint() -> str:
+    """``BUILD_HINT`` with the folder this process's build is cached in (delete it to rebuild)."""
+    accelerator = (f"rocm{torch.version.hip.replace('.', '')}" if getattr(torch.version, "hip", None)
+                   else f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu")
+    build_folder = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}_{accelerator}"
+    where = extension_build_dir(sys.platform, os.environ, os.path.expanduser("~"), build_folder)
+    return f"{BUILD_HINT}; the build is cached in {where} (delete that folder to build again)."
 
 _ready = False  # set after the first successful call
 
@@ -30,7 +69,7 @@ def _target_device(t: torch.Tensor) -> torch.device:
 
 
 def _build_error(exc: BaseException) -> RuntimeError:
-    return RuntimeError(f"gsplat's CUDA kernels failed to build or load ({type(exc).__name__}: {exc}). {BUILD_HINT}")
+    return RuntimeError(f"gsplat's CUDA kernels failed to build or load ({type(exc).__name__}: {exc}). {build_hint()}")
 
 
 def _import_gsplat():

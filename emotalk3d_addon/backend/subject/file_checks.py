@@ -75,8 +75,7 @@ class _FileChecks:
                     self.add(f"{rel}: tensor {name!r} cannot be read ({_first_line(exc)})")
                     continue
                 if dtype in _FLOAT_DTYPES:
-                    finite = bool(torch.isfinite(tensor).all()) if isinstance(tensor, torch.Tensor) \
-                        else bool(np.isfinite(tensor).all())
+                    finite = _all_finite(tensor)
                     if not finite:
                         self.add(f"{rel}: tensor {name!r} contains NaN or Inf")
                         continue
@@ -241,6 +240,16 @@ class _FileChecks:
             defects = [f"appearance: cannot be checked against the geometry ({_first_line(exc)})"]
         for d in defects:
             self.add(d)
+
+
+def _all_finite(tensor: Any) -> bool:
+    """True when a float array or tensor holds no NaN or Inf. numpy does the scan where it can
+    (one pass on one core; PyTorch's threaded kernel is far slower on a busy machine)."""
+    if isinstance(tensor, torch.Tensor):
+        if tensor.dtype == torch.bfloat16:     # numpy has no bfloat16
+            return bool(torch.isfinite(tensor).all())
+        tensor = tensor.numpy()
+    return bool(np.isfinite(tensor).all())
 
 
 def _no_constant(name: str) -> Any:

@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="audio (+ emotion) -> TRACK.npz vertex track")
     p.add_argument("--subject", required=True, help="subject name (e.g. demo) or path to a bundle")
-    p.add_argument("--audio", required=True, help="wav/flac/ogg/mp3 file")
+    p.add_argument("--audio", required=True, help="speech: an audio file, or a video with sound (any format FFmpeg reads)")
     p.add_argument("--out", required=True, help="TRACK.npz to write")
     p.add_argument("--fps", default="30", help="frame rate (23.976, 24, 25, 29.97, 30, 50, 60, ...)")
     p.add_argument("--emotion", help="one emotion for the whole clip (else keys or from speech)")
@@ -224,6 +224,15 @@ def _cmd_train_appearance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_limit_observed(args: argparse.Namespace) -> int:
+    from ..train.full import observed_into_bundle
+
+    if args.views < 1 or not args.band > 0:
+        raise InputError(f"--views must be >= 1 and --band > 0, got {args.views} and {args.band}")
+    print(f"wrote {observed_into_bundle(args.data, args.subject, args.views, args.band)}")
+    return 0
+
+
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from ..datasets.synthetic import make_dataset
 
@@ -390,6 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_appearance_flags(p, rigid=False, freeze=True)
     p.add_argument("--seed", type=int, default=0)
     _add_train_device(p)
+    p = sub.add_parser("limit-observed", help="keep a bundle's head-completion Gaussians to what its dataset's "
+                                              "cameras saw (soft edge, no fog or specks below the shoulders)")
+    p.add_argument("--data", required=True, help="the dataset folder the subject was trained on (its cameras.json)")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--views", type=int, default=1, help="cameras that must have a Gaussian's centre in their image "
+                                                         "(default 1)")
+    p.add_argument("--band", type=float, default=0.03, help="width of the soft edge, metres (default 0.03)")
     p = sub.add_parser("make-corpus", help="build a multi-engine, multi-voice speech corpus for S2GNet")
     p.add_argument("--out", required=True, help="corpus folder (rerun with the same folder to resume)")
     p.add_argument("--preset", default="demo", help="demo (2 h), small (15 min) or tiny (tests)")
@@ -445,7 +461,7 @@ COMMANDS = {"predict": _cmd_predict, "export-arkit": _cmd_export_arkit, "info": 
             "train": _cmd_train, "evaluate": _cmd_evaluate, "make-dataset": _cmd_make_dataset,
             "make-corpus": _cmd_make_corpus, "evaluate-lipsync": _cmd_evaluate_lipsync,
             "train-canonical": _cmd_train_appearance, "train-g2a": _cmd_train_appearance,
-            "gpu-check": _cmd_gpu_check}
+            "limit-observed": _cmd_limit_observed, "gpu-check": _cmd_gpu_check}
 
 
 SOURCE_ONLY = ("emotalk3d_addon.backend.train", "emotalk3d_addon.backend.datasets",

@@ -24,7 +24,10 @@ A cancel is the client killing this process.
 
 Ops:
 
-``ping``          versions of Python/torch/numpy, CUDA availability.
+``ping``          versions of Python/torch/numpy, CUDA availability. The first ping imports
+                  the backend's packages: a progress line names each, repeated every
+                  ``HEARTBEAT_S`` seconds while it loads (PyTorch can take minutes on a cold
+                  machine), so the client waits as long as the worker lives and reports.
 ``load_subject``  {subject, library?, out_dir} -> manifest, fingerprint, arrays
                   (template (V,3) f32, triangles (T,3) i32, uvs (V,2) f32,
                   components (K,V,3) f32).
@@ -68,6 +71,10 @@ from ..protocol import OP_SHUTDOWN, OPS, PROTOCOL
 
 Send = Callable[[dict], None]
 MAPPED_PASS_BUFFERS = 4          # passes buffers kept mapped (a few render sizes, viewport and final)
+HEARTBEAT_S = 5.0                # seconds between the repeated progress lines of a slow start
+# what ``ping`` imports (the first start's slow part), with the names an artist reads
+STARTUP_IMPORTS = (("numpy", "NumPy"), ("torch", "PyTorch"), ("safetensors", "safetensors"),
+                   ("soundfile", "soundfile"), ("transformers", "Transformers"))
 
 
 def _save(folder: Path, name: str, array) -> str:
@@ -132,11 +139,14 @@ class Worker:
     # -- ops ------------------------------------------------------------------------
 
     def op_ping(self, params: dict, progress) -> dict:
-        for mod in ("numpy", "torch", "safetensors", "soundfile", "transformers"):
-            try:
-                __import__(mod)
-            except ImportError as exc:
-                raise MissingDependency(_missing_message(mod, exc)) from None
+        with Heartbeat(progress) as beat:
+            for k, (mod, label) in enumerate(STARTUP_IMPORTS):
+                beat.say(k / len(STARTUP_IMPORTS), f"Starting the backend: importing {label}"
+                         + (" (first start can take a few minutes)" if mod == "torch" else ""))
+                try:
+                    __import__(mod)
+                except ImportError as exc:
+                    raise MissingDependency(_missing_message(mod, exc)) from None
         import numpy
         import torch
 
@@ -249,6 +259,38 @@ class Worker:
         while len(self._pass_buffers) > MAPPED_PASS_BUFFERS:
             self._pass_buffers.pop(next(iter(self._pass_buffers)))
         return passes_buffer.views(mapping, width, height)
+
+
+class Heartbeat:
+    """While a slow step runs (the first import of PyTorch), repeat its progress line every
+    ``interval`` seconds with the time spent so far, so the client knows the worker lives.
+
+    A context manager: ``say`` sets the line, leaving stops the beat."""
+
+    def __init__(self, progress: Callable[[float, str], None], interval: float = HEARTBEAT_S):
+        self.progress = progress
+        self.interval = interval
+        self.fraction, self.message = 0.0, ""
+        self._since = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="emotalk3d-heartbeat", daemon=True)
+
+    def say(self, fraction: float, message: str) -> None:
+        self.fraction, self.message, self._since = fraction, message, time.monotonic()
+        self.progress(fraction, message)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.message:
+                self.progress(self.fraction, f"{self.message}, {time.monotonic() - self._since:.0f} s")
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class MissingDependency(Exception):

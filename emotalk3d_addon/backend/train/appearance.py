@@ -38,6 +38,7 @@ from ..appearance.completion import CompletionConfig, bind_otf
 from ..appearance.dynamic import AnimatedHead
 from ..appearance.g2anet import G2AConfig
 from ..appearance.gaussians import GaussianSet
+from ..appearance.observed import DEFAULT_BAND_M, DEFAULT_VIEWS, limit_to_observed
 from ..appearance.smoothing import FILTER_VARIANCE
 from ..datasets.layout import SpeechDataset
 from ..datasets.multiview import NamedCamera, View, read_rgba, views
@@ -78,6 +79,8 @@ class AppearanceTrainConfig:
     smoothing_variance: float = FILTER_VARIANCE   # the 3D smoothing filter (training pixels²); 0: none
     smoothing_every: int = 100        # steps between refits of the filter to the moving Gaussians
     raster_mode: str = "antialiased"  # with the 3D filter, Mip-Splatting's 2D mip filter; or "classic" (3DGS)
+    observed_views: int = DEFAULT_VIEWS       # OTF Gaussians whose centre fewer cameras see are removed after each stage (0: none)
+    observed_band_m: float = DEFAULT_BAND_M   # ... and their opacity fades out over this inset (metres) at the edge
     seed: int = 0
 
 
@@ -267,6 +270,7 @@ def train_canonical(dataset: SpeechDataset, cameras: list[NamedCamera], cfg: App
         elif step % cfg.smoothing_every == 0:
             head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.canonical = head.canonical.detach()
+    _limit_to_observed(head, train_cameras, topo.template, cfg, log)
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.net.requires_grad_(True)
     return head.move_to_("cpu")
@@ -325,9 +329,26 @@ def train_g2a(dataset: SpeechDataset, cameras: list[NamedCamera], head: Animated
             log(f"G2ANet step {step}/{cfg.g2a_steps}: loss {np.mean(history[-50:]):.4f}")
     head.net.eval()
     head.canonical = head.canonical.detach()
+    _limit_to_observed(head, train_cameras, dataset.topology.template, cfg, log)
     head.fit_smoothing(train_cameras, cfg.smoothing_variance)
     head.move_to_("cpu")
     return history
+
+
+def _limit_to_observed(head: AnimatedHead, cameras: list, template: np.ndarray, cfg: AppearanceTrainConfig,
+                       log: Callable[[str], None]) -> None:
+    """The OTF Gaussians kept to what the training cameras saw (``appearance.observed``),
+    measured on the neutral template; ``cfg.observed_views`` 0 keeps them all."""
+    if cfg.observed_views <= 0:
+        return
+    net_was_training = head.net.training
+    head.net.eval()
+    report = limit_to_observed(head, cameras, torch.as_tensor(np.asarray(template, np.float32)),
+                               emotion_vector("neutral", 0.0), cfg.observed_views, cfg.observed_band_m)
+    head.net.train(net_was_training)
+    if report.removed or report.capped:
+        log(f"observed region: removed {report.removed} head-completion Gaussians outside it, "
+            f"faded {report.capped} at its edge")
 
 
 def config_dict(cfg: AppearanceTrainConfig) -> dict:

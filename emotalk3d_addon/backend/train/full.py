@@ -19,13 +19,14 @@ from typing import Callable
 import torch
 
 from ..appearance.g2anet import G2ANet
+from ..appearance.observed import DEFAULT_BAND_M, DEFAULT_VIEWS, limit_to_observed
 from ..appearance.storage import APPEARANCE_FILE, CANONICAL_PLY, appearance_section, default_view, \
     load_appearance, write_appearance
 from ..datasets.layout import load_dataset
 from ..datasets.multiview import load_cameras
 from ..errors import DatasetError
 from ..subject import load_subject
-from .appearance import AppearanceTrainConfig, g2a_config, train_canonical, train_g2a
+from .appearance import AppearanceTrainConfig, emotion_vector, g2a_config, train_canonical, train_g2a
 from .distributed import setup, teardown
 from .progress import Progress
 from .s2g import S2GTrainConfig, _train
@@ -120,4 +121,21 @@ def g2a_into_bundle(data: str | Path, subject_path: str | Path, cfg: AppearanceT
     train_g2a(load_dataset(data), load_cameras(data), subject.appearance, cfg, log,
               Progress("G2ANet", cfg.g2a_steps, enabled=progress), device)
     subject.manifest.setdefault("training", {})["g2a"] = asdict(cfg)
+    return subject.save(subject_path)
+
+
+def observed_into_bundle(data: str | Path, subject_path: str | Path, views: int = DEFAULT_VIEWS,
+                         band_m: float = DEFAULT_BAND_M, log: Callable[[str], None] = print) -> Path:
+    """``limit-observed``: keep a trained bundle's head-completion Gaussians to what its
+    dataset's cameras saw (training does this after each stage; this is for a bundle
+    trained before it did)."""
+    subject = load_subject(subject_path)
+    if subject.appearance is None:
+        raise DatasetError(f"{subject_path} has no Gaussians to limit: train its appearance first")
+    report = limit_to_observed(subject.appearance, [c.camera for c in load_cameras(data)],
+                               torch.from_numpy(subject.geometry.template), emotion_vector("neutral", 0.0),
+                               views, band_m)
+    log(f"observed region: removed {report.removed} head-completion Gaussians outside it, faded {report.capped} "
+        f"at its edge, {report.kept} kept")
+    subject.manifest.setdefault("training", {})["observed"] = {"views": views, "band_m": band_m}
     return subject.save(subject_path)

@@ -223,13 +223,13 @@ def test_empty_file(tmp_path):
 def test_random_bytes(tmp_path):
     p = tmp_path / "noise.wav"
     p.write_bytes(np.random.default_rng(5).bytes(5000))
-    assert_audio_error(p, "could not be opened", "not a supported audio format")
+    assert_audio_error(p, "could not be opened", "not a supported audio or video format")
 
 
 def test_text_file_renamed_wav(tmp_path):
     p = tmp_path / "notes.wav"
     p.write_text("this is not audio\n" * 50)
-    assert_audio_error(p, "not a supported audio format", "format not recognised")
+    assert_audio_error(p, "not a supported audio or video format", "invalid data")
 
 
 def test_zero_sample_file(tmp_path):

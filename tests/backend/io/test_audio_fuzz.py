@@ -1,4 +1,4 @@
-"""Fuzzing the audio decoder: every file either decodes to finite 16 kHz mono float32 or
+"""Fuzzing the audio decoder (FFmpeg through PyAV): every file either decodes to finite 16 kHz mono float32 or
 is refused with a one-line AudioError naming it; no other exception, no runaway memory.
 
 The broken files are generated at test time (truncations, wrong contents, patched
@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from emotalk3d_addon.backend.io.audio import (MIN_DURATION_S, MIN_SAMPLE_RATE, TARGET_SAMPLE_RATE, Waveform,
                                            load_audio, resample)
 from emotalk3d_addon.backend.errors import AudioError
+from .media import Track, chirp, write_media
 from emotalk3d_addon.backend.speech.encoder import (RECEPTIVE_FIELD, SAMPLES_PER_FEATURE, SpeechEncoder,
                                                     WindowPlan, num_features)
 
@@ -114,8 +115,22 @@ SOURCES = {
 }
 
 
+# Valid media written with PyAV (FFmpeg): name -> (extension, tracks, video codec, muxer options)
+_SIGNAL = chirp(48000, 0.5)
+MEDIA = {
+    "m4a": ("m4a", [Track(_SIGNAL, 48000, "aac")], None, {"movflags": "faststart"}),
+    "mp4video": ("mp4", [Track(_SIGNAL, 48000, "aac")], "mpeg4", {"movflags": "faststart"}),
+    "movpcm": ("mov", [Track(np.stack([_SIGNAL] * 2, 1), 48000, "pcm_s16le", "s16")], None, {"movflags": "faststart"}),
+    "webm": ("webm", [Track(_SIGNAL, 48000, "libopus", "s16")], None, {}),
+    "mkvfloat": ("mkv", [Track(_SIGNAL, 48000, "pcm_f32le", "flt")], None, {}),
+    "aiff": ("aiff", [Track(_SIGNAL, 48000, "pcm_s16be", "s16")], None, {}),
+}
+EXT = {**{n: v[0] for n, v in SOURCES.items()}, **{n: v[0] for n, v in MEDIA.items()}}
+LOSSLESS = {"wav16", "wavex24", "wavfloat", "flac", "movpcm", "mkvfloat", "aiff"}
+
+
 @pytest.fixture(scope="module")
-def sources() -> dict[str, bytes]:
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """name -> bytes of a valid 0.5 s file; MP3 is left out when libsndfile cannot write it."""
     out = {}
     for name, (_, fmt, subtype, rate, ch) in SOURCES.items():
@@ -123,6 +138,10 @@ def sources() -> dict[str, bytes]:
             out[name] = encode(fmt, subtype, rate, ch)
         except (sf.LibsndfileError, TypeError, ValueError, RuntimeError):
             assert fmt == "MP3", name
+    folder = tmp_path_factory.mktemp("media")
+    for name, (ext, tracks, video, options) in MEDIA.items():
+        out[name] = write_media(folder / f"{name}.{ext}", tracks, video=video, video_seconds=0.5,
+                                options=options).read_bytes()
     return out
 
 
@@ -157,6 +176,18 @@ def boundaries(name: str, data: bytes) -> set[int]:
             table = pos + 27
             out.update((pos, table, table + nseg, table + nseg + sum(data[table: table + nseg])))
             pos = data.find(b"OggS", pos + 4)
+    elif EXT.get(name) in ("m4a", "mp4", "mov"):  # ISO boxes: size, type; the index boxes nest
+        def boxes(start: int, end: int) -> None:
+            pos = start
+            while pos + 8 <= end:
+                size = struct.unpack(">I", data[pos: pos + 4])[0]
+                if size < 8:
+                    break
+                out.update((pos, pos + 4, pos + 8, pos + size))
+                if data[pos + 4: pos + 8] in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                    boxes(pos + 8, min(end, pos + size))
+                pos += size
+        boxes(0, len(data))
     elif name == "mp3":  # ID3 tag, then MPEG frame syncs
         if data.startswith(b"ID3"):
             size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
@@ -175,13 +206,13 @@ def truncation_offsets(name: str, data: bytes) -> list[int]:
 # ---------------------------------------------------------------------------- truncation
 
 
-@pytest.mark.parametrize("name", list(SOURCES))
+@pytest.mark.parametrize("name", list(EXT))
 def test_truncated_at_every_header_boundary(sources, tmp_path, name):
     """A file cut anywhere in its headers (and a few places in its data) decodes or is
-    refused; what decodes from WAV/FLAC is the start of the full decode."""
+    refused; what decodes from a lossless file is the start of the full decode."""
     if name not in sources:
         pytest.skip("this libsndfile cannot write MP3")
-    data, ext = sources[name], SOURCES[name][0]
+    data, ext = sources[name], EXT[name]
     full_path = tmp_path / f"full.{ext}"
     full_path.write_bytes(data)
     full = decode_or_refuse(full_path)
@@ -197,7 +228,7 @@ def test_truncated_at_every_header_boundary(sources, tmp_path, name):
         if w is None:
             continue
         decoded += 1
-        if name != "ogg" and name != "mp3":  # lossless: the prefix of the whole decode
+        if name in LOSSLESS:  # the prefix of the whole decode
             keep = w.samples.size - 64  # the resampler's tail sees the cut (zero padding)
             np.testing.assert_allclose(w.samples[:keep], full.samples[:keep], atol=1e-6)
     if name.startswith("wav"):  # cuts after the data header with >= 0.1 s of frames decode
@@ -218,12 +249,13 @@ def test_truncated_wav_header_is_refused_until_the_data_starts(sources, tmp_path
 
 
 @pytest.mark.parametrize("name,wrong_ext", [("flac", "wav"), ("ogg", "mp3"), ("wav16", "ogg"),
-                                            ("wavfloat", "flac"), ("mp3", "wav"), ("flac", "")])
+                                            ("wavfloat", "flac"), ("mp3", "wav"), ("flac", ""),
+                                            ("m4a", "wav"), ("webm", "mp3"), ("mp4video", "m4a")])
 def test_audio_under_the_wrong_extension_decodes_by_content(sources, tmp_path, name, wrong_ext):
     """The extension is ignored: a FLAC named .wav decodes exactly as when named .flac."""
     if name not in sources:
         pytest.skip("this libsndfile cannot write MP3")
-    right = tmp_path / f"right.{SOURCES[name][0]}"
+    right = tmp_path / f"right.{EXT[name]}"
     wrong = tmp_path / (f"wrong.{wrong_ext}" if wrong_ext else "wrong")
     right.write_bytes(sources[name])
     wrong.write_bytes(sources[name])
@@ -266,10 +298,12 @@ NOT_AUDIO = {
 
 @pytest.mark.parametrize("name", list(NOT_AUDIO))
 def test_other_file_types_named_as_audio_are_refused(tmp_path, name):
-    """Images, archives, documents, binaries and text under audio names: AudioError."""
+    """Images, archives, documents, binaries and text under audio names: AudioError (an
+    image opens as a picture stream: "no audio track")."""
     path = tmp_path / name
     path.write_bytes(NOT_AUDIO[name])
-    assert "could not be opened" in refusal(path)
+    msg = refusal(path)
+    assert "could not be opened" in msg or "has no audio track" in msg, msg
 
 
 # ---------------------------------------------------------------------------- non-finite and loud samples
@@ -385,8 +419,9 @@ def test_eight_channels_decode_to_the_channel_mean(tmp_path, fmt, subtype, ext, 
 
 # ---------------------------------------------------------------------------- random bytes and headers
 
-EXTENSIONS = ["wav", "flac", "ogg", "mp3", "aiff", "bin"]
-MAGICS = [b"", b"RIFF", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00",
+EXTENSIONS = ["wav", "flac", "ogg", "mp3", "aiff", "bin", "m4a", "mp4", "mkv"]
+MAGICS = [b"", b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00isomM4A ", b"\x00\x00\x00\x08moov",
+          b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\xf2\x81\x04B\xf3\x81\x08B\x82\x84webm", b"RIFF", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00",
           b"RF64\xff\xff\xff\xffWAVEds64", b"fLaC", b"fLaC\x00\x00\x00\x22", b"OggS\x00\x02",
           b"ID3\x04\x00\x00\x00\x00\x00\x00", b"\xff\xfb\x90\x64", b"FORM\x00\x00\x10\x00AIFF", b".snd",
           b"caff\x00\x01\x00\x00"]
@@ -429,7 +464,7 @@ def test_random_wav_header_fields(scratch, coding, channels, rate, block_align, 
 
 
 @FUZZ
-@given(data=st.data(), name=st.sampled_from(list(SOURCES)))
+@given(data=st.data(), name=st.sampled_from(list(EXT)))
 def test_mutated_valid_files(sources, scratch, data, name):
     """A valid file with 1-8 bytes overwritten, mostly in its headers: decodes or AudioError."""
     if name not in sources:
@@ -439,7 +474,7 @@ def test_mutated_valid_files(sources, scratch, data, name):
         limit = data.draw(st.sampled_from([256, len(blob)]), label="region")
         at = data.draw(st.integers(0, min(limit, len(blob)) - 1), label="offset")
         blob[at] = data.draw(st.integers(0, 255), label="byte")
-    path = scratch / f"mutated.{SOURCES[name][0]}"
+    path = scratch / f"mutated.{EXT[name]}"
     path.write_bytes(bytes(blob))
     decode_or_refuse(path)
 
@@ -474,10 +509,10 @@ def test_random_valid_wavs_decode_exactly_or_say_why(scratch, params, seed):
     sf.write(str(path), noise(frames, channels, seed % 1000), rate, subtype=subtype)
     w, msg = outcome(path)
     if w is None:
-        if rate < MIN_SAMPLE_RATE:
+        if frames == 0:  # nothing decodes, whatever the header's rate
+            assert "no audio samples" in msg or "unusual sample rate" in msg or "too low" in msg, msg
+        elif rate < MIN_SAMPLE_RATE:
             assert "too low for speech" in msg, msg
-        elif frames == 0:
-            assert "no audio samples" in msg or "unusual sample rate" in msg, msg
         elif frames / rate < MIN_DURATION_S:
             assert "too short to use" in msg or "unusual sample rate" in msg, msg
         else:  # only rates sharing almost no factor with 16 kHz may be refused

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.protocol import PROTOCOL
+from emotalk3d_addon.bridge import worker_client
 from emotalk3d_addon.bridge.worker_client import (ADDON_DIR, WorkerClient, WorkerError, resolve_python,
                                                   worker_command, worker_environment)
 
@@ -41,11 +42,19 @@ def _load(path: str) -> np.ndarray:
 
 
 def test_ping_reports_the_backend(client):
-    info = client.ensure_started()
+    """The first start says what it imports (PyTorch before Transformers), then answers."""
+    heard: list[str] = []
+    info = client.ensure_started(on_progress=lambda f, m: heard.append(m))
     import torch
 
     assert info["torch"] == torch.__version__ and info["protocol"] == PROTOCOL
     assert info["pid"] == client.pid and client.alive
+    if client.starts == 1 and heard:                          # this test started the worker
+        # the client's line, the worker's "Started" read as the same, then one line per import
+        assert heard[:2] == [worker_client.STARTING_MESSAGE] * 2
+        steps = list(dict.fromkeys(m.split(":", 1)[1].split("(")[0].split(",")[0].strip() for m in heard[2:]))
+        assert steps == ["importing NumPy", "importing PyTorch", "importing safetensors", "importing soundfile",
+                         "importing Transformers"]
 
 
 def test_load_subject_writes_arrays(client, trained_subject):

@@ -54,7 +54,12 @@ def test_a_resumed_appearance_run_builds_its_g2anet_to_its_own_settings(tmp_path
     head, before = load_subject(out).appearance, load_subject(full_subject).appearance
     assert head.net.config.uv_frequencies == 2 and head.net.config.hidden == 16
     assert head.net.config.sh_degree == head.canonical.sh_degree == before.canonical.sh_degree == 1
-    assert head.canonical.num == before.canonical.num
+    # the checkpoint's Gaussians, not new ones: the same face, and its completion points less
+    # those the observed-region limit removes after the G2ANet stage
+    import json
+    section = json.loads((tmp_path / "subject.checkpoints" / "canonical" / "section.json").read_text())
+    assert head.binding.num == before.binding.num == section["num_face"]
+    assert 0 < head.otf.num <= section["num_otf"] and any("observed region" in line for line in log)
 
 
 @pytest.mark.parametrize("finetune", [False, True])
@@ -65,7 +70,8 @@ def test_g2a_stage_trains_what_it_should(full_subject, tiny_multiview, finetune)
     faint to draw, so three steps would not reach them; the filter has its own tests. And in
     classic mode: the antialiased mode's compensation scales such sub-pixel Gaussians' opacity
     below the 1/255 cut as well; the 3D filter, on in training, keeps every Gaussian at least
-    ~0.45 px wide in the training views, so there the compensation is at least 0.4.)"""
+    ~0.45 px wide in the training views, so there the compensation is at least 0.4. And without
+    the observed-region limit, which edits completion Gaussians after training: test_observed.)"""
     from emotalk3d_addon.backend.datasets.layout import load_dataset
     from emotalk3d_addon.backend.datasets.multiview import load_cameras
     from emotalk3d_addon.backend.train.appearance import AppearanceTrainConfig, train_g2a
@@ -75,7 +81,8 @@ def test_g2a_stage_trains_what_it_should(full_subject, tiny_multiview, finetune)
     before = [t.detach().clone() for t in head.canonical.tensors()]
     net_before = [p.detach().clone() for p in head.net.parameters()]
     train_g2a(load_dataset(tiny_multiview), load_cameras(tiny_multiview), head,
-              AppearanceTrainConfig(g2a_steps=3, sh_degree=1, g2a_finetune_canonical=finetune, smoothing_variance=0.0),
+              AppearanceTrainConfig(g2a_steps=3, sh_degree=1, g2a_finetune_canonical=finetune, smoothing_variance=0.0,
+                                    observed_views=0),
               log=lambda _: None)
     after = head.canonical.tensors()
     rows, nf = head.rigid_slice, head.binding.num
