@@ -4,8 +4,9 @@ from a forced alignment of their transcripts.
 
 Per recording and pooled over all: the correlation of the lip aperture with the phones'
 openness beside the loudness envelope's, the partial correlation with loudness regressed
-out, and the p/b/m closures reached (``lipsync.py``). Emotion from speech, as in a default
-generation. Then the emotion heard in each recording alone and in each copy of it played
+out, the p/b/m closures reached, and the lip gap in mm (``lipsync.py``), of the performance's one
+track (the shape keys' mix, closed in silence: what ``predict`` writes). Emotion from speech, as
+in a default generation. Then the emotion heard in each recording alone and in each copy of it played
 three times in a row (away from the joins): the same emotion should come out.
 
 Goals: aperture~phones beats loudness~phones by >= 0.1, partial >= 0.5, closures >= 80 %.

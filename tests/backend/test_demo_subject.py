@@ -55,13 +55,13 @@ def test_the_same_clip_three_times_gets_its_own_emotion_in_each_copy(demo):
     wave = load_audio(root / "demo_clip.wav")
     fps = Fraction(25)
     n = frame_count(wave.samples.size, wave.sample_rate, fps)
-    alone = runtime.emotion_from_speech(runtime.model_features(wave), fps, n).weights
+    alone = runtime.emotion_from_speech(runtime.model_features(wave), fps, n, wave).weights
     three = Waveform(np.tile(wave.samples, 3), wave.sample_rate)
     track = runtime.emotion_from_speech(
-        runtime.model_features(three), fps, frame_count(three.samples.size, three.sample_rate, fps)).weights
+        runtime.model_features(three), fps, frame_count(three.samples.size, three.sample_rate, fps), three).weights
     inner = slice(15, n - 15)          # away from the joins
     reference = alone[inner].mean(0)
     for k in range(3):
         copy = track[k * n:(k + 1) * n][inner].mean(0)
         assert copy.argmax() == reference.argmax(), (k, copy, reference)
-        assert np.abs(copy - reference).sum() < 0.5, (k, copy, reference)
+        assert np.abs(copy - reference).sum() < 0.3, (k, copy, reference)     # the bound

@@ -71,7 +71,8 @@ def basis(trained_subject):
 
 
 def backend_tracks(subject: Path, audio: Path, jobs: dict[str, dict], out_dir: Path) -> dict[str, np.ndarray]:
-    """Vertex tracks from the backend's own pipeline, computed in a subprocess.
+    """The performances (template + basis mix, the mouth closed in silence) from the backend's own
+    Performance service, computed in a subprocess.
 
     jobs: name -> {"fps": [n, d], "emotion": {...} as in the worker protocol}."""
     script = r"""
@@ -79,23 +80,19 @@ import json, sys
 from fractions import Fraction
 import numpy as np
 from emotalk3d_addon.backend.io.audio import load_audio
-from emotalk3d_addon.backend.performance.emotion_track import EmotionKey, constant_track, track_from_keys
-from emotalk3d_addon.backend.performance.runtime import SubjectRuntime
+from emotalk3d_addon.backend.performance.service import Performance
+from emotalk3d_addon.backend.protocol.messages import EmotionKey, EmotionSpec
 from emotalk3d_addon.backend.subject import load_subject
-from emotalk3d_addon.backend.timebase import frame_count
 subject, audio, jobs, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
-rt = SubjectRuntime(load_subject(subject))
+service = Performance()
+loaded = service.add_subject(load_subject(subject))
 wave = load_audio(audio)
 res = {}
 for name, job in jobs.items():
-    fps = Fraction(*job["fps"])
-    n = frame_count(wave.samples.size, wave.sample_rate, fps)
     e = job["emotion"]
-    if e["mode"] == "constant":
-        track = constant_track(e["emotion"], e["intensity"], n)
-    else:
-        track = track_from_keys([EmotionKey(k["frame"], k["emotion"], k["intensity"]) for k in e["keys"]], n)
-    res[name] = rt.perform(wave, fps, track).vertices
+    spec = EmotionSpec.constant(e["emotion"], e["intensity"]) if e["mode"] == "constant" else \
+        EmotionSpec.keyed([EmotionKey(k["frame"], k["emotion"], k["intensity"]) for k in e["keys"]])
+    res[name] = service.perform_waveform(loaded, wave, Fraction(*job["fps"]), spec, "cpu").track.vertices
 np.savez(out, **res)
 """
     out = out_dir / "truth.npz"

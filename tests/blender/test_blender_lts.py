@@ -5,37 +5,20 @@ node), the render engine through it, the action writer (slotted on 4.5, legacy F
 of the old one, one undo), checked in a subprocess each."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from .lts import LTS_VENVS, run_scenario
 from .test_dialogue import write_video
-
-ROOT = Path(__file__).resolve().parents[2]
-LTS_VENVS = {"4.5": ".venv-bpy45", "4.2": ".venv-bpy42"}
-
 
 @pytest.fixture(scope="module", params=sorted(LTS_VENVS))
 def scenario(request, tmp_path_factory):
-    venv = LTS_VENVS[request.param]
-    LTS_PYTHON = ROOT / venv / "bin" / "python"
-    if not LTS_PYTHON.exists():
-        pytest.fail(f"{LTS_PYTHON} is missing: run `make {venv[1:]}` (make test does)")
     work = tmp_path_factory.mktemp("lts")
     for name, codecs in (("video.mp4", ("mpeg4", "aac", 16000)), ("video.webm", ("libvpx", "libopus", 48000))):
         write_video(work / name, 2.5, 1.5, *codecs)       # 1.5 s of speech in 2.5 s of video: 38 frames at 25 fps
-    env = dict(os.environ, EMOTALK3D_PYTHON=sys.executable, OMP_NUM_THREADS="1",
-               BLENDER_USER_RESOURCES=str(work / "user"))
-    run = subprocess.run([str(LTS_PYTHON), str(ROOT / "tests" / "blender" / "lts" / "scenario.py"), str(ROOT),
-                          str(work)], cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    lines = [l for l in run.stdout.splitlines() if l.startswith("SCENARIO ")]
-    assert run.returncode == 0 and lines, (run.stdout[-3000:], run.stderr[-3000:])
-    found = json.loads(lines[-1][len("SCENARIO "):])
+    found = run_scenario(request.param, "scenario.py", work, "SCENARIO", EMOTALK3D_PYTHON=sys.executable)
     found["expected"] = request.param
     return found, work
 

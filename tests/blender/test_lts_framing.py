@@ -2,40 +2,23 @@
 4.2 LTS (bpy from PyPI in their own venvs): ``lts/framing_scenario.py`` in a subprocess each."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from .lts import LTS_VENVS, run_scenario
 from .test_framing import DEMO, _gaussians
-
-ROOT = Path(__file__).resolve().parents[2]
-LTS_VENVS = {"4.5": ".venv-bpy45", "4.2": ".venv-bpy42"}
 
 
 @pytest.fixture(scope="module", params=sorted(LTS_VENVS))
 def found(request, tmp_path_factory):
     from safetensors.numpy import load_file
 
-    venv = LTS_VENVS[request.param]
-    python = ROOT / venv / "bin" / "python"
-    if not python.exists():
-        pytest.fail(f"{python} is missing: run `make {venv[1:]}` (make test does)")
     work = tmp_path_factory.mktemp("lts-framing")
     g = load_file(str(DEMO / "geometry.safetensors"))
     arrays = work / "head.npz"
     np.savez(arrays, template=g["template_vertices"], triangles=g["triangles"], uvs=g["uvs"],
              gaussians=_gaussians().astype(np.float32))
-    env = dict(os.environ, OMP_NUM_THREADS="1", BLENDER_USER_RESOURCES=str(work / "user"))
-    run = subprocess.run([str(python), str(ROOT / "tests" / "blender" / "lts" / "framing_scenario.py"), str(ROOT),
-                          str(work), str(arrays)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    lines = [l for l in run.stdout.splitlines() if l.startswith("FRAMING ")]
-    assert run.returncode == 0 and lines, (run.stdout[-3000:], run.stderr[-3000:])
-    out = json.loads(lines[-1][len("FRAMING "):])
+    out = run_scenario(request.param, "framing_scenario.py", work, "FRAMING", str(arrays), timeout=600)
     assert out["version"].startswith(request.param) and "error" not in out, out.get("error")
     return out
 

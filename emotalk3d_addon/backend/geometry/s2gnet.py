@@ -49,6 +49,10 @@ class S2GNet(nn.Module):
         self.condition = nn.Linear(config.condition_dim, width)
         self.condition_shift = nn.Linear(config.condition_dim, width)
         self.head = nn.Linear(width, config.num_vertices * 3)
+        if self.head.weight.is_meta:
+            # Laid out on the meta device (shapes only, e.g. to check a bundle): there are no
+            # values to set, and a random fill there would load PyTorch's compiler for nothing.
+            return
         with torch.no_grad():
             # Start as identity modulation (embedding ~ 1) and predict the template (zero head).
             self.condition.weight.normal_(0.0, 0.02)

@@ -1,8 +1,10 @@
-"""Emotion keys (frame, emotion, intensity) -> a per-frame emotion track.
+"""The per-frame emotion track: from the artist's keys, from speech (``utterance_emotion``),
+or both.
 
 Frames are 0-based indices into the performance (frame 0 starts with the audio).
 Between two keys the weights and the intensity are linearly interpolated; before the
-first key and after the last one the nearest key holds.
+first key and after the last one the nearest key holds. Needs no PyTorch: Blender's side
+reads keys files through it.
 """
 from __future__ import annotations
 
@@ -92,7 +94,3 @@ def emotion_track(spec: EmotionSpec, num_frames: int, from_speech: Callable[[], 
     if not spec.fill_from_speech:
         return keyed
     return blend_keys_with_speech(keyed, from_speech(), [k.frame for k in spec.keys], spec.reach)
-
-
-__all__ = ["EmotionKey", "EmotionTrack", "blend_keys_with_speech", "constant_track", "emotion_track",
-           "read_keys_json", "track_from_keys"]

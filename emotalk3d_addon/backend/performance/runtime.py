@@ -21,6 +21,7 @@ import torch
 
 from ..io.audio import Waveform
 from .emotion_track import EmotionTrack
+from .utterance_emotion import speech_emotion_by_utterance
 from ..emotions import condition
 from ..errors import BundleError
 from ..geometry.s2gnet import S2GNet
@@ -43,8 +44,10 @@ def _loaded_module(build: Callable[[], _Module], state: dict[str, torch.Tensor],
         module = build()
     try:
         module.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise BundleError(where, [f"{what} weights do not match their config: {str(exc).splitlines()[0]}"]) from None
+    except RuntimeError as exc:   # "Error(s) in loading state_dict for X:" then one line per defect
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[1:] if len(lines) > 1 else lines)
+        raise BundleError(where, [f"{what} weights do not match their config: {detail}"]) from None
     unset = [name for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
     if unset:   # a tensor the state dict does not carry (a non-persistent buffer) would have no values
         raise RuntimeError(f"{what}: {', '.join(unset[:3])} cannot be laid out from its weights alone")
@@ -87,10 +90,20 @@ class SubjectRuntime:
         return features_to_frames(self.speech_features(waveform), num_frames, self.model_fps,
                                   centre_offset_s=self.encoder.centre_offset_s)
 
-    def emotion_from_speech(self, model_features: torch.Tensor, fps: Fraction, num_frames: int) -> EmotionTrack:
-        """The extractor's emotion track for (F_m, D) model-rate features, as ``num_frames``
-        frames at ``fps``."""
-        weights, intensity = self.emotion.predict_track(model_features.to(self.device))
+    def emotion_from_speech(self, model_features: torch.Tensor, fps: Fraction, num_frames: int,
+                            waveform: Waveform | None = None) -> EmotionTrack:
+        """The extractor's emotion track, as ``num_frames`` frames at ``fps``. With ``waveform``
+        (the clip's audio) each utterance is encoded and heard on its own
+        (``utterance_emotion.speech_emotion_by_utterance``), so the same speech gets the same
+        emotion wherever it sits in a file; without it, from the clip's (F_m, D) model-rate
+        features as one piece."""
+        if waveform is None:
+            weights, intensity = self.emotion.predict_track(model_features.to(self.device))
+        else:
+            weights, intensity = speech_emotion_by_utterance(
+                self.emotion, waveform.samples, waveform.sample_rate, self.model_fps, model_features.shape[0],
+                lambda piece: self.speech_features(Waveform(piece, waveform.sample_rate)),
+                self.encoder.centre_offset_s)
         if fps != self.model_fps or num_frames != weights.shape[0]:
             at = frame_positions(num_frames, fps, self.model_fps)
             weights, intensity = sample_rows(weights, at), sample_rows(intensity, at)
@@ -98,8 +111,11 @@ class SubjectRuntime:
 
     def perform(self, waveform: Waveform, fps: Fraction, emotion: EmotionTrack | None = None) -> VertexTrack:
         """Vertex track for the clip at ``fps``; ``emotion`` (at ``fps``) None -> predicted from speech."""
-        return self.perform_features(self.model_features(waveform), fps, emotion,
-                                     frame_count(waveform.samples.size, waveform.sample_rate, fps))
+        num_frames = frame_count(waveform.samples.size, waveform.sample_rate, fps)
+        features = self.model_features(waveform)
+        if emotion is None:
+            emotion = self.emotion_from_speech(features, fps, num_frames, waveform)
+        return self.perform_features(features, fps, emotion, num_frames)
 
     def perform_features(self, model_features: torch.Tensor, fps: Fraction,
                          emotion: EmotionTrack | None = None, num_frames: int | None = None) -> VertexTrack:

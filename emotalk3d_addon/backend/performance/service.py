@@ -3,7 +3,16 @@
 The worker, ``emotalk3d predict``, the demo and ``evaluate`` all perform through it:
 
     PerformRequest -> subject (loaded once) -> waveform -> model-rate features -> emotion track
-                   -> S2GNet vertices -> (on demand) basis coefficients and their error
+                   -> S2GNet vertices -> basis coefficients -> mouth closed in silence
+                   -> the performance: template + basis mix (what Blender's shape keys show)
+
+There is one performance: the track every caller gets (``predict``'s TRACK.npz, renders, the
+evaluations) is the motion-basis mix of the coefficients Blender keys, and the ARKit weights
+are solved from the same coefficients. S2GNet's own vertices are only projected and then
+dropped (a sample of them is kept for the basis error). Where the waveform is silent
+(``silence.py``) the mouth and jaw are moved toward the neutral template
+(``mouth_closure.py``), from 100 ms before each onset of speech; the eyes and brows keep the
+emotion.
 
 The speech models run on ``device.compute_device(request.device)``: under "auto" a CUDA GPU,
 else an Apple Silicon GPU (MPS), else the CPU; a GPU that runs out of memory (or an MPS
@@ -45,8 +54,10 @@ from ..speech.encoder import encoder_spec_from_name
 from ..subject import Subject, load_subject, resolve_subject
 from ..timebase import frame_count, parse_fps
 from ..io.track import VertexTrack
-from .basis_frames import basis_error, project_track, shape_key_vertices
+from .basis_frames import basis_error, error_sample, project_track, shape_key_vertices
 from .emotion_track import EmotionTrack, emotion_track
+from .mouth_closure import MouthClosure
+from .silence import mouth_gate, voice_activity
 from .runtime import SubjectRuntime
 
 Progress = Callable[[float, str], None]
@@ -66,28 +77,26 @@ class LoadedSubject:
 
 @dataclass
 class PerformanceResult:
-    """A performance: the raw S2GNet track, and its motion-basis form on demand."""
+    """A performance: one track, its basis coefficients, its ARKit weights on demand."""
 
     loaded: LoadedSubject
-    track: VertexTrack                     # vertices (F, V, 3) float32 metres, subject space
+    track: VertexTrack                     # vertices (F, V, 3) float32 metres: template + basis mix
+    coefficients: np.ndarray               # (F, K) float32: what Blender's shape keys are keyed with
+    mouth_gate: np.ndarray                 # (F,) float32: 1 speech (mouth free), 0 silence (closed)
     features_cached: bool
     device: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     solver: ArkitSolver | None = None      # the subject's ARKit solve, when it has ARKit shapes
-    _coefficients: np.ndarray | None = None
+    s2g_sample: np.ndarray | None = None   # S2GNet's own vertices on at most MAX_ERROR_FRAMES frames
     _arkit: ArkitFit | None = None
 
-    @property
-    def coefficients(self) -> np.ndarray:
-        """(F, K) float32 basis coefficients of the track (what Blender's shape keys are keyed with)."""
-        if self._coefficients is None:
-            self._coefficients = project_track(self.loaded.subject, self.track.vertices)
-        return self._coefficients
-
     def basis_error(self) -> tuple[BasisError, int]:
-        """The track's basis error (mm) on at most ``MAX_ERROR_FRAMES`` frames, and that count."""
-        return basis_error(self.loaded.subject, self.track.vertices)
+        """How far the shape keys are from S2GNet's own vertices (mm) on at most
+        ``MAX_ERROR_FRAMES`` evenly spread frames, and that count (silence closing not counted)."""
+        if self.s2g_sample is None or self.s2g_sample.shape[0] == 0:
+            return BasisError(0.0, 0.0), 0
+        return basis_error(self.loaded.subject, self.s2g_sample, max_frames=self.s2g_sample.shape[0])
 
     def arkit(self) -> ArkitFit | None:
         """ARKit weights (F, 52) of the frames as Blender shows them, with the fit residual;
@@ -99,8 +108,8 @@ class PerformanceResult:
         return self._arkit
 
     def shape_key_vertices(self) -> np.ndarray:
-        """(F, V, 3) float32: the frames as Blender shows them (template + basis mix)."""
-        return shape_key_vertices(self.loaded.subject, self.coefficients)
+        """(F, V, 3) float32: the frames as Blender shows them (the track itself)."""
+        return self.track.vertices
 
 
 def _stamp(path: Path) -> tuple:
@@ -127,6 +136,7 @@ class Performance:
         self._waveforms: dict[tuple, Waveform] = {}
         self._latest: dict[str, object] = {}     # the latest clip: key, model-rate features, emotion from speech
         self._solvers: dict[str, tuple] = {}      # bundle path -> (stamp, ArkitSolver)
+        self._closures: dict[str, tuple] = {}     # bundle path -> (stamp, MouthClosure)
 
     # -- what a performance is made from ------------------------------------------
 
@@ -220,8 +230,9 @@ class Performance:
 
     def perform_waveform(self, loaded: LoadedSubject, wave: Waveform, fps: Fraction, emotion: EmotionSpec,
                          device: str = "auto", encoder: str = "", progress: Progress | None = None,
-                         debug_delay: float = 0.0) -> PerformanceResult:
-        """The performance of ``wave`` at ``fps`` with the emotion ``emotion`` asks for."""
+                         debug_delay: float = 0.0, close_silence: bool = True) -> PerformanceResult:
+        """The performance of ``wave`` at ``fps`` with the emotion ``emotion`` asks for.
+        ``close_silence`` False leaves the mouth as S2GNet moved it in silence (measurements)."""
         progress = progress or (lambda fraction, message: None)
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -242,7 +253,8 @@ class Performance:
                 time.sleep(debug_delay)
             clock = time.perf_counter()
             progress(0.5, "Emotion track")
-            track = emotion_track(emotion, num_frames, lambda: self._speech_emotion(runtime, features, fps, num_frames))
+            track = emotion_track(emotion, num_frames,
+                                  lambda: self._speech_emotion(runtime, features, fps, num_frames, wave))
             timings["emotion"] = round(time.perf_counter() - clock, 4)
             clock = time.perf_counter()
             progress(0.6, "S2GNet")
@@ -252,7 +264,25 @@ class Performance:
 
         # speech models: CUDA, else an Apple GPU (MPS), else the CPU; rendering resolves its own device
         (track, cached), used = run_with_fallback(work, compute_device(device), warnings, "speech-to-geometry")
-        return PerformanceResult(loaded, track, cached, str(used), warnings, timings, self._solver(loaded))
+        clock = time.perf_counter()
+        progress(0.8, "Projecting onto the motion basis")
+        subject = loaded.subject
+        coefficients = project_track(subject, track.vertices)
+        sample = error_sample(track.vertices)
+        gate = mouth_gate(voice_activity(wave.samples, wave.sample_rate), track.num_frames, fps) if close_silence \
+            else np.ones(track.num_frames, np.float32)
+        coefficients = self._closure(loaded).apply(coefficients, gate)
+        shape_key_vertices(subject, coefficients, out=track.vertices)      # in place: the one performance
+        timings["basis"] = round(time.perf_counter() - clock, 4)
+        return PerformanceResult(loaded, track, coefficients, gate, cached, str(used), warnings, timings,
+                                 self._solver(loaded), sample)
+
+    def _closure(self, loaded: LoadedSubject) -> MouthClosure:
+        hit = self._closures.get(loaded.path)
+        if hit is None or hit[0] != loaded.stamp:
+            hit = (loaded.stamp, MouthClosure.of(loaded.subject))
+            self._closures[loaded.path] = hit
+        return hit[1]
 
     def _solver(self, loaded: LoadedSubject) -> ArkitSolver | None:
         if loaded.subject.arkit is None:
@@ -265,9 +295,9 @@ class Performance:
         return hit[1]
 
     def _speech_emotion(self, runtime: SubjectRuntime, features: torch.Tensor, fps: Fraction,
-                        num_frames: int) -> EmotionTrack:
+                        num_frames: int, wave: Waveform) -> EmotionTrack:
         track = self._latest.get("speech_emotion")
         if track is None:
-            track = runtime.emotion_from_speech(features, fps, num_frames)
+            track = runtime.emotion_from_speech(features, fps, num_frames, wave)
             self._latest["speech_emotion"] = track
         return track

@@ -1,12 +1,18 @@
 """Emotion extractor: a transformer context network over speech features (SPEC 2.2).
 
 Predicts, per animation frame, an 8-way emotion distribution and an intensity in [0, 1].
-It hears the speech, not the position in the clip: there is no absolute position
-anywhere. Order comes from a depthwise temporal convolution (relative positions), each
-frame attends only to frames within ``context`` of it, and the output is smoothed over
-``smooth`` frames, so the same audio gets the same emotion wherever it sits in a clip
-(away from the first and last ``context`` frames of what surrounds it). Long clips are
-processed in overlapping windows cross-faded with a Hann ramp, so memory stays bounded.
+The network has no absolute position: order comes from a depthwise temporal convolution
+(relative positions) and each frame attends only to frames within ``context`` of it, so a
+frame's output depends on the features within ``receptive_field`` frames of it and on
+nothing else. Long clips run in windows that overlap by twice that reach and keep only
+their cores, so every frame is computed with its whole neighbourhood, exactly as in one
+pass over the clip: where the window grid falls does not matter. The output is smoothed
+over ``smooth`` frames.
+
+The features themselves are another matter: Whisper's encoder adds its own absolute
+position and attends over its whole 30 s window, so the same speech encoded at another
+place of a longer file gives other features (``performance/emotion_track.py`` hears
+each utterance on its own for that reason).
 """
 from __future__ import annotations
 
@@ -83,6 +89,12 @@ class EmotionExtractor(nn.Module):
         return self.emotion_head(x), torch.sigmoid(self.intensity_head(x)).squeeze(-1)
 
     @torch.inference_mode()
+    def predict_frames(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, D) features -> weights (F, 8) summing to 1, intensity (F,), on the CPU, unsmoothed."""
+        weights, intensity = self._windowed(features.to(self.norm.weight.device))
+        return weights.float().cpu(), intensity.float().cpu()
+
+    @torch.inference_mode()
     def predict_track(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, D) features -> weights (F, 8) summing to 1, intensity (F,), windowed and smoothed."""
         weights, intensity = self._windowed(features)
@@ -90,20 +102,27 @@ class EmotionExtractor(nn.Module):
         weights = smoothed[:, :NUM_EMOTIONS]
         return weights / weights.sum(1, keepdim=True), smoothed[:, NUM_EMOTIONS]
 
+    @property
+    def receptive_field(self) -> int:
+        """Frames either side of a frame that its output depends on (attention reach per
+        layer plus the half-width of the order convolution)."""
+        return self.config.layers * self.config.context + (self.config.conv_kernel | 1) // 2
+
     def _windowed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, window = features.shape[0], self.config.window
-        if frames <= window:
+        """(F, D) -> softmax weights (F, 8) and intensity (F,), unsmoothed. Windows of at
+        least ``config.window`` frames whose cores tile the clip, each core with
+        ``receptive_field`` frames of context either side: identical to one pass."""
+        frames, reach = features.shape[0], self.receptive_field
+        core = max(self.config.window - 2 * reach, reach, 1)
+        if frames <= core + 2 * reach:
             logits, intensity = self(features[None])
             return logits[0].softmax(-1), intensity[0]
-        hop = window // 2
-        ramp = torch.hann_window(window, periodic=False, device=features.device).clamp_min(1e-3)
-        weights = torch.zeros(frames, NUM_EMOTIONS, device=features.device)
-        intensity = torch.zeros(frames, device=features.device)
-        norm = torch.zeros(frames, device=features.device)
-        starts = list(range(0, frames - window, hop)) + [frames - window]
-        for start in starts:
-            logits, inten = self(features[None, start:start + window])
-            weights[start:start + window] += logits[0].softmax(-1) * ramp[:, None]
-            intensity[start:start + window] += inten[0] * ramp
-            norm[start:start + window] += ramp
-        return weights / norm[:, None], intensity / norm
+        weights = torch.empty(frames, NUM_EMOTIONS, device=features.device)
+        intensity = torch.empty(frames, device=features.device)
+        for start in range(0, frames, core):
+            stop = min(start + core, frames)
+            lo, hi = max(0, start - reach), min(frames, stop + reach)
+            logits, inten = self(features[None, lo:hi])
+            weights[start:stop] = logits[0, start - lo:stop - lo].softmax(-1)
+            intensity[start:stop] = inten[0, start - lo:stop - lo]
+        return weights, intensity

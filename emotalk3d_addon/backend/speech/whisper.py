@@ -3,12 +3,12 @@
 Model hubs cannot be reached by every user (farms, studios behind firewalls), so the
 shipped default encoder comes from a Python package pinned by version and by the
 sha256 of the file we convert. The package carries OpenAI's Whisper in CTranslate2
-format; it is converted once into safetensors under the cache and then run through
-transformers' ``WhisperEncoder``:
+format; it is converted once into safetensors under the cache and then run by
+``whisper_net.WhisperNet`` (plain PyTorch: no model library is imported to run it):
 
     model.bin (CTranslate2, float16) --ctranslate2_format--> encoder tensors
         --> <cache>/encoders/whisper-<model>-<sha16>/model.safetensors (float32)
-        --> transformers.WhisperEncoder  (80-bin log-mel, 30 s windows -> 1500 x d_model, 50 Hz)
+        --> whisper_net.WhisperNet  (80-bin log-mel, 30 s windows -> 1500 x d_model, 50 Hz)
 """
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ from ..io.digest import file_sha256
 from ..errors import InputError
 from ..paths import default_cache_dir
 from .ctranslate2_format import FormatError, read_ct2_model
+from .whisper_net import WINDOW_SAMPLES, WhisperEncoderConfig, WhisperNet
 
-SAMPLE_RATE = 16000
-WINDOW_SAMPLES = 30 * SAMPLE_RATE        # Whisper always encodes 30 s (3000 mel frames)
 FEATURE_SAMPLES = 320                    # 10 ms mel hop x conv stride 2 -> 50 Hz
 
 
@@ -92,20 +91,15 @@ def installed_file(weights: WhisperWeights) -> Path:
     return path
 
 
-def encoder_config(weights: WhisperWeights):
-    """transformers ``WhisperConfig`` of the encoder (the decoder fields are unused)."""
-    from transformers import WhisperConfig
-
-    return WhisperConfig(d_model=weights.d_model, encoder_layers=weights.layers,
-                         encoder_attention_heads=weights.heads, encoder_ffn_dim=weights.ffn_dim,
-                         num_mel_bins=weights.mel_bins, max_source_positions=WINDOW_SAMPLES // FEATURE_SAMPLES,
-                         decoder_layers=1, decoder_attention_heads=weights.heads,
-                         decoder_ffn_dim=weights.ffn_dim, dropout=0.0, attention_dropout=0.0,
-                         activation_dropout=0.0, encoder_layerdrop=0.0)
+def encoder_config(weights: WhisperWeights) -> WhisperEncoderConfig:
+    """The sizes of the pinned model's encoder."""
+    return WhisperEncoderConfig(d_model=weights.d_model, layers=weights.layers, heads=weights.heads,
+                                ffn_dim=weights.ffn_dim, mel_bins=weights.mel_bins,
+                                positions=WINDOW_SAMPLES // FEATURE_SAMPLES)
 
 
 def ct2_to_encoder_state(variables: dict[str, np.ndarray], weights: WhisperWeights) -> dict[str, torch.Tensor]:
-    """CTranslate2 ``encoder/...`` variables -> ``WhisperEncoder`` state dict (float32).
+    """CTranslate2 ``encoder/...`` variables -> ``WhisperNet`` state dict (float32).
 
     CTranslate2 fuses q, k and v into one (3d, d) projection; Whisper's k has no bias
     (CTranslate2 stores zeros there).
@@ -180,11 +174,14 @@ def converted_weights(weights: WhisperWeights, cache_dir: str | Path | None = No
     return target
 
 
-def load_whisper_encoder(weights: WhisperWeights, cache_dir: str | Path | None = None) -> torch.nn.Module:
-    """transformers ``WhisperEncoder`` with the package's weights, in eval mode (CPU)."""
+def load_whisper_encoder(weights: WhisperWeights, cache_dir: str | Path | None = None) -> WhisperNet:
+    """``WhisperNet`` holding the package's weights, in eval mode (CPU).
+
+    The network is laid out on the meta device (no memory, no initialisation) and takes the
+    loaded tensors as its parameters: nothing is computed or copied that the weights replace.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     path = converted_weights(weights, cache_dir)
     try:
@@ -193,27 +190,16 @@ def load_whisper_encoder(weights: WhisperWeights, cache_dir: str | Path | None =
         path.unlink(missing_ok=True)      # a damaged cache entry is converted again next time
         raise InputError(f"the converted Whisper weights in the cache were damaged ({exc}); "
                          "they have been removed and will be converted again on the next run") from None
-    config = encoder_config(weights)
-    config._attn_implementation = "sdpa"
-    encoder = WhisperEncoder(config)
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if unexpected or missing:
+    with torch.device("meta"):
+        encoder = WhisperNet(encoder_config(weights))
+    wanted = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
+    missing = [k for k in wanted if k not in state]
+    unexpected = [k for k in state if k not in wanted]
+    misshapen = [k for k in wanted if k in state and tuple(state[k].shape) != wanted[k]]
+    if missing or unexpected or misshapen:
         path.unlink(missing_ok=True)
-        raise InputError(f"the converted Whisper weights do not fit the encoder "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); they were removed")
+        raise InputError(f"the converted Whisper weights do not fit the encoder (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}, wrong shape {misshapen[:3]}); they were removed")
+    encoder.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    encoder.embed_positions.weight.requires_grad_(False)
     return encoder.eval()
-
-
-class LogMel:
-    """Whisper's 80-bin log-mel front end (transformers ``WhisperFeatureExtractor``)."""
-
-    def __init__(self, mel_bins: int = 80):
-        from transformers import WhisperFeatureExtractor
-
-        self.extractor = WhisperFeatureExtractor(feature_size=mel_bins, sampling_rate=SAMPLE_RATE)
-
-    def __call__(self, chunks: list[np.ndarray]) -> torch.Tensor:
-        """(B, mel_bins, 3000) float32 for up to 30 s chunks of 16 kHz samples (zero-padded)."""
-        out = self.extractor([np.asarray(c, np.float32) for c in chunks], sampling_rate=SAMPLE_RATE,
-                             return_tensors="pt", padding="max_length")
-        return out["input_features"].float()

@@ -243,8 +243,8 @@ class _FileChecks:
 
 
 def _all_finite(tensor: Any) -> bool:
-    """True when a float array or tensor holds no NaN or Inf. numpy does the scan where it can
-    (one pass on one core; PyTorch's threaded kernel is far slower on a busy machine)."""
+    """True when a float array or tensor holds no NaN or Inf. numpy scans it where it can:
+    one pass on one core, measured faster here than PyTorch's threaded kernel."""
     if isinstance(tensor, torch.Tensor):
         if tensor.dtype == torch.bfloat16:     # numpy has no bfloat16
             return bool(torch.isfinite(tensor).all())

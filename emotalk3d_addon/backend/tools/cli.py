@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="audio (+ emotion) -> TRACK.npz vertex track")
+    p = sub.add_parser("predict", help="audio (+ emotion) -> TRACK.npz vertex track (the shape keys' mix)")
     p.add_argument("--subject", required=True, help="subject name (e.g. demo) or path to a bundle")
     p.add_argument("--audio", required=True, help="speech: an audio file, or a video with sound (any format FFmpeg reads)")
     p.add_argument("--out", required=True, help="TRACK.npz to write")
@@ -55,13 +55,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     request = PerformRequest(args.subject, args.audio, (fps.numerator, fps.denominator), emotion,
                              device=args.device, encoder=args.encoder or "")
     result = Performance().perform(request)
-    track, arkit = result.track, result.arkit()
+    track, arkit = result.track, result.arkit()      # the one performance: the shape keys' mix
+    track.coefficients = result.coefficients
     if arkit is not None:
         track.arkit = arkit.weights
     track.save_npz(args.out)
     solved = "" if arkit is None else f", ARKit weights (fit residual {arkit.rms_mm:.2f} mm RMS)"
+    closed = int((result.mouth_gate < 1).sum())
     print(f"wrote {args.out}: {track.num_frames} frames at {float(fps):g} fps, "
-          f"{track.vertices.shape[1]} vertices{solved}")
+          f"{track.vertices.shape[1]} vertices, {track.coefficients.shape[1]} shape keys{solved}; "
+          f"mouth closed toward rest in {closed} frames of silence")
     return 0
 
 
@@ -133,7 +136,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     worst = 0.0
     for f in frames:
-        vertices, error = basis_vertices(subject, track.vertices[f:f + 1])   # what Blender's shape keys show
+        # what Blender's shape keys show (a track predict wrote is that mix already: error 0)
+        vertices, error = basis_vertices(subject, track.vertices[f:f + 1])
         worst = max(worst, error.max_mm)
         write_layers(frame_layers(renderer.render(vertices[0], track.emotion[f], float(track.intensity[f]), camera)),
                      out, f)

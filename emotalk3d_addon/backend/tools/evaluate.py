@@ -1,6 +1,7 @@
 """``emotalk3d evaluate``: a subject measured on sequences its training never saw.
 
-Geometry (predicted from the test audio, emotion label given):
+Geometry (predicted from the test audio, emotion label given; the performance's one track,
+the shape keys' mix that ``predict`` writes and Blender shows, mouth closed in silence):
   LVE  lip vertex error, mm (max over lip vertices per frame, averaged over frames).
   LMD  landmark distance, pixels: the predicted mesh's landmarks vs the tracked mesh's,
        projected into every test camera (no learned landmark detector is involved).

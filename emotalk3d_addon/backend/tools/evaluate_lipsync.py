@@ -6,7 +6,9 @@ Two sources of (audio, phones):
 * any recording with a phone alignment (a Praat TextGrid, e.g. from a forced aligner, or
   a "start end phone" table): real human speech.
 
-The emotion comes from speech, as in a default generation.
+The emotion comes from speech, as in a default generation, and the mouth measured is the
+performance's one track (``performance/service.py``: the motion-basis mix Blender's shape keys
+show, the mouth closed in silence), the same track ``emotalk3d predict`` writes.
 """
 from __future__ import annotations
 
@@ -18,9 +20,26 @@ import numpy as np
 
 from ..io.audio import load_audio
 from ..errors import InputError
-from .lipsync import LipSyncScore, lip_aperture, pooled, read_phones, score
-from ..performance.runtime import SubjectRuntime
+from .lipsync import GAP_CLASSES, LipSyncScore, lip_aperture, pooled, read_phones, score
+from ..performance.service import LoadedSubject, Performance
+from ..protocol.messages import EmotionSpec
+from ..speech.cache import FeatureCache
 from ..subject import Subject
+
+
+class Performer:
+    """A subject performing recordings through the Performance service (emotion from speech),
+    features kept in memory only."""
+
+    def __init__(self, subject: Subject, device: str = "cpu", close_silence: bool = True):
+        self.service = Performance(cache=FeatureCache())
+        self.loaded: LoadedSubject = self.service.add_subject(subject)
+        self.subject, self.device, self.close_silence = subject, device, close_silence
+
+    def vertices(self, wave, fps: Fraction) -> np.ndarray:
+        """(F, V, 3) the performance's track of ``wave`` at ``fps``."""
+        return self.service.perform_waveform(self.loaded, wave, fps, EmotionSpec.speech(), self.device,
+                                             close_silence=self.close_silence).track.vertices
 
 
 def _lips(subject: Subject) -> tuple[int, int]:
@@ -30,28 +49,30 @@ def _lips(subject: Subject) -> tuple[int, int]:
     return marks["upper_lip"], marks["lower_lip"]
 
 
-def score_recording(runtime: SubjectRuntime, audio: str | Path, phones, fps: Fraction) -> LipSyncScore:
+def score_recording(performer: Performer, audio: str | Path, phones, fps: Fraction) -> LipSyncScore:
     """Scores of the subject's performance of one audio file against its phones (IPA)."""
     wave = load_audio(audio)
-    track = runtime.perform(wave, fps)
-    upper, lower = _lips(runtime.subject)
-    aperture = lip_aperture(track.vertices, runtime.subject.geometry.template, upper, lower)
+    vertices = performer.vertices(wave, fps)
+    upper, lower = _lips(performer.subject)
+    aperture = lip_aperture(vertices, performer.subject.geometry.template, upper, lower)
     return score(aperture, phones, wave.samples, wave.sample_rate, float(fps))
 
 
-def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: float | None = None) -> dict:
+def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: float | None = None,
+                        close_silence: bool = True) -> dict:
     """Scores for (audio, phones-file) pairs of real recordings, each and pooled."""
-    runtime = SubjectRuntime(subject)
+    performer = Performer(subject, close_silence=close_silence)
     rate = Fraction(fps or subject.fps).limit_denominator(1001)
     each = {}
     for audio, phones in pairs:
-        each[str(audio)] = score_recording(runtime, audio, read_phones(phones), rate)
+        each[str(audio)] = score_recording(performer, audio, read_phones(phones), rate)
     return {"recordings": {k: v.to_dict() for k, v in each.items()},
             "pooled": pooled(list(each.values())).to_dict()}
 
 
 def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "test",
-                    max_recordings: int | None = None, log: Callable[[str], None] = print) -> dict:
+                    max_recordings: int | None = None, log: Callable[[str], None] = print,
+                    close_silence: bool = True) -> dict:
     """Scores on a corpus split, per engine and overall, for the clean and augmented copies."""
     from ..datasets.speech_corpus.layout import load_corpus
 
@@ -61,13 +82,13 @@ def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "tes
         recordings = recordings[:max_recordings]
     if not recordings:
         raise InputError(f"{corpus_root} has no recordings in the {split!r} split")
-    runtime = SubjectRuntime(subject)
+    performer = Performer(subject, close_silence=close_silence)
     fps = Fraction(corpus.fps).limit_denominator(1001)
     by: dict[tuple[str, str], list[LipSyncScore]] = {}
     for i, rec in enumerate(recordings, 1):
         for copy, path in enumerate(rec.audio_files):
             kind = "clean" if copy == 0 else "augmented"
-            by.setdefault((rec.engine, kind), []).append(score_recording(runtime, path, list(rec.phones), fps))
+            by.setdefault((rec.engine, kind), []).append(score_recording(performer, path, list(rec.phones), fps))
         if i % max(1, len(recordings) // 10) == 0 or i == len(recordings):
             log(f"lip sync: {i}/{len(recordings)} recordings")
     report: dict = {"split": split, "recordings": len(recordings), "engines": {}}
@@ -82,10 +103,18 @@ def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "tes
 
 
 def format_row(name: str, s: dict) -> str:
-    """One line: correlation vs loudness's, partial correlation, closures."""
-    return (f"{name:<28} aperture~phones r={s['correlation']:.3f}  loudness~phones r="
+    """One line: correlation vs loudness's, partial correlation, closures, lip gap in mm."""
+    line = (f"{name:<28} aperture~phones r={s['correlation']:.3f}  loudness~phones r="
             f"{s['loudness_correlation']:.3f}  partial r={s['partial']:.3f}  closures "
             f"{s['closures_reached']}/{s['closures']} ({100 * np.nan_to_num(s['closure_share']):.0f} %)")
+    gap = s.get("lip_gap_mm", {})
+    if "all" in gap:
+        a = gap["all"]
+        line += f"  lip gap p50/p90/max {a['p50_mm']:.1f}/{a['p90_mm']:.1f}/{a['max_mm']:.1f} mm"
+        med = [f"{k.split('_')[0]} {gap[k]['p50_mm']:.1f}" for k in GAP_CLASSES if gap.get(k, {}).get("frames")]
+        if med:
+            line += " (p50 " + ", ".join(med) + ")"
+    return line
 
 
 def format_report(report: dict) -> str:

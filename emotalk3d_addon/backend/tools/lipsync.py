@@ -15,16 +15,21 @@ correlation with openness (a mouth that only follows loudness scores no better t
 envelope); the partial correlation of aperture and openness with loudness regressed out
 of both; and the share of p/b/m closures reached (the minimum aperture within a bilabial,
 +-1 frame, under 25 % of the median aperture during open vowels).
+
+Beside these scale-free figures, the lip gap itself in millimetres (the aperture): its
+median, 90th percentile and maximum over all frames and per phone class (open vowels,
+openness >= 0.7; bilabials; the other phones; silence: pauses and frames no phone covers),
+to set beside the lip gap of the subject's own training speech.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..speech.phones import arpabet_to_ipa, is_bilabial, openness
+from ..speech.phones import arpabet_to_ipa, is_bilabial, letters, openness
 from ..errors import InputError
 
 GRID_HZ = 100
@@ -32,8 +37,33 @@ SMOOTH_S = 0.04
 LOUDNESS_WINDOW_S = 0.04
 CLOSURE_SHARE = 0.25
 DYNAMIC_RANGE_DB = 60.0
+OPEN_VOWEL = 0.7              # openness of the phones counted as open vowels
+GAP_CLASSES = ("open_vowels", "bilabials", "other_phones", "silence")
 
 Phones = list[tuple[float, float, str]]      # (start s, end s, IPA)
+
+
+@dataclass(frozen=True)
+class GapStats:
+    """The lip gap (aperture, mm) over some frames."""
+
+    frames: int
+    p50_mm: float
+    p90_mm: float
+    max_mm: float
+
+    @classmethod
+    def of(cls, aperture: np.ndarray) -> "GapStats":
+        a = np.asarray(aperture, np.float64)
+        if a.size == 0:
+            return cls(0, float("nan"), float("nan"), float("nan"))
+        return cls(int(a.size), float(np.percentile(a, 50)), float(np.percentile(a, 90)), float(a.max()))
+
+    def to_dict(self) -> dict:
+        """JSON-ready: None for the figures of no frames."""
+        value = lambda x: x if self.frames else None
+        return {"frames": self.frames, "p50_mm": value(self.p50_mm), "p90_mm": value(self.p90_mm),
+                "max_mm": value(self.max_mm)}
 
 
 @dataclass(frozen=True)
@@ -44,13 +74,46 @@ class LipSyncScore:
     partial: float                # aperture vs openness, loudness regressed out of both
     closures_reached: int
     closures: int
+    # per-frame aperture (mm) by phone class ("all" and GAP_CLASSES), kept for pooling
+    gaps: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def closure_share(self) -> float:
         return self.closures_reached / self.closures if self.closures else float("nan")
 
+    def lip_gap(self) -> dict[str, GapStats]:
+        """The lip gap (mm) over all frames and per phone class."""
+        return {k: GapStats.of(v) for k, v in self.gaps.items()}
+
     def to_dict(self) -> dict:
-        return asdict(self) | {"closure_share": self.closure_share}
+        return {"frames": self.frames, "correlation": self.correlation,
+                "loudness_correlation": self.loudness_correlation, "partial": self.partial,
+                "closures_reached": self.closures_reached, "closures": self.closures,
+                "closure_share": self.closure_share,
+                "lip_gap_mm": {k: v.to_dict() for k, v in self.lip_gap().items()}}
+
+
+def phone_classes(phones: Phones, times: np.ndarray) -> np.ndarray:
+    """(F,) index into ``GAP_CLASSES`` of the phone at each time (silence where none)."""
+    out = np.full(times.size, GAP_CLASSES.index("silence"), np.int8)
+    for start, stop, ipa in phones:
+        if not letters(ipa):
+            continue
+        if is_bilabial(ipa):
+            kind = "bilabials"
+        elif openness(ipa) >= OPEN_VOWEL:
+            kind = "open_vowels"
+        else:
+            kind = "other_phones"
+        out[(times >= start) & (times < stop)] = GAP_CLASSES.index(kind)
+    return out
+
+
+def gaps_by_class(aperture: np.ndarray, phones: Phones, times: np.ndarray) -> dict[str, np.ndarray]:
+    """Aperture (mm) of all frames ("all") and of each phone class."""
+    kinds = phone_classes(phones, times)
+    a = np.asarray(aperture, np.float64)
+    return {"all": a} | {name: a[kinds == i] for i, name in enumerate(GAP_CLASSES)}
 
 
 def lip_aperture(vertices: np.ndarray, template: np.ndarray, upper: int, lower: int) -> np.ndarray:
@@ -144,17 +207,20 @@ def score(aperture: np.ndarray, phones: Phones, samples: np.ndarray, sample_rate
     loud = loudness_envelope(samples, sample_rate, times)
     reached, total = closures(aperture, phones, times)
     return LipSyncScore(int(aperture.size), pearson(aperture, target), pearson(loud, target),
-                        partial_correlation(aperture, target, loud), reached, total)
+                        partial_correlation(aperture, target, loud), reached, total,
+                        gaps_by_class(aperture, phones, times))
 
 
 def pooled(scores: list[LipSyncScore]) -> LipSyncScore:
-    """Frame-weighted means of the correlations; closure counts added up."""
+    """Frame-weighted means of the correlations; closure counts added up; lip gaps of all frames."""
     if not scores:
         raise ValueError("no scores to pool")
     w = np.array([s.frames for s in scores], np.float64)
     mean = lambda key: float(np.average([getattr(s, key) for s in scores], weights=w))
+    keys = [k for k in scores[0].gaps if all(k in s.gaps for s in scores)]
+    gaps = {k: np.concatenate([s.gaps[k] for s in scores]) for k in keys}
     return LipSyncScore(int(w.sum()), mean("correlation"), mean("loudness_correlation"), mean("partial"),
-                        sum(s.closures_reached for s in scores), sum(s.closures for s in scores))
+                        sum(s.closures_reached for s in scores), sum(s.closures for s in scores), gaps)
 
 
 def read_phones(path: str | Path) -> Phones:

@@ -32,11 +32,13 @@ Ops:
                   (template (V,3) f32, triangles (T,3) i32, uvs (V,2) f32,
                   components (K,V,3) f32).
 ``perform``       {subject, library?, audio, fps: [num, den], emotion, device?, encoder?,
-                  cache_mb?, out_dir, return_vertices?} -> coefficients (F,K) f32 =
-                  ``basis.project(vertices - template)``, emotion (F,8) f32,
-                  intensity (F,) f32, the subject's arrays, the basis error of this
-                  performance (mm; measured on at most performance.basis_frames.MAX_ERROR_FRAMES evenly spread
-                  frames) and timings. ``emotion`` is one of
+                  cache_mb?, out_dir, return_vertices?} -> coefficients (F,K) f32: the
+                  performance's shape-key values (S2GNet's vertices projected onto the basis,
+                  the mouth closed toward the template in silence; ``performance/service.py``),
+                  emotion (F,8) f32, intensity (F,) f32, ``vertices`` (with return_vertices:
+                  the performance, template + basis mix), the subject's arrays, the basis
+                  error (S2GNet's vertices against the shape keys, mm; measured on at most
+                  performance.basis_frames.MAX_ERROR_FRAMES evenly spread frames) and timings. ``emotion`` is one of
                   ``{"mode": "constant", "emotion": name, "intensity": x}``,
                   ``{"mode": "keys", "keys": [{frame, emotion, intensity}], "fill_from_speech": bool,
                   "reach": frames}``, ``{"mode": "speech"}``.
@@ -172,7 +174,7 @@ class Worker:
         out_dir.mkdir(parents=True, exist_ok=True)
         result = self.performance.perform(request, progress)
         clock = time.perf_counter()
-        progress(0.85, "Projecting onto the motion basis")
+        progress(0.85, "Writing the performance")
         coefficients = result.coefficients
         error, measured = result.basis_error()
         timings = dict(result.timings, project=round(time.perf_counter() - clock, 4))

@@ -36,3 +36,20 @@ def test_predict_matches_forward_in_chunks():
 def test_config_round_trip():
     cfg = S2GConfig(feature_dim=768, num_vertices=5023, bidirectional=True)
     assert S2GConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_meta_layout_has_the_real_shapes_and_the_cpu_initialisation_is_unchanged():
+    """Bundle checks lay S2GNet out on the meta device (shapes only, no random fill)."""
+    for config in (S2GConfig(12, 30, hidden=16), S2GConfig(12, 30, hidden=16, layers=3, bidirectional=True)):
+        with torch.device("meta"):
+            meta = S2GNet(config)
+        torch.manual_seed(0)
+        real = S2GNet(config)
+        assert {k: v.shape for k, v in meta.state_dict().items()} == {k: v.shape for k, v in real.state_dict().items()}
+        assert all(v.is_meta for v in meta.state_dict().values())
+        # the initialisation training starts from: identity modulation, zero shift and head
+        assert torch.all(real.condition.bias == 1) and 0.01 < real.condition.weight.std() < 0.03
+        assert torch.count_nonzero(real.condition_shift.weight) == 0 and torch.count_nonzero(real.head.weight) == 0
+        torch.manual_seed(0)
+        again = S2GNet(config)
+        assert all(torch.equal(a, b) for a, b in zip(real.state_dict().values(), again.state_dict().values()))

@@ -101,7 +101,7 @@ def test_emotion_from_speech_fills_the_track(runtime, audio):
     track = runtime.perform(audio, fps)
     np.testing.assert_allclose(track.emotion.sum(1), 1.0, atol=1e-5)
     assert np.all((track.intensity >= 0) & (track.intensity <= 1))
-    heard = runtime.emotion_from_speech(runtime.model_features(audio), fps, track.num_frames)
+    heard = runtime.emotion_from_speech(runtime.model_features(audio), fps, track.num_frames, audio)
     np.testing.assert_array_equal(track.emotion, heard.weights)
     np.testing.assert_array_equal(track.intensity, heard.intensity)
     np.testing.assert_array_equal(track.vertices, runtime.perform(audio, fps, heard).vertices)
@@ -154,3 +154,16 @@ def test_a_scene_at_another_frame_rate_gets_the_model_rate_performance_in_time(r
     wide = (at - lo)[:, None]
     np.testing.assert_allclose(heard.weights, model_rate.weights[lo] * (1 - wide) + model_rate.weights[hi] * wide,
                                atol=1e-5)
+
+
+def test_weights_that_do_not_fit_their_config_are_refused_by_name(trained_subject):
+    from emotalk3d_addon.backend.errors import BundleError
+
+    subject = load_subject(trained_subject)
+    subject.s2g_state = dict(subject.s2g_state, **{"head.bias": subject.s2g_state["head.bias"][:-3]})
+    with pytest.raises(BundleError, match="S2GNet weights do not match their config: .*head.bias"):
+        SubjectRuntime(subject)
+    subject = load_subject(trained_subject)
+    subject.emotion_state = {k: v for k, v in subject.emotion_state.items() if k != "norm.weight"}
+    with pytest.raises(BundleError, match="emotion extractor weights do not match their config: .*norm.weight"):
+        SubjectRuntime(subject)

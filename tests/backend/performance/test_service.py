@@ -56,12 +56,27 @@ def test_a_key_edit_changes_the_weights_only_where_the_emotion_changed(service):
     assert before.weights[int(0.9 * n):, smile].mean() > after.weights[int(0.9 * n):, smile].mean() + 0.2
 
 
+def test_one_performance_the_track_is_the_shape_keys_and_the_arkit_source(service):
+    """What predict writes, what Blender's shape keys show and what the ARKit weights are solved
+    from are one performance: the track is the template plus the basis mix of the coefficients."""
+    result = service.perform(_request(EmotionSpec.constant("fear", 0.5)))
+    subject = result.loaded.subject
+    mix = subject.geometry.template[None] + subject.basis.expand(result.coefficients)
+    np.testing.assert_allclose(result.track.vertices, mix, atol=1e-6)
+    assert result.shape_key_vertices() is result.track.vertices
+    np.testing.assert_array_equal(result.arkit().weights, result.solver.solve(result.coefficients).weights)
+    error, frames = result.basis_error()            # S2GNet's own vertices against the shape keys
+    assert frames == result.track.num_frames and error.max_mm > 0
+
+
 def test_track_files_carry_the_weights_and_refuse_misnamed_ones(service, tmp_path):
     result = service.perform(_request(EmotionSpec.constant("fear", 0.5)))
     track = result.track
     track.arkit = result.arkit().weights
+    track.coefficients = result.coefficients
     loaded = VertexTrack.load_npz(track.save_npz(tmp_path / "t.npz"))
     np.testing.assert_array_equal(loaded.arkit, track.arkit)
+    np.testing.assert_array_equal(loaded.coefficients, result.coefficients)
     data = dict(np.load(tmp_path / "t.npz"))
     data["arkit_names"] = data["arkit_names"][::-1]
     np.savez(tmp_path / "bad.npz", **data)

@@ -1,4 +1,5 @@
-"""Whisper tiny.en from its pinned package: conversion, the cache, errors, 50 Hz windows."""
+"""Whisper tiny.en from its pinned package: conversion, the cache, errors, 50 Hz windows, and
+the plain-PyTorch encoder and log-mel front end against transformers' (the reference)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,6 +11,7 @@ import torch
 from emotalk3d_addon.backend.io.audio import Waveform
 from emotalk3d_addon.backend.errors import InputError
 from emotalk3d_addon.backend.speech import whisper
+from emotalk3d_addon.backend.speech.whisper_net import LogMel, WhisperNet, mel_filters
 from emotalk3d_addon.backend.speech.encoder import (SAMPLES_PER_FEATURE, EncoderSpec, WhisperSpeechEncoder,
                                                     WindowPlan, default_encoder_spec, load_encoder)
 
@@ -39,27 +41,76 @@ def _ct2_variables(encoder: torch.nn.Module, weights: whisper.WhisperWeights) ->
     return out
 
 
-def test_ctranslate2_names_map_onto_the_transformers_encoder():
+def _reference_encoder(weights: whisper.WhisperWeights, seed: int = 0) -> torch.nn.Module:
+    """transformers' ``WhisperEncoder`` of these sizes, random weights with non-zero biases (k's excepted)."""
+    from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    torch.manual_seed(0)
-    source = WhisperEncoder(whisper.encoder_config(TINY)).eval()
-    with torch.no_grad():                       # non-zero biases everywhere, k's excepted
-        for name, p in source.named_parameters():
+    config = WhisperConfig(d_model=weights.d_model, encoder_layers=weights.layers,
+                           encoder_attention_heads=weights.heads, encoder_ffn_dim=weights.ffn_dim,
+                           num_mel_bins=weights.mel_bins, max_source_positions=1500, decoder_layers=1,
+                           decoder_attention_heads=weights.heads, decoder_ffn_dim=weights.ffn_dim, dropout=0.0,
+                           attention_dropout=0.0, activation_dropout=0.0, encoder_layerdrop=0.0)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    encoder = WhisperEncoder(config).eval()
+    with torch.no_grad():
+        for name, p in encoder.named_parameters():
             if name.endswith("bias") and "k_proj" not in name:
                 p.normal_(0, 0.1)
+    return encoder
+
+
+def test_ctranslate2_names_map_onto_the_encoder_and_it_computes_what_transformers_does():
+    source = _reference_encoder(TINY)
     state = whisper.ct2_to_encoder_state(_ct2_variables(source, TINY), TINY)
-    rebuilt = WhisperEncoder(whisper.encoder_config(TINY)).eval()
-    missing, unexpected = rebuilt.load_state_dict(state, strict=False)
-    assert not missing and not unexpected
+    ours = WhisperNet(whisper.encoder_config(TINY)).eval()
+    ours.load_state_dict(state, strict=True)
     mel = torch.randn(2, 80, 3000)
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(mel).last_hidden_state, source(mel).last_hidden_state)
+        torch.testing.assert_close(ours(mel), source(mel).last_hidden_state, rtol=1e-5, atol=1e-5)
+
+
+def test_the_log_mel_front_end_matches_transformers_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    reference = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    np.testing.assert_allclose(mel_filters(80), reference.mel_filters, rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 7) / 16000
+    voiced = (0.2 * np.sin(2 * np.pi * 150 * t) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+              + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    chunks = [voiced, voiced[: 16000 * 2] * 0.05, voiced[:400]]      # 7 s, a quiet 2 s, 25 ms
+    want = reference(chunks, sampling_rate=16000, return_tensors="pt", padding="max_length")["input_features"]
+    got = LogMel(80)(chunks)
+    assert got.shape == (3, 80, 3000) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at most 30 s"):
+        LogMel(80)([np.zeros(16000 * 31, np.float32)])
+
+
+def test_the_encoder_loads_without_building_a_random_model_first_and_refuses_misfit_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "encoders" / f"whisper-{TINY.model}-{TINY.sha256[:16]}"
+    folder.mkdir(parents=True)
+    source = _reference_encoder(TINY, seed=1)
+    state = whisper.ct2_to_encoder_state(_ct2_variables(source, TINY), TINY)
+    save_file(state, str(folder / "model.safetensors"))
+    loaded = whisper.load_whisper_encoder(TINY, tmp_path)
+    assert not any(p.is_meta for p in loaded.parameters())
+    mel = torch.randn(1, 80, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel), source(mel).last_hidden_state, rtol=1e-5, atol=1e-5)
+    state["layers.1.fc1.weight"] = state["layers.1.fc1.weight"][:, :16].contiguous()
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(InputError, match=r"do not fit the encoder.*wrong shape \['layers.1.fc1.weight'\]"):
+        whisper.load_whisper_encoder(TINY, tmp_path)
+    assert not (folder / "model.safetensors").exists()
 
 
 def test_a_missing_variable_is_named():
-    variables = _ct2_variables(
-        __import__("transformers").models.whisper.modeling_whisper.WhisperEncoder(whisper.encoder_config(TINY)), TINY)
+    variables = _ct2_variables(_reference_encoder(TINY), TINY)
     del variables["encoder/layer_1/ffn/linear_0/bias"]
     with pytest.raises(InputError, match="layer_1/ffn/linear_0/bias"):
         whisper.ct2_to_encoder_state(variables, TINY)
@@ -112,7 +163,7 @@ class _SampleIndexModel(torch.nn.Module):
         self.p = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, mel):
-        return type("O", (), {"last_hidden_state": mel[:, 0, :1500, None]})()
+        return mel[:, 0, :1500, None]
 
 
 def _index_encoder(plan: WindowPlan) -> WhisperSpeechEncoder:

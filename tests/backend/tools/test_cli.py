@@ -39,6 +39,12 @@ def test_predict_writes_the_track(tmp_path, capsys, trained_subject, audio):
         assert np.allclose(t["intensity"], 0.5)
         assert list(t["emotion_names"]) == list(EMOTIONS)
         assert float(t["fps"]) == pytest.approx(29.97, abs=1e-3)
+        # the track is the shape keys' mix of the coefficients beside it (one performance)
+        from emotalk3d_addon.backend.subject import load_subject
+
+        subject = load_subject(trained_subject)
+        mix = subject.geometry.template[None] + subject.basis.expand(t["coefficients"])
+        np.testing.assert_allclose(t["vertices"], mix, atol=1e-6)
 
 
 def test_predict_with_keys_and_from_speech(tmp_path, capsys, trained_subject, audio):

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 
 from emotalk3d_addon.backend.errors import InputError
+from emotalk3d_addon.backend.tools.evaluate_lipsync import format_row
 from emotalk3d_addon.backend.tools.lipsync import (closures, lip_aperture, loudness_envelope, openness_curve,
-                                             partial_correlation, pearson, pooled, read_phones, score)
+                                             partial_correlation, pearson, phone_classes, pooled, read_phones,
+                                             score)
 
 FPS = 25
 PHONES = [(0.0, 0.3, "_"), (0.3, 0.45, "m"), (0.45, 0.7, "ɑ"), (0.7, 0.8, "p"), (0.8, 1.1, "i"),
@@ -46,6 +48,29 @@ def test_partial_correlation_matches_the_textbook_formula():
     rxy, rxz, ryz = pearson(x, y), pearson(x, z), pearson(y, z)
     expected = (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
     assert partial_correlation(x, y, z) == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_lip_gap_in_mm_overall_and_per_phone_class():
+    t = np.arange(50) / FPS
+    kinds = phone_classes(PHONES, t)
+    names = ["silence", "bilabials", "open_vowels", "bilabials", "other_phones", "bilabials", "open_vowels",
+             "other_phones", "silence"]                     # "i" is a close vowel: other phones
+    for (start, stop, _), name in zip(PHONES, names):
+        inside = (t >= start) & (t < stop)
+        assert (kinds[inside] == ["open_vowels", "bilabials", "other_phones", "silence"].index(name)).all(), name
+    aperture = np.where(kinds == 0, 9.0, np.where(kinds == 1, 0.5, np.where(kinds == 2, 4.0, 0.0)))
+    aperture[int(0.5 * FPS)] = 12.0                          # one wide frame in the first "ɑ"
+    s = score(aperture, PHONES, np.ones(32000, np.float32), 16000, FPS)
+    gap = s.to_dict()["lip_gap_mm"]
+    assert gap["open_vowels"]["p50_mm"] == 9.0 and gap["open_vowels"]["max_mm"] == 12.0
+    assert gap["bilabials"]["max_mm"] == 0.5 and gap["other_phones"]["p50_mm"] == 4.0
+    assert gap["silence"]["max_mm"] == 0.0 and gap["all"]["frames"] == 50 and gap["all"]["max_mm"] == 12.0
+    assert gap["all"]["p90_mm"] == pytest.approx(np.percentile(aperture, 90))
+    # pooled over clips: percentiles of all their frames, not a mean of percentiles
+    both = pooled([s, score(aperture + 10, PHONES, np.ones(32000, np.float32), 16000, FPS)]).to_dict()["lip_gap_mm"]
+    assert both["all"]["frames"] == 100
+    assert both["all"]["p50_mm"] == pytest.approx(np.median(np.r_[aperture, aperture + 10]))
+    assert "lip gap p50/p90/max" in format_row("clip", s.to_dict()) and "open 9.0" in format_row("clip", s.to_dict())
 
 
 def test_closures_count_bilabials_that_close():
