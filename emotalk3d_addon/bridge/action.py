@@ -17,7 +17,9 @@ GROUP = "EmoTalk3D"
 
 
 def data_path(key_name: str) -> str:
-    return f'key_blocks["{key_name}"].value'
+    """The F-curve path of a shape key's value (the name escaped as Blender escapes it: a key
+    named with a double quote or a backslash still resolves)."""
+    return f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value'
 
 
 def fill_curve(fc, values: np.ndarray, frame_start: float) -> None:

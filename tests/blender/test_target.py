@@ -41,7 +41,7 @@ def _curve(act, key_name):
 
     slot = act.slots[0] if compat.has_slotted_actions() and len(act.slots) else None
     for fc in compat.action_fcurves(act, slot):
-        if fc.data_path == f'key_blocks["{key_name}"].value':
+        if fc.data_path == f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value':
             co = np.empty(len(fc.keyframe_points) * 2, np.float32)
             fc.keyframe_points.foreach_get("co", co)
             return co.reshape(-1, 2)
@@ -264,3 +264,21 @@ def test_every_shape_key_the_mapping_leaves_unused_is_reported_with_its_reason(s
     assert arkit_target.refresh_map(s, ob)["cheekPuff"] == "cheekPuff"          # a hand choice is kept
     fc.mute = True                                                  # a muted driver sets nothing
     assert arkit_target.driven_keys(ob) == set()
+
+
+def test_a_key_whose_name_holds_quotes_is_driven(scene, demo_clip):
+    """A shape key named with a double quote and a backslash, mapped by hand: its F-curve path
+    resolves (the name is escaped as Blender escapes it) and playback moves the key."""
+    ob = _character()
+    odd = 'jaw "open" \\ v2'
+    ob.data.shape_keys.key_blocks["ARKit_jawOpen"].name = odd
+    s = scene.emotalk3d
+    s.target = ob
+    next(item for item in s.arkit_map if item.arkit == "jawOpen").key = odd
+    s, result = _generate(scene, demo_clip, "neutral")
+    assert result == {'FINISHED'}
+    jaw = _curve(s.last_action, odd)
+    assert jaw is not None and jaw[:, 1].max() > 0.05
+    frame = int(jaw[:, 1].argmax())
+    scene.frame_set(int(jaw[frame, 0]))
+    assert ob.data.shape_keys.key_blocks[odd].value == pytest.approx(jaw[frame, 1], abs=1e-5)
