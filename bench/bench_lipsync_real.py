@@ -56,10 +56,10 @@ for rec, audio, _ in prepared:
     wave = load_audio(audio)
     n = frame_count(wave.samples.size, wave.sample_rate, fps)
     inner = slice(15, n - 15)
-    alone = runtime.emotion_from_speech(runtime.model_features(wave), fps, n).weights[inner].mean(0)
+    alone = runtime.emotion_from_speech(runtime.model_features(wave), fps, n, wave).weights[inner].mean(0)
     tiled = Waveform(np.tile(wave.samples, 3), wave.sample_rate)
     three = runtime.emotion_from_speech(runtime.model_features(tiled), fps,
-                                        frame_count(tiled.samples.size, tiled.sample_rate, fps)).weights
+                                        frame_count(tiled.samples.size, tiled.sample_rate, fps), tiled).weights
     copies = [three[k * n:(k + 1) * n][inner].mean(0) for k in range(3)]
     name = lambda w: f"{EMOTIONS[int(w.argmax())]} {w.max():.2f}"
     same = all(c.argmax() == alone.argmax() for c in copies)
