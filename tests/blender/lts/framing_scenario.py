@@ -12,22 +12,13 @@ import math
 import os
 import sys
 
-root, work, arrays = sys.argv[1], sys.argv[2], sys.argv[3]
-sys.path.insert(0, root)
-os.environ.setdefault("BLENDER_USER_RESOURCES", os.path.join(work, "user"))
+from boot import start
+
+_, work, (arrays,), found = start()
 
 import bpy  # noqa: E402
 import addon_utils  # noqa: E402
 import numpy as np  # noqa: E402
-
-found = {"version": bpy.app.version_string}
-
-
-def fail(exc):
-    raise exc
-
-
-addon_utils.enable("emotalk3d_addon", default_set=False, handle_error=fail)
 from emotalk3d_addon.bridge import head_visibility, mesh, placement  # noqa: E402
 
 with np.load(arrays) as data:

@@ -11,21 +11,12 @@ import math
 import os
 import sys
 
-root, work = sys.argv[1], sys.argv[2]
-sys.path.insert(0, root)
-os.environ.setdefault("BLENDER_USER_RESOURCES", os.path.join(work, "user"))
+from boot import start
+
+root, work, _, found = start()
 
 import bpy  # noqa: E402
 import addon_utils  # noqa: E402
-
-found = {"version": bpy.app.version_string}
-
-
-def fail(exc):
-    raise exc
-
-
-addon_utils.enable("emotalk3d_addon", default_set=False, handle_error=fail)
 from emotalk3d_addon import engine  # noqa: E402
 from emotalk3d_addon.bridge import compat, compositing, headless  # noqa: E402
 
