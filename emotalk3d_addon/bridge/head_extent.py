@@ -14,49 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from . import subjects
+from ..backend.errors import InputError
+from ..backend.io.ply_format import read_vertex_columns
 
 MIN_OPACITY = 0.1             # Gaussians fainter than this do not count as part of the head
-_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-          "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-          "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 _CACHE: dict[tuple, np.ndarray | None] = {}
 
 
 def _parse_ply(data: bytes, min_opacity: float) -> np.ndarray | None:
-    """(N, 3) float32 centres of the Gaussians at least ``min_opacity`` opaque; None for a PLY
-    this reader does not take (ascii, or elements before the vertices)."""
-    end = data.find(b"end_header\n")
-    if end < 0:
+    """(N, 3) float32 centres of the Gaussians at least ``min_opacity`` opaque (the backend's
+    own PLY parser, ``backend/io/ply_format.py``); None for a file it refuses."""
+    try:
+        _, cols = read_vertex_columns(data, "the subject's canonical PLY")
+    except InputError:
         return None
-    header = data[:end].decode("ascii", "replace").splitlines()
-    if not header or header[0].strip() != "ply" or not any(
-            line.split()[:2] == ["format", "binary_little_endian"] for line in header):
+    if not {"x", "y", "z"} <= cols.keys():
         return None
-    fields, count, in_vertex = [], None, False
-    for line in header:
-        words = line.split()
-        if words[:1] == ["element"]:
-            if count is not None:
-                break                               # the vertex element is read; later ones do not matter
-            if words[1] != "vertex":
-                return None
-            count, in_vertex = int(words[2]), True
-        elif words[:1] == ["property"] and in_vertex:
-            if words[1] == "list" or words[1] not in _TYPES:
-                return None
-            fields.append((words[2], "<" + _TYPES[words[1]]))
-    names = [n for n, _ in fields]
-    if count is None or not {"x", "y", "z"} <= set(names):
-        return None
-    dtype = np.dtype(fields)
-    body = data[end + len(b"end_header\n"):]
-    if len(body) < count * dtype.itemsize:
-        return None
-    rows = np.frombuffer(body, dtype, count=count)
-    xyz = np.stack([rows["x"], rows["y"], rows["z"]], axis=1).astype(np.float32)
+    xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1).astype(np.float32)
     keep = np.isfinite(xyz).all(axis=1)
-    if "opacity" in names and 0.0 < min_opacity < 1.0:      # stored as a logit
-        keep &= rows["opacity"].astype(np.float64) > math.log(min_opacity / (1.0 - min_opacity))
+    if "opacity" in cols and 0.0 < min_opacity < 1.0:      # stored as a logit
+        keep &= np.asarray(cols["opacity"], np.float64) > math.log(min_opacity / (1.0 - min_opacity))
     return xyz[keep]
 
 

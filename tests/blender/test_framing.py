@@ -186,3 +186,18 @@ def test_a_room_around_the_camera_does_not_push_the_head_out(scene):
     found = placement.place_new_head(head, scene)
     assert found.moved_from == () and tuple(head.location) == pytest.approx((0.3, 0.0, 0.0))
     assert abs(head.rotation_euler.z) > 0.05                        # turned to the camera at (0, -3)
+
+
+def test_the_head_extent_reads_the_centres_the_backend_reads():
+    """Blender's side reads the canonical PLY with the backend's own (torch-free) parser: the
+    centres it keeps are exactly read_ply's at least 10 % opaque."""
+    import torch
+
+    from emotalk3d_addon.backend.appearance.ply import read_ply
+    from emotalk3d_addon.bridge import head_extent
+
+    gs = read_ply(DEMO / "canonical.ply")
+    want = gs.means[torch.sigmoid(gs.opacity_logits) > head_extent.MIN_OPACITY].numpy()
+    got = head_extent.gaussian_centres(DEMO)
+    assert got is not None and got.shape == want.shape and len(got) > 1000
+    np.testing.assert_array_equal(got, want)
