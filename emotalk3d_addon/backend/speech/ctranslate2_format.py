@@ -71,7 +71,13 @@ def read_ct2_model(path: str | Path, prefix: str = "") -> CT2Model:
         data = path.read_bytes()
     except OSError as exc:
         raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _parse(_Cursor(memoryview(data), str(path)), prefix)
+    return parse_ct2_model(data, str(path), prefix)
+
+
+def parse_ct2_model(data: bytes | bytearray | memoryview, where: str, prefix: str = "") -> CT2Model:
+    """The model held in ``data`` (a whole model.bin already in memory, e.g. rejoined from
+    parts); ``where`` names it in errors. Same filter and errors as ``read_ct2_model``."""
+    return _parse(_Cursor(memoryview(data), where), prefix)
 
 
 def _parse(cur: _Cursor, prefix: str) -> CT2Model:

@@ -188,6 +188,7 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          bundled_encoder=args.bundled_encoder or "small", hidden=args.hidden, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, corpus=args.corpus,
                          min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine),
+                         exclude_languages=tuple(args.exclude_language),
                          lip_weight=args.lip_weight, closure_weight=args.closure_weight,
                          feature_dropout=args.feature_dropout, ema_decay=args.ema_decay)
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name, device=device)
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-crop-frames", type=int, help="shortest training crop (default: --crop-frames)")
     p.add_argument("--exclude-engine", action="append", default=[], choices=("espeak-ng", "flite", "festival"),
                    help="leave this engine's corpus recordings out of training (an ablation); repeatable")
+    p.add_argument("--exclude-language", action="append", default=[], metavar="CODE",
+                   help="leave this language's corpus recordings out of training (an ablation, e.g. it); "
+                        "repeatable")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT.checkpoints/")

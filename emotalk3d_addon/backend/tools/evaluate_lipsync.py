@@ -2,7 +2,7 @@
 
 Two sources of (audio, phones):
 * a speech corpus's held-out recordings (voices, or whole engines, training never heard),
-  scored per engine, clean and augmented copies apart;
+  scored per language and, for English, per engine, clean and augmented copies apart;
 * any recording with a phone alignment (a Praat TextGrid, e.g. from a forced aligner, or
   a "start end phone" table): real human speech.
 
@@ -73,7 +73,9 @@ def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: flo
 def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "test",
                     max_recordings: int | None = None, log: Callable[[str], None] = print,
                     close_silence: bool = True) -> dict:
-    """Scores on a corpus split, per engine and overall, for the clean and augmented copies."""
+    """Scores on a corpus split, overall, per language and per engine of the English
+    recordings, for the clean and augmented copies."""
+    from ..datasets.speech_corpus.languages import ENGLISH
     from ..datasets.speech_corpus.layout import load_corpus
 
     corpus = load_corpus(corpus_root)
@@ -84,21 +86,27 @@ def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "tes
         raise InputError(f"{corpus_root} has no recordings in the {split!r} split")
     performer = Performer(subject, close_silence=close_silence)
     fps = Fraction(corpus.fps).limit_denominator(1001)
-    by: dict[tuple[str, str], list[LipSyncScore]] = {}
+    by: dict[tuple[str, str, str], list[LipSyncScore]] = {}
     for i, rec in enumerate(recordings, 1):
         for copy, path in enumerate(rec.audio_files):
             kind = "clean" if copy == 0 else "augmented"
-            by.setdefault((rec.engine, kind), []).append(score_recording(performer, path, list(rec.phones), fps))
+            by.setdefault((rec.language, rec.engine, kind), []).append(
+                score_recording(performer, path, list(rec.phones), fps))
         if i % max(1, len(recordings) // 10) == 0 or i == len(recordings):
             log(f"lip sync: {i}/{len(recordings)} recordings")
-    report: dict = {"split": split, "recordings": len(recordings), "engines": {}}
+    report: dict = {"split": split, "recordings": len(recordings), "languages": {}, "engines": {}}
     for kind in ("clean", "augmented"):
-        scores = [s for (e, k), v in by.items() if k == kind for s in v]
+        scores = [s for (_, _, k), v in by.items() if k == kind for s in v]
         if scores:
             report[kind] = pooled(scores).to_dict()
-        for (engine, k), v in sorted(by.items()):
-            if k == kind:
-                report["engines"].setdefault(engine, {})[kind] = pooled(v).to_dict()
+        for language in sorted({lang for lang, _, k in by if k == kind}, key=lambda c: (c != ENGLISH, c)):
+            group = [s for (lang, _, k), v in by.items() if lang == language and k == kind for s in v]
+            report["languages"].setdefault(language, {})[kind] = pooled(group).to_dict()
+        for engine in sorted({e for lang, e, k in by if k == kind and lang == ENGLISH}):
+            group = by[(ENGLISH, engine, kind)]
+            report["engines"].setdefault(engine, {})[kind] = pooled(group).to_dict()
+    if set(report["languages"]) == {ENGLISH}:
+        del report["languages"]               # an English-only corpus: the per-engine rows say it all
     return report
 
 
@@ -118,15 +126,19 @@ def format_row(name: str, s: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-    """A few lines a person reads, overall then per engine (or per recording)."""
+    """A few lines a person reads, overall, then per language, per English engine (or per
+    recording)."""
     lines = []
     row = format_row
     for kind in ("clean", "augmented", "pooled"):
         if kind in report:
             lines.append(row(kind, report[kind]))
+    for language, kinds in report.get("languages", {}).items():
+        for kind, s in kinds.items():
+            lines.append(row(f"  {language} ({kind})", s))
     for engine, kinds in report.get("engines", {}).items():
         for kind, s in kinds.items():
-            lines.append(row(f"  {engine} ({kind})", s))
+            lines.append(row(f"  {'en ' if 'languages' in report else ''}{engine} ({kind})", s))
     for name, s in report.get("recordings", {}).items() if isinstance(report.get("recordings"), dict) else ():
         lines.append(row(f"  {Path(name).name}", s))
     return "\n".join(lines)

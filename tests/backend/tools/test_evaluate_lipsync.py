@@ -35,3 +35,24 @@ def test_the_lip_gap_reported_is_the_one_tracks(tmp_path, capsys):
     assert gap["all"]["max_mm"] == pytest.approx(aperture.max(), abs=1e-4)
     classes = ("open_vowels", "bilabials", "other_phones", "silence")
     assert sum(gap[k]["frames"] for k in classes) == track.num_frames and gap["bilabials"]["frames"] > 0
+
+
+def test_a_corpus_is_scored_per_language(tiny_corpus):
+    """Each language's held-out recordings are pooled on their own; English also per engine."""
+    from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
+    from emotalk3d_addon.backend.subject import load_subject
+    from emotalk3d_addon.backend.tools.evaluate_lipsync import evaluate_corpus, format_report
+
+    corpus = load_corpus(tiny_corpus)
+    test = corpus.split("test")
+    report = evaluate_corpus(load_subject(resolve_subject("demo")), tiny_corpus, log=lambda _: None)
+    assert set(report["languages"]) == {r.language for r in test} == {"en", "es"}
+    spanish = [r for r in test if r.language == "es"]
+    expected_frames = sum(r.frames for r in spanish)
+    assert report["languages"]["es"]["clean"]["lip_gap_mm"]["all"]["frames"] == expected_frames
+    assert set(report["engines"]) == {r.engine for r in test if r.language == "en"}
+    total = sum(report["languages"][lang]["clean"]["lip_gap_mm"]["all"]["frames"] for lang in report["languages"])
+    assert total == report["clean"]["lip_gap_mm"]["all"]["frames"] == sum(r.frames for r in test)
+    lines = format_report(report).splitlines()
+    assert any(line.strip().startswith("es (clean)") for line in lines)
+    assert any(line.strip().startswith("en espeak-ng (clean)") for line in lines)

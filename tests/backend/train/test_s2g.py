@@ -109,6 +109,24 @@ def test_an_engine_can_be_left_out_of_training(tmp_path, tiny_speech_dataset, ti
         train_s2g(tiny_speech_dataset, tmp_path / "s", everything, log=lambda _: None)
 
 
+def test_a_language_can_be_left_out_of_training(tmp_path, tiny_speech_dataset, tiny_corpus):
+    import pytest
+    from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
+    from emotalk3d_addon.backend.errors import DatasetError
+    from emotalk3d_addon.backend.train.s2g import _corpus_train
+
+    corpus = load_corpus(tiny_corpus)
+    languages = {r.language for r in corpus.split("train")}
+    assert languages == {"en", "es"}
+    kept = _corpus_train(corpus, S2GTrainConfig(exclude_languages=("es",)))
+    assert kept and {r.language for r in kept} == {"en"}
+    assert len(kept) == len([r for r in corpus.split("train") if r.language == "en"])
+    everything = S2GTrainConfig(steps=1, batch=1, crop_frames=8, hidden=8, bundled_encoder="tiny",
+                                corpus=str(tiny_corpus), exclude_languages=("en", "es"))
+    with pytest.raises(DatasetError, match="no training recordings left once en, es are excluded"):
+        train_s2g(tiny_speech_dataset, tmp_path / "s", everything, log=lambda _: None)
+
+
 def test_the_emotion_loss_leaves_out_clips_whose_labels_do_not_fit():
     """A clip marked unlabelled (a tempo copy) adds nothing to the emotion term, whatever its
     labels say; with every clip labelled the term is the plain mean over the batch."""

@@ -7,7 +7,10 @@ rig; augmented copies of its audio share that motion. Training recordings can al
 faster tempo copies (``tempo.py``, ``CorpusPreset.tempo_copies``), re-timed and animated
 again. Some voices of every engine are
 held out (split "test"); training can also leave whole engines out, for an ablation
-(``S2GTrainConfig.exclude_engines``).
+(``S2GTrainConfig.exclude_engines``). Beside English, a preset can speak other languages
+(``languages.py``: espeak-ng's voice of each, two voice variants per language held out and
+speaking sentences training never saw); training can leave whole languages out
+(``S2GTrainConfig.exclude_languages``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from ..synthetic.speech import Phoneme, SpeechError
 from .augment import apply_chain, random_chain
 from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
     synthesize_festival
+from .languages import ENGLISH, OTHER_LANGUAGES, language_voices
 from .layout import CORPUS_FORMAT
 from .motion import animate_recording, is_animated_by_current_rig
 from .tempo import TEMPO_RANGE, build_tempo_copy, tempo_copy_name
@@ -53,14 +57,18 @@ class CorpusPreset:
     engine_share: dict = field(default_factory=lambda: {"espeak-ng": 0.4, "flite": 0.35, "festival": 0.25})
     held_out: dict = field(default_factory=lambda: {
         "espeak-ng": ("en-029+f3", "en-gb-x-gbcwmd+m6"), "flite": ("rms",), "festival": ("kal_diphone",)})
+    languages: tuple[str, ...] = ()       # beside English (languages.OTHER_LANGUAGES)
+    language_hours: float = 0.0           # clean training speech per other language
+    language_test_recordings: int = 4     # per other language, by its held-out voices
 
 
 PRESETS = {
-    "demo": CorpusPreset("demo", hours=2.0),
-    "small": CorpusPreset("small", hours=0.25, recording_s=20.0),
+    "demo": CorpusPreset("demo", hours=2.0, languages=OTHER_LANGUAGES, language_hours=0.15),
+    "small": CorpusPreset("small", hours=0.25, recording_s=20.0, languages=OTHER_LANGUAGES, language_hours=0.03),
     # only "tiny" (tests) makes tempo copies: trained with them, the demo's closures on real
     # speech did not improve (BENCHMARKS.md, real human speech)
-    "tiny": CorpusPreset("tiny", hours=0.01, recording_s=8.0, test_share=0.3, tempo_copies=1),
+    "tiny": CorpusPreset("tiny", hours=0.01, recording_s=8.0, test_share=0.3, tempo_copies=1, languages=("es",),
+                         language_hours=0.002, language_test_recordings=1),
 }
 
 
@@ -70,10 +78,12 @@ class RecordingSpec:
     voice: Voice
     split: str
     seed: int
+    language: str = ENGLISH
 
 
 def plan_recordings(preset: CorpusPreset, seed: int) -> list[RecordingSpec]:
-    """Which voice speaks each recording and in which split."""
+    """Which voice speaks each recording, in which split and language: English first (all
+    engines), then each other language of the preset (espeak-ng) in the preset's order."""
     train_count = max(1, int(round(preset.hours * 3600 / preset.recording_s)))
     test_count = max(len(ENGINES), int(round(train_count * preset.test_share / (1 - preset.test_share))))
     rng = np.random.default_rng([seed, 1])
@@ -89,7 +99,29 @@ def plan_recordings(preset: CorpusPreset, seed: int) -> list[RecordingSpec]:
             voices = pool(engine)
             specs.append(RecordingSpec(k, Voice(engine, voices[int(rng.integers(len(voices)))]), split, seed * 100_003 + k))
             k += 1
+    per_language = int(round(preset.language_hours * 3600 / preset.recording_s)) if preset.language_hours > 0 else 0
+    for language in preset.languages:
+        if language not in OTHER_LANGUAGES:
+            raise InputError(f"the corpus has no voices for language {language!r}; known: {', '.join(OTHER_LANGUAGES)}")
+        lrng = np.random.default_rng([seed, 11, OTHER_LANGUAGES.index(language)])
+        for split, count, pool in (("train", max(1, per_language), language_voices(language, held_out=False)),
+                                   ("test", preset.language_test_recordings, language_voices(language, held_out=True))):
+            for i in range(count):
+                voice = pool[i % len(pool)] if split == "test" else pool[int(lrng.integers(len(pool)))]
+                specs.append(RecordingSpec(k, Voice("espeak-ng", voice), split, seed * 100_003 + k, language))
+                k += 1
     return specs
+
+
+def recording_sentences(spec: RecordingSpec, english: list[str]) -> list[str]:
+    """The sentences a recording draws its utterances from: English ones from the corpus's
+    list, another language's from its own training or (held-out voices) test sentences."""
+    if spec.language == ENGLISH:
+        return english
+    from .language_sentences import SENTENCES_BY_LANGUAGE, TEST_SENTENCES_BY_LANGUAGE
+
+    table = SENTENCES_BY_LANGUAGE if spec.split == "train" else TEST_SENTENCES_BY_LANGUAGE
+    return list(table[spec.language])
 
 
 def _draw_emotions(rng: np.random.Generator, count: int) -> list[tuple[str, float]]:
@@ -158,7 +190,8 @@ def build_recording(spec: RecordingSpec, sentences: list[str], preset: CorpusPre
         chain = random_chain(rng)
         sf.write(tmp / f"audio_aug{c + 1}.flac", apply_chain(clean, chain, rng), SAMPLE_RATE, subtype="PCM_16")
         audio.append({"file": f"audio_aug{c + 1}.flac", "chain": chain.describe()})
-    meta = {"engine": spec.voice.engine, "voice": spec.voice.name, "split": spec.split, "fps": preset.fps,
+    meta = {"engine": spec.voice.engine, "voice": spec.voice.name, "language": spec.language,
+            "split": spec.split, "fps": preset.fps,
             "frames": frames, "duration": round(clean.size / SAMPLE_RATE, 4), "audio": audio,
             "utterances": utter_meta,
             "phones": [[round(p.start, 4), round(p.end, 4), p.ipa] for p in phones]}
@@ -238,7 +271,7 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
     info_path = out / "corpus.json"
     specs = plan_recordings(p, seed)
     info = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "name": f"speech-{p.name}", "fps": p.fps,
-            "preset": asdict(p), "seed": seed,
+            "preset": asdict(p), "seed": seed, "languages": [ENGLISH] + list(p.languages),
             "engines": {e: list(VOICES[e]) for e in ENGINES}, "held_out": {e: list(v) for e, v in p.held_out.items()},
             "recordings": len(specs)}
     if info_path.is_file():
@@ -257,11 +290,12 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
              uvs=model.face_uvs, face_mask=model.face_mask, landmark_names=np.array(list(model.landmarks)),
              landmark_indices=np.array(list(model.landmarks.values()), np.int64))
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    sentences = corpus_sentences(max(200, len(specs) * 12), seed)
+    english = [s for s in specs if s.language == ENGLISH]
+    sentences = corpus_sentences(max(200, len(english) * 12), seed)
     todo = [s for s in specs if not (out / "recordings" / recording_name(s) / "meta.json").is_file()]
     log(f"corpus {out}: {len(specs)} recordings planned, {len(specs) - len(todo)} already built")
     started, done_s = time.perf_counter(), 0.0
-    jobs = [(s, sentences, p, out / "recordings") for s in todo]
+    jobs = [(s, recording_sentences(s, sentences), p, out / "recordings") for s in todo]
     workers = workers or min(2, os.cpu_count() or 1)
     try:
         with ProcessPoolExecutor(workers) as pool:

@@ -5,7 +5,8 @@
                            "engines": {engine: [voices]}, "held_out": {engine: [voices]}, ...}
       topology.npz        as in a multi-view dataset (template, triangles, uvs, face_mask, landmarks)
       recordings/<id>/
-        meta.json         {"engine", "voice", "split": "train"|"test", "frames": F, "duration": s,
+        meta.json         {"engine", "voice", "language" (code, languages.py; absent: from the voice),
+                           "split": "train"|"test", "frames": F, "duration": s,
                            "audio": [{"file": name, "chain": text}, ...]  (the first is clean),
                            "utterances": [{"text", "start", "end", "emotion", "intensity"}],
                            "phones": [[start_s, end_s, ipa], ...]  (the synthesiser's own timings)}
@@ -26,6 +27,7 @@ import numpy as np
 
 from ...errors import DatasetError
 from ..layout import Topology, _read_json, _read_topology
+from .languages import voice_language
 
 CORPUS_FORMAT = "emotalk3d-speech-corpus"
 
@@ -41,6 +43,7 @@ class Recording:
     frames: int
     audio_files: tuple[Path, ...]
     phones: tuple[tuple[float, float, str], ...]
+    language: str = "en"
 
     def motion(self) -> np.ndarray:
         """(F, V, 3) float16 displacement, metres, memory-mapped."""
@@ -108,8 +111,14 @@ def load_corpus(root: str | Path) -> Corpus:
         if not isinstance(frames, int) or frames < 1:
             raise DatasetError(f"{folder / 'meta.json'}: 'frames' must be a positive integer")
         phones = tuple((float(s), float(e), str(p)) for s, e, p in meta.get("phones", []))
-        recordings.append(Recording(folder.name, folder, str(meta.get("engine")), str(meta.get("voice")), split,
-                                    float(fps), frames, files, phones))
+        engine, voice = str(meta.get("engine")), str(meta.get("voice"))
+        language = meta.get("language")
+        if language is None:
+            language = voice_language(engine, voice)      # corpora built before languages were recorded
+        elif not isinstance(language, str) or not language:
+            raise DatasetError(f"{folder / 'meta.json'}: 'language' must be a language code such as \"es\"")
+        recordings.append(Recording(folder.name, folder, engine, voice, split, float(fps), frames, files, phones,
+                                    language))
     if not recordings:
         raise DatasetError(f"no finished recordings under {root / 'recordings'}")
     return Corpus(root, str(info.get("name", root.name)), float(fps), topology, tuple(recordings), info)

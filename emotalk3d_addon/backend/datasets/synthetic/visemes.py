@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...speech.phones import letters
 from .speech import Phoneme
 
 PARAMS = ("jaw", "round", "spread", "close", "fv")
@@ -27,25 +28,55 @@ _VOWELS = {
     "u": (0.22, 0.92, 0.0), "ʉ": (0.24, 0.75, 0.0), "ʌ": (0.60, 0.0, 0.05), "ə": (0.38, 0.0, 0.05),
     "ɜ": (0.42, 0.15, 0.05), "ɚ": (0.40, 0.30, 0.0), "ɝ": (0.40, 0.30, 0.0), "ɘ": (0.35, 0.0, 0.1),
     "ɵ": (0.35, 0.4, 0.0), "ɨ": (0.25, 0.0, 0.2), "ᵻ": (0.28, 0.0, 0.3), "ɤ": (0.42, 0.0, 0.1),
-    "ɯ": (0.25, 0.0, 0.3),
+    "ɯ": (0.25, 0.0, 0.3), "ɶ": (0.80, 0.4, 0.0), "ɞ": (0.55, 0.4, 0.0),
 }
-# consonants: (jaw, round, spread, close, fv) and the dominance of closure / f-v / rounding
+# consonants: (jaw, round, spread, close, fv) and the dominance of closure / f-v / rounding.
+# Every place of articulation of the IPA chart is covered, so each language's phones find a
+# target: bilabial stops and nasals seal the lips; bilabial fricatives and approximants
+# (Spanish β, Japanese ɸ) nearly meet; labiodentals touch lip to teeth; the rest leave the
+# lips to the vowels around them, with a jaw set by place (front consonants close, back open).
 _CONSONANTS = {
+    # bilabial
     "p": (0.08, 0.0, 0.0, 1.0, 0.0), "b": (0.08, 0.0, 0.0, 1.0, 0.0), "m": (0.08, 0.0, 0.0, 1.0, 0.0),
-    "f": (0.14, 0.0, 0.0, 0.0, 1.0), "v": (0.14, 0.0, 0.0, 0.0, 1.0),
+    "ʙ": (0.08, 0.0, 0.0, 1.0, 0.0), "ɓ": (0.08, 0.0, 0.0, 1.0, 0.0),
+    "ɸ": (0.10, 0.35, 0.0, 0.55, 0.0), "β": (0.12, 0.0, 0.0, 0.55, 0.0),
+    # labiodental
+    "f": (0.14, 0.0, 0.0, 0.0, 1.0), "v": (0.14, 0.0, 0.0, 0.0, 1.0), "ɱ": (0.12, 0.0, 0.0, 0.0, 1.0),
+    "ʋ": (0.16, 0.0, 0.0, 0.0, 0.7),
+    # dental and alveolar
     "θ": (0.24, 0.0, 0.05, 0.0, 0.0), "ð": (0.22, 0.0, 0.05, 0.0, 0.0),
     "s": (0.12, 0.0, 0.35, 0.0, 0.0), "z": (0.12, 0.0, 0.35, 0.0, 0.0),
-    "ʃ": (0.16, 0.55, 0.0, 0.0, 0.0), "ʒ": (0.16, 0.55, 0.0, 0.0, 0.0),
     "t": (0.20, 0.0, 0.1, 0.0, 0.0), "d": (0.20, 0.0, 0.1, 0.0, 0.0), "n": (0.20, 0.0, 0.1, 0.0, 0.0),
     "l": (0.26, 0.0, 0.05, 0.0, 0.0), "ɾ": (0.22, 0.0, 0.05, 0.0, 0.0), "ɫ": (0.28, 0.1, 0.0, 0.0, 0.0),
+    "ɬ": (0.24, 0.0, 0.1, 0.0, 0.0), "ɮ": (0.24, 0.0, 0.1, 0.0, 0.0), "ɺ": (0.22, 0.0, 0.05, 0.0, 0.0),
+    "ɹ": (0.20, 0.45, 0.0, 0.0, 0.0), "r": (0.22, 0.35, 0.0, 0.0, 0.0),
+    # postalveolar, alveolo-palatal and retroflex
+    "ʃ": (0.16, 0.55, 0.0, 0.0, 0.0), "ʒ": (0.16, 0.55, 0.0, 0.0, 0.0),
+    "ɕ": (0.16, 0.15, 0.3, 0.0, 0.0), "ʑ": (0.16, 0.15, 0.3, 0.0, 0.0),
+    "ʂ": (0.18, 0.35, 0.0, 0.0, 0.0), "ʐ": (0.18, 0.35, 0.0, 0.0, 0.0), "ʈ": (0.20, 0.0, 0.05, 0.0, 0.0),
+    "ɖ": (0.20, 0.0, 0.05, 0.0, 0.0), "ɳ": (0.20, 0.0, 0.05, 0.0, 0.0), "ɭ": (0.24, 0.0, 0.0, 0.0, 0.0),
+    "ɽ": (0.22, 0.0, 0.0, 0.0, 0.0), "ɻ": (0.20, 0.45, 0.0, 0.0, 0.0),
+    # palatal
+    "j": (0.16, 0.0, 0.45, 0.0, 0.0), "c": (0.18, 0.0, 0.35, 0.0, 0.0), "ɟ": (0.18, 0.0, 0.35, 0.0, 0.0),
+    "ɲ": (0.18, 0.0, 0.35, 0.0, 0.0), "ç": (0.16, 0.0, 0.4, 0.0, 0.0), "ʝ": (0.16, 0.0, 0.4, 0.0, 0.0),
+    "ʎ": (0.22, 0.0, 0.3, 0.0, 0.0), "ɥ": (0.14, 0.9, 0.0, 0.0, 0.0),
+    # velar, uvular, pharyngeal, glottal
     "k": (0.26, 0.0, 0.0, 0.0, 0.0), "g": (0.26, 0.0, 0.0, 0.0, 0.0), "ɡ": (0.26, 0.0, 0.0, 0.0, 0.0),
-    "ŋ": (0.24, 0.0, 0.0, 0.0, 0.0), "x": (0.26, 0.0, 0.0, 0.0, 0.0), "h": (0.36, 0.0, 0.0, 0.0, 0.0),
-    "ʔ": (0.20, 0.0, 0.0, 0.0, 0.0), "j": (0.16, 0.0, 0.45, 0.0, 0.0), "w": (0.14, 1.0, 0.0, 0.0, 0.0),
-    "ɹ": (0.20, 0.45, 0.0, 0.0, 0.0), "r": (0.22, 0.35, 0.0, 0.0, 0.0), "ɻ": (0.20, 0.45, 0.0, 0.0, 0.0),
-    "ʍ": (0.14, 1.0, 0.0, 0.0, 0.0),
+    "ŋ": (0.24, 0.0, 0.0, 0.0, 0.0), "x": (0.26, 0.0, 0.0, 0.0, 0.0), "ɣ": (0.26, 0.0, 0.0, 0.0, 0.0),
+    "ɰ": (0.24, 0.0, 0.1, 0.0, 0.0), "ʟ": (0.26, 0.0, 0.0, 0.0, 0.0),
+    "q": (0.30, 0.0, 0.0, 0.0, 0.0), "ɢ": (0.30, 0.0, 0.0, 0.0, 0.0), "ɴ": (0.28, 0.0, 0.0, 0.0, 0.0),
+    "χ": (0.30, 0.0, 0.0, 0.0, 0.0), "ʁ": (0.28, 0.1, 0.0, 0.0, 0.0), "ʀ": (0.28, 0.1, 0.0, 0.0, 0.0),
+    "ħ": (0.40, 0.0, 0.0, 0.0, 0.0), "ʕ": (0.40, 0.0, 0.0, 0.0, 0.0),
+    "h": (0.36, 0.0, 0.0, 0.0, 0.0), "ɦ": (0.36, 0.0, 0.0, 0.0, 0.0), "ʔ": (0.20, 0.0, 0.0, 0.0, 0.0),
+    # labial-velar
+    "w": (0.14, 1.0, 0.0, 0.0, 0.0), "ʍ": (0.14, 1.0, 0.0, 0.0, 0.0),
 }
+# one-letter affricate ligatures and their two-letter spellings -> the fricative the lips show
+_AFFRICATES = {"ʧ": "ʃ", "ʤ": "ʒ", "ʦ": "s", "ʣ": "z", "ʨ": "ɕ", "ʥ": "ʑ",
+               "tʃ": "ʃ", "dʒ": "ʒ", "ts": "s", "dz": "z", "tɕ": "ɕ", "dʑ": "ʑ", "ʈʂ": "ʂ", "ɖʐ": "ʐ",
+               "tɬ": "ɬ", "pf": "f", "bv": "v"}
 REST = (0.0, 0.0, 0.0, 0.0, 0.0)
-_MARKS = "ːˑˈˌ̩̯̃ʰʲ-_'\"0123456789"
+FALLBACK = (0.22, 0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -56,28 +87,33 @@ class Target:
     dominance: tuple[float, float, float, float, float]
 
 
-def _letters(ipa: str) -> str:
-    return "".join(ch for ch in ipa if ch not in _MARKS and not ch.isspace())
+def _consonant(s: str) -> tuple[float, float, float, float, float] | None:
+    """The target of a consonant's base letters ("tʃ", "ʦ", "p"); None if unknown."""
+    head = _AFFRICATES.get(s[:2]) or _AFFRICATES.get(s[:1]) or s[0]
+    return _CONSONANTS.get(head)
+
+
+def is_known_phone(ipa: str) -> bool:
+    """Whether a phone label (IPA, any language) has its own viseme target: a pause, a
+    vowel of the table or a consonant of the table (else it gets a neutral fallback)."""
+    s = letters(ipa)
+    return not s or any(ch in _VOWELS for ch in s) or _consonant(s) is not None
 
 
 def phoneme_targets(ph: Phoneme) -> list[Target]:
     """One phoneme -> one or two (diphthong) viseme targets."""
-    s = _letters(ph.ipa)
+    s = letters(ph.ipa)
     if not s:
         # pause: the mouth rests, strongly only for long pauses
         dom = 1.5 if ph.end - ph.start > 0.12 else 0.4
         return [Target(ph.start, ph.end, REST, (dom,) * 5)]
-    if s[:2] in ("tʃ", "dʒ"):
-        s = "ʃ"
     vowels = [ch for ch in s if ch in _VOWELS]
     if vowels:
         if len(vowels) >= 2:
             mid = ph.start + 0.55 * (ph.end - ph.start)
             return [_vowel(ph.start, mid, vowels[0]), _vowel(mid, ph.end, vowels[1])]
         return [_vowel(ph.start, ph.end, vowels[0])]
-    c = _CONSONANTS.get(s[0])
-    if c is None:
-        c = (0.22, 0.0, 0.0, 0.0, 0.0)
+    c = _consonant(s) or FALLBACK
     jaw_dom = 2.5 if c[3] > 0 or c[4] > 0 else 0.7
     dom = (jaw_dom, 2.5 if c[1] > 0.5 else 0.6, 0.6, 4.0 if c[3] > 0 else 1.5,
            4.0 if c[4] > 0 else 1.5)
