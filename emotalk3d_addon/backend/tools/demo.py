@@ -106,12 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="out")
     p = sub.add_parser("build", help="rebuild the demo subject from scratch (fixed seed)")
     p.add_argument("--work", default="build/demo", help="folder for the dataset and checkpoints")
+    p = sub.add_parser("build-speech", help="retrain only the demo subject's speech sections (appearance kept)")
+    p.add_argument("--work", default="build/demo", help="folder for the dataset, corpus and checkpoints")
     sub.add_parser("arkit", help="give the embedded demo subject the ARKit shapes of its rig (no retraining)")
     args = parser.parse_args(argv)
     if args.command == "arkit":
         from .demo_build import add_arkit
 
         add_arkit(DEMO_DIR)
+        return 0
+    if args.command == "build-speech":
+        from .demo_build import build_speech
+
+        build_speech(Path(args.work), DEMO_DIR)
         return 0
     if args.command == "build":
         from .demo_build import build

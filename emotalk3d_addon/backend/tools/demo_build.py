@@ -22,7 +22,8 @@ from ..train.s2g import S2GTrainConfig
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
     S2GTrainConfig(steps=3000, batch=8, crop_frames=100, min_crop_frames=32, encoder="whisper:tiny.en",
-                   checkpoint_every=250, seed=SEED, ema_decay=0.998, closure_weight=0.05),
+                   checkpoint_every=250, seed=SEED, ema_decay=0.998, closure_weight=0.05, lip_weight=0.2,
+                   lip_on_mix=True),
     AppearanceTrainConfig(canonical_steps=600, g2a_steps=8000, num_otf=85_500, sh_degree=1, seed=SEED),
 )
 
@@ -51,6 +52,55 @@ def add_arkit(bundle: Path, log=print) -> Path:
     replace(subject, arkit=ArkitBasis(shapes, present)).save(bundle)     # keeps the demo clip beside it
     log(f"ARKit shapes: {int(present.sum())} of 52 from the rig ({52 - int(present.sum())} absent) -> {bundle}")
     return bundle
+
+
+def replace_speech_sections(speech: Path, target: Path, log=print) -> Path:
+    """Put the speech sections of the bundle ``speech`` (S2GNet, emotion extractor, motion
+    basis, encoder pin and their training record) into the bundle at ``target``, whose
+    appearance and ARKit sections (and files beside them, such as the demo clip) stay. The
+    two must share the face: template, triangles and landmarks."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ..subject import load_subject
+
+    new, old = load_subject(speech), load_subject(target)
+    a, b = new.geometry, old.geometry
+    if a.template.shape != b.template.shape or np.abs(a.template - b.template).max() > 1e-7 or \
+            not np.array_equal(a.triangles, b.triangles) or dict(a.landmarks) != dict(b.landmarks):
+        raise ValueError(f"{speech} was trained on another face than {target}")
+    training = dict(old.manifest.get("training") or {}) | {"s2g": new.manifest["training"]["s2g"]}
+    manifest = old.manifest | {"description": new.manifest["description"], "basis": new.manifest["basis"],
+                               "training": training}
+    merged = replace(old, manifest=manifest, basis=new.basis, s2g_config=new.s2g_config, s2g_state=new.s2g_state,
+                     emotion_config=new.emotion_config, emotion_state=new.emotion_state, encoder=new.encoder)
+    merged.save(target)
+    log(f"speech sections of {speech} -> {target} (appearance and ARKit kept)")
+    return target
+
+
+def build_speech(work: Path, target: Path, log=print) -> Path:
+    """Retrain only the speech sections of the demo subject at ``target`` (its appearance
+    stays): the dataset's geometry and audio (no images), the speech corpus, then S2GNet and
+    the emotion extractor, each stage resuming where an interrupted run stopped."""
+    from dataclasses import replace
+
+    from ..datasets.speech_corpus.build import make_corpus
+    from ..datasets.synthetic import make_dataset
+    from ..train.s2g import train_s2g
+
+    started = time.perf_counter()
+    data = work / "data"
+    if not (data / "dataset.json").is_file():
+        make_dataset(data, preset="demo", seed=SEED, log=log, render=False)
+    corpus = make_corpus(work / "corpus", preset="demo", seed=SEED, log=log)
+    cfg = replace(DEMO_CONFIG.s2g, corpus=str(corpus))
+    speech = work / "speech"
+    train_s2g(data, speech, cfg, resume=True, log=log, name="demo")
+    replace_speech_sections(speech, target, log)
+    log(f"demo speech sections rebuilt in {time.perf_counter() - started:.0f} s -> {target}")
+    return target
 
 
 def build(work: Path, target: Path, log=print) -> Path:

@@ -16,6 +16,11 @@ Loss (millimetres, so magnitudes are O(1)):
     total    = vertex + velocity_weight * velocity + emotion_weight * emotion
                + lip_weight * lip + closure_weight * closure
 
+The motion basis (the subject's shape keys) is fitted before training. With ``lip_on_mix``
+the lip and closure terms measure the lips of the basis mix of S2GNet's vertices (their
+least-squares projection onto the shape keys), which is the performance an artist sees,
+instead of S2GNet's raw vertices; held-out voices are always scored on that mix.
+
 Each step's crops have a random length in [min_crop_frames, crop_frames], so the emotion
 extractor never learns a fixed window. Batches are drawn from a generator seeded by
 (seed, step), so a resumed run draws the same batches as an uninterrupted one.
@@ -45,7 +50,7 @@ from ..io.audio import Waveform, load_audio
 from ..datasets.layout import SpeechDataset, load_dataset
 from ..errors import DatasetError
 from ..emotions import condition, one_hot
-from ..geometry.basis import fit_motion_basis
+from ..geometry.basis import BasisError, MotionBasis, fit_motion_basis
 from ..geometry.s2gnet import S2GConfig, S2GNet
 from ..speech.emotion import EmotionConfig, EmotionExtractor
 from ..speech.cache import FeatureCache
@@ -70,6 +75,7 @@ class S2GTrainConfig:
     emotion_weight: float = 0.1
     lip_weight: float = 0.0             # weight of the lip-gap error (upper to lower lip landmark, mm²)
     closure_weight: float = 0.0         # weight of the lips left open on p/b/m frames (one-sided, mm²)
+    lip_on_mix: bool = False            # the lip and closure terms measure the shape keys' mix (see above)
     feature_dropout: float = 0.0        # dropout on the speech features in training
     ema_decay: float = 0.0              # > 0: the bundle keeps this moving average of the weights
     hidden: int = 256
@@ -225,8 +231,9 @@ def _validation_set(corpus, cfg: S2GTrainConfig, frozen: SpeechEncoder | None) -
 
 @torch.no_grad()
 def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], template: np.ndarray,
-             lips: tuple[int, int]) -> dict[str, float]:
-    """Held-out scores: lip sync (``lipsync.py``), vertex error (mm²), emotion accuracy."""
+             lips: tuple[int, int], basis: MotionBasis | None = None) -> dict[str, float]:
+    """Held-out scores: lip sync (``lipsync.py``), vertex error (mm²), emotion accuracy; with
+    ``basis``, of the basis mix of S2GNet's vertices (the performance the shape keys show)."""
     from ..tools.lipsync import lip_aperture, pooled, score
 
     device = next(s2g.parameters()).device
@@ -238,6 +245,8 @@ def validate(s2g: S2GNet, extractor: EmotionExtractor, held: list[_Held], templa
         c = h.clip
         feats = c.features[0].float().to(device)
         pred = s2g.predict(feats, c.condition.to(device)).numpy()      # predict returns CPU tensors
+        if basis is not None:
+            pred = basis.expand(basis.project(pred))
         target = c.target(0, c.num_frames).numpy()
         errors.append(float((((pred - target) * MM) ** 2).sum(-1).mean()))
         aperture = lip_aperture(pred + template[None], template, *lips)
@@ -267,13 +276,15 @@ def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> t
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
            cfg: S2GTrainConfig, labelled: torch.Tensor | None = None,
-           lips: tuple[int, int, torch.Tensor] | None = None,
+           lips: tuple[int, int, torch.Tensor, torch.Tensor | None] | None = None,
            closure: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Loss terms for a batch: features (B,L,D), cond (B,L,9), target (B,L,V,3) metres,
     label (B,L,8) emotion weights, intensity (B,L); ``labelled`` (B,) bool: the clips whose
     emotion labels the extractor learns from (all when None); ``lips`` (upper, lower landmark
-    vertex, template upper - lower (3,) mm): adds the lip gap's error, weighted by
-    ``cfg.lip_weight`` (the vertex term alone averages the lips away among all vertices);
+    vertex, template upper - lower (3,) mm, and None or the (V*3, 6) map from displacements to
+    the two lip vertices of their basis mix, ``mix_lip_map``): adds the lip gap's error (of the
+    mix when the map is given), weighted by ``cfg.lip_weight`` (the vertex term alone averages
+    the lips away among all vertices);
     ``closure`` (B,L) bool, the p/b/m frames, with ``lips``: adds how far the predicted lips
     stay more open than the target's there (one-sided, mm²), weighted by ``cfg.closure_weight``."""
     pred = s2g(features, cond) * MM
@@ -287,9 +298,14 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
     total = vertex + cfg.velocity_weight * velocity + cfg.emotion_weight * emotion
     terms = {"vertex": vertex, "velocity": velocity, "emotion": emotion}
     if lips is not None:
-        upper, lower, rest = lips
+        upper, lower, rest, mix = lips
         gap = lambda d: (rest + d[:, :, upper] - d[:, :, lower]).norm(dim=-1)      # (B, L) mm
-        predicted, wanted = gap(pred), gap(goal)
+        if mix is None:
+            predicted = gap(pred)
+        else:
+            shown = pred.flatten(2) @ mix                                           # (B, L, 6) mm
+            predicted = (rest + shown[..., :3] - shown[..., 3:]).norm(dim=-1)
+        wanted = gap(goal)
         terms["lip"] = (predicted - wanted).square().mean()
         total = total + cfg.lip_weight * terms["lip"]
         if closure is not None:
@@ -361,10 +377,12 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
     lips = (marks.get("upper_lip"), marks.get("lower_lip"))
     if None in lips:
         held = []
+    basis, basis_err = _motion_basis(dataset, corpus, cfg)
     lip_term = None
     if (cfg.lip_weight > 0 or cfg.closure_weight > 0) and None not in lips:
         rest = dataset.topology.template[lips[0]] - dataset.topology.template[lips[1]]
-        lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM).to(device))
+        mix = mix_lip_map(basis, *lips).to(device) if cfg.lip_on_mix else None
+        lip_term = (lips[0], lips[1], torch.from_numpy(np.asarray(rest, np.float32) * MM).to(device), mix)
     longest = min(cfg.crop_frames, min(c.num_frames for c in clips))
     shortest = min(longest, cfg.min_crop_frames or longest)
     weights = np.array([c.num_frames for c in clips], np.float64)
@@ -412,7 +430,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
                 f"velocity {h['velocity']:.4f}  emotion {h['emotion']:.3f}  "
                 f"({time.perf_counter() - started:.0f} s)")
         if held and (step % cfg.validate_every == 0 or step == cfg.steps):
-            v = validate(*_kept(modules, averaged), held, dataset.topology.template, lips)
+            v = validate(*_kept(modules, averaged), held, dataset.topology.template, lips, basis)
             history[-1].update(v)
             log(f"held-out voices at step {step}: aperture~phones r={v['val_correlation']:.3f} "
                 f"(loudness {v['val_loudness_correlation']:.3f}), partial {v['val_partial']:.3f}, closures "
@@ -421,7 +439,7 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         if ddp.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(ckpt_path, saved, optimizer, step, history)
     if ddp.is_main:
-        _write_subject(dataset, corpus, out, cfg, *_kept(modules, averaged), encoder, name, log)
+        _write_subject(dataset, corpus, out, cfg, *_kept(modules, averaged), encoder, name, basis, basis_err, log)
     ddp.barrier()
     return history
 
@@ -432,9 +450,10 @@ def _kept(modules: dict, averaged: dict) -> tuple[S2GNet, EmotionExtractor]:
     return pick("s2g"), pick("emotion")
 
 
-def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfig, s2g: S2GNet,
-                   extractor: EmotionExtractor, encoder: torch.nn.Module | None,
-                   name: str | None, log: Callable[[str], None]) -> None:
+def _motion_basis(dataset: SpeechDataset, corpus, cfg: S2GTrainConfig) -> tuple[MotionBasis, BasisError]:
+    """The subject's motion basis (its shape keys), fitted to the training motion: the
+    dataset's training sequences and ``cfg.corpus_basis_frames`` evenly spread corpus
+    frames; and its reconstruction error on that motion."""
     topo = dataset.topology
     parts = [np.asarray(s.meshes(), np.float32) - topo.template[None] for s in dataset.split("train")]
     if corpus is not None and cfg.corpus_basis_frames > 0:
@@ -443,7 +462,22 @@ def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfi
         parts += [np.asarray(r.motion()[::every], np.float32) for r in recs]
     motion = np.concatenate(parts)
     basis = fit_motion_basis(motion, max_components=cfg.basis_components)
-    error = basis.reconstruction_error(motion)
+    return basis, basis.reconstruction_error(motion)
+
+
+def mix_lip_map(basis: MotionBasis, upper: int, lower: int) -> torch.Tensor:
+    """(V*3, 6) float32: flattened displacements -> the upper and lower lip vertices (x, y, z
+    each, same units) of their least-squares basis mix, ``expand(project(d))`` at those two."""
+    b = basis.components.reshape(basis.num_components, -1).astype(np.float64)     # (K, V*3)
+    cols = [3 * upper + i for i in range(3)] + [3 * lower + i for i in range(3)]
+    coefficients = np.linalg.solve(b @ b.T, b)                                    # (K, V*3): d -> c
+    return torch.from_numpy((coefficients.T @ b[:, cols]).astype(np.float32))
+
+
+def _write_subject(dataset: SpeechDataset, corpus, out: Path, cfg: S2GTrainConfig, s2g: S2GNet,
+                   extractor: EmotionExtractor, encoder: torch.nn.Module | None,
+                   name: str | None, basis: MotionBasis, error: BasisError, log: Callable[[str], None]) -> None:
+    topo = dataset.topology
     log(f"motion basis: {basis.num_components} shape keys, reconstruction error "
         f"rms {error.rms_mm:.3f} mm, max {error.max_mm:.3f} mm")
     geometry = Geometry(topo.template, topo.triangles, topo.uvs, topo.face_mask, dict(topo.landmarks))

@@ -66,7 +66,8 @@ def test_corpus_and_whisper_train_a_subject_that_names_its_encoder(tmp_path, tin
     from emotalk3d_addon.backend.speech.whisper import known_weights
 
     cfg = S2GTrainConfig(steps=40, batch=4, crop_frames=40, min_crop_frames=10, hidden=16, lr=3e-3,
-                         encoder="whisper:tiny.en", corpus=str(tiny_corpus), checkpoint_every=1000)
+                         encoder="whisper:tiny.en", corpus=str(tiny_corpus), checkpoint_every=1000,
+                         lip_weight=0.1, closure_weight=0.05, lip_on_mix=True)
     history = train_s2g(tiny_speech_dataset, tmp_path / "s", cfg, log=lambda _: None)
     first = np.mean([h["vertex"] for h in history[:5]])
     last = np.mean([h["vertex"] for h in history[-5:]])
@@ -173,14 +174,55 @@ def test_the_lip_gap_term_measures_the_opening_error_in_mm():
     feats, cond = torch.zeros(b, length, 2), torch.zeros(b, length, 9)
     label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
     cfg = S2GTrainConfig(lip_weight=0.5)
-    same = losses(_Fixed(goal), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    same = losses(_Fixed(goal), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest, None))
     assert float(same["lip"]) == 0.0
-    off = losses(_Fixed(open_more), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest))
+    off = losses(_Fixed(open_more), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest, None))
     assert abs(float(off["lip"]) - (9.0 - 6.0) ** 2) < 1e-4          # gaps 9 mm vs 6 mm
     without = losses(_Fixed(open_more), _NoEmotion(), feats, cond, goal, label, level, cfg)
     assert "lip" not in without
     torch.testing.assert_close(off["total"], without["total"] + 0.5 * off["lip"])
     assert MM == 1000.0
+
+
+def test_the_mix_lip_map_gives_the_lips_of_the_basis_mix():
+    """``mix_lip_map`` takes displacements to the two lip vertices of expand(project(d)),
+    checked against the basis itself on random motion, in and out of the basis's span."""
+    from emotalk3d_addon.backend.geometry.basis import fit_motion_basis
+    from emotalk3d_addon.backend.train.s2g import mix_lip_map
+
+    rng = np.random.default_rng(0)
+    motion = rng.standard_normal((40, 6)) @ rng.standard_normal((6, 30 * 3)) * 1e-3
+    basis = fit_motion_basis(motion.reshape(40, 30, 3).astype(np.float32), max_components=6)
+    d = (rng.standard_normal((5, 30, 3)) * 1e-3).astype(np.float32)          # mostly out of the span
+    mixed = basis.expand(basis.project(d))
+    mapped = d.reshape(5, -1) @ mix_lip_map(basis, 7, 21).numpy()
+    np.testing.assert_allclose(mapped, np.concatenate([mixed[:, 7], mixed[:, 21]], 1), atol=1e-7)
+    assert np.abs(mapped - np.concatenate([d[:, 7], d[:, 21]], 1)).max() > 1e-4     # the mix is not d
+
+
+def test_the_lip_term_on_the_mix_ignores_what_the_shape_keys_cannot_show():
+    """With the mix map the lip term measures the lips the shape keys show: a lip opening
+    outside the basis costs nothing there, while the raw term counts it."""
+    import torch
+
+    from emotalk3d_addon.backend.geometry.basis import fit_motion_basis
+    from emotalk3d_addon.backend.train.s2g import losses, mix_lip_map
+
+    v = 3
+    jaw = np.zeros((v, 3), np.float32)
+    jaw[2, 2], jaw[1, 2] = -0.004, -0.004                  # the basis: jaw and lower lip drop together
+    basis = fit_motion_basis(np.stack([jaw, 2 * jaw]), max_components=1)
+    rest = torch.tensor([0.0, 0.0, 2.0])
+    goal = torch.from_numpy(np.broadcast_to(jaw, (1, 4, v, 3)).copy())       # true gap 6 mm
+    pred = goal.clone()
+    pred[:, :, 0, 2] += 0.003                              # the upper lip rises 3 mm: no shape key does that
+    feats, cond = torch.zeros(1, 4, 2), torch.zeros(1, 4, 9)
+    label, level = torch.full((1, 4, 8), 1 / 8), torch.zeros(1, 4)
+    cfg = S2GTrainConfig(lip_weight=1.0, lip_on_mix=True)
+    raw = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest, None))
+    mixed = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg,
+                   lips=(0, 1, rest, mix_lip_map(basis, 0, 1)))
+    assert abs(float(raw["lip"]) - 9.0) < 1e-3 and float(mixed["lip"]) < 1e-6
 
 
 def test_bilabial_frames_are_the_frames_inside_p_b_m_phones():
@@ -215,9 +257,9 @@ def test_the_closure_term_penalises_only_lips_left_open_on_bilabial_frames():
     label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
     cfg = S2GTrainConfig(closure_weight=2.0)
     shut = torch.tensor([[True, True, False, False]])
-    out = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest), closure=shut)
+    out = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest, None), closure=shut)
     assert abs(float(out["closure"]) - (3.0 ** 2 + 0.0) / 2) < 1e-4
-    none = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest),
+    none = losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level, cfg, lips=(0, 1, rest, None),
                   closure=torch.zeros_like(shut))
     assert float(none["closure"]) == 0.0
     torch.testing.assert_close(out["total"], none["total"] + 2.0 * out["closure"])
