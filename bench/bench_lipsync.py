@@ -2,7 +2,7 @@
 the audio's loudness does?
 
 Scores the subject on a speech corpus's test split (voices training never heard, every
-engine), clean and augmented copies apart, beside the same scores of the corpus's own
+engine and language; each language on its own), clean and augmented copies apart, beside the same scores of the corpus's own
 rig motion (the ground truth the subject learned from: an upper bound). The subject's mouth
 is the performance's one track (the shape keys' mix, closed in silence), as ``predict`` writes
 it; beside the scale-free scores, its lip gap in mm (p50/p90/max, and the median per phone
@@ -45,9 +45,12 @@ print(format_report(report))
 corpus = load_corpus(args.corpus)
 recs = corpus.split(args.split)[:args.max_recordings]
 lm, template = corpus.topology.landmarks, corpus.topology.template
-truth = []
+truth: dict[str, list] = {}
 for rec in recs:
     aperture = lip_aperture(np.asarray(rec.motion(), np.float32) + template, template, lm["upper_lip"], lm["lower_lip"])
     samples, rate = sf.read(rec.audio_files[0], dtype="float32")
-    truth.append(score(aperture, list(rec.phones), samples, rate, corpus.fps))
-print(format_row("rig ground truth (clean)", pooled(truth).to_dict()))
+    truth.setdefault(rec.language, []).append(score(aperture, list(rec.phones), samples, rate, corpus.fps))
+print(format_row("rig ground truth (clean)", pooled([s for v in truth.values() for s in v]).to_dict()))
+if len(truth) > 1:
+    for language, scores in truth.items():
+        print(format_row(f"  {language} rig ground truth", pooled(scores).to_dict()))

@@ -1,8 +1,9 @@
 """Rebuild the embedded demo subject from scratch with a fixed seed (``make demo-subject``).
 
-synthetic multi-view dataset (demo preset) + speech corpus (demo preset: 2 h, three
-engines) -> full training with the Whisper tiny.en encoder (frozen, from its pinned
-package, so the bundle carries no encoder weights) -> the bundle in
+synthetic multi-view dataset (demo preset) + speech corpus (demo preset: 2 h of English
+from three engines, 9 min in each of ten other languages) -> full training with the Whisper
+tiny.en encoder (frozen, from its pinned package, so the bundle carries no encoder weights;
+S2GNet's lip-gap and closure terms measured on the shape keys' mix) -> the bundle in
 ``emotalk3d_addon/subjects/demo`` + ``demo_clip.wav``, a held-out test sentence spoken
 by a voice the training never heard. Every stage resumes where an interrupted run
 stopped. The appearance is trained on 512² images from the paper's 85,500 head-completion
