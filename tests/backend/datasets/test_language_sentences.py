@@ -74,3 +74,15 @@ def test_espeak_reads_a_sample_in_its_own_language(lang):
     assert not re.search(r"\([a-z-]+\)", ipa), ipa   # no "(en)"-style language switch
     if lang != "zh":                                  # the pinyin voice writes tones as digits
         assert not re.search(r"\d", ipa), ipa
+
+
+def test_a_sentence_file_needs_its_held_out_mark(tmp_path):
+    from emotalk3d_addon.backend.datasets.speech_corpus.language_sentences import read_sentences
+
+    good = tmp_path / "xx.txt"
+    good.write_text("# comment\nUna frase.\n\nOtra frase.\n[held out]\nLa prueba.\n", encoding="utf-8")
+    assert read_sentences(good) == (("Una frase.", "Otra frase."), ("La prueba.",))
+    bad = tmp_path / "yy.txt"
+    bad.write_text("Una frase.\nLa prueba.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="held out"):
+        read_sentences(bad)

@@ -34,6 +34,7 @@ from ..synthetic.speech import Phoneme, SpeechError
 from .augment import apply_chain, random_chain
 from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
     synthesize_festival
+from .language_sentences import SENTENCES_BY_LANGUAGE, TEST_SENTENCES_BY_LANGUAGE
 from .languages import ENGLISH, OTHER_LANGUAGES, language_voices
 from .layout import CORPUS_FORMAT
 from .motion import animate_recording, is_animated_by_current_rig
@@ -118,8 +119,6 @@ def recording_sentences(spec: RecordingSpec, english: list[str]) -> list[str]:
     list, another language's from its own training or (held-out voices) test sentences."""
     if spec.language == ENGLISH:
         return english
-    from .language_sentences import SENTENCES_BY_LANGUAGE, TEST_SENTENCES_BY_LANGUAGE
-
     table = SENTENCES_BY_LANGUAGE if spec.split == "train" else TEST_SENTENCES_BY_LANGUAGE
     return list(table[spec.language])
 
