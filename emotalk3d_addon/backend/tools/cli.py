@@ -285,19 +285,29 @@ def _cmd_make_corpus(args: argparse.Namespace) -> int:
 def _cmd_evaluate_lipsync(args: argparse.Namespace) -> int:
     from .evaluate_lipsync import evaluate_corpus, evaluate_recordings, format_report
     from .evaluate import write_report
+    from ..protocol.messages import EmotionSpec
     from ..subject import load_subject, resolve_subject
 
     if len(args.audio) != len(args.phones):
         raise InputError("give one --phones file for each --audio file")
     if not args.corpus and not args.audio:
         raise InputError("give --corpus, or --audio with --phones")
+    if args.own_speech and not args.audio:
+        raise InputError("--own-speech compares recordings (--audio with --phones) with the subject's own speech")
     subject = load_subject(resolve_subject(args.subject))
+    own = None
+    if args.own_speech:                 # read before the long scoring, so a bad folder fails at once
+        from ..datasets.layout import load_dataset
+        from .own_speech import own_speech_gaps
+        own = own_speech_gaps(load_dataset(args.own_speech))
     report = {}
     if args.corpus:
         report["corpus"] = evaluate_corpus(subject, args.corpus, args.split, args.max_recordings)
         print(format_report(report["corpus"]))
     if args.audio:
-        report["recordings"] = evaluate_recordings(subject, list(zip(args.audio, args.phones)))
+        emotion = EmotionSpec.constant(args.emotion) if args.emotion else None
+        report["recordings"] = evaluate_recordings(subject, list(zip(args.audio, args.phones)), emotion=emotion,
+                                                   own_speech=own)
         print(format_report(report["recordings"]))
     if args.json:
         write_report(report, args.json)
@@ -430,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", action="append", default=[], help="a recording (with --phones); repeatable")
     p.add_argument("--phones", action="append", default=[],
                    help="its phones: Praat TextGrid or 'start end phone' lines (ARPAbet or IPA)")
+    p.add_argument("--emotion", help="key this emotion on the --audio recordings (default: heard in the speech)")
+    p.add_argument("--own-speech", metavar="DATASET",
+                   help="set the recordings' lip gap beside the subject's own neutral training speech in "
+                        "this dataset (per phone class, and at the recordings' phone mix)")
     p.add_argument("--json", help="also write the scores to this file")
     p = sub.add_parser("make-dataset", help="generate the synthetic multi-view emotional dataset")
     p.add_argument("--out", required=True)

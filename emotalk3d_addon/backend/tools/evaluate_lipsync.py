@@ -21,6 +21,7 @@ import numpy as np
 from ..io.audio import load_audio
 from ..errors import InputError
 from .lipsync import GAP_CLASSES, LipSyncScore, lip_aperture, pooled, read_phones, score
+from .own_speech import compare_gaps, format_comparison
 from ..performance.service import LoadedSubject, Performance
 from ..protocol.messages import EmotionSpec
 from ..speech.cache import FeatureCache
@@ -28,17 +29,19 @@ from ..subject import Subject
 
 
 class Performer:
-    """A subject performing recordings through the Performance service (emotion from speech),
-    features kept in memory only."""
+    """A subject performing recordings through the Performance service (emotion from speech
+    unless ``emotion`` keys one), features kept in memory only."""
 
-    def __init__(self, subject: Subject, device: str = "cpu", close_silence: bool = True):
+    def __init__(self, subject: Subject, device: str = "cpu", close_silence: bool = True,
+                 emotion: EmotionSpec | None = None):
         self.service = Performance(cache=FeatureCache())
         self.loaded: LoadedSubject = self.service.add_subject(subject)
         self.subject, self.device, self.close_silence = subject, device, close_silence
+        self.emotion = emotion or EmotionSpec.speech()
 
     def vertices(self, wave, fps: Fraction) -> np.ndarray:
         """(F, V, 3) the performance's track of ``wave`` at ``fps``."""
-        return self.service.perform_waveform(self.loaded, wave, fps, EmotionSpec.speech(), self.device,
+        return self.service.perform_waveform(self.loaded, wave, fps, self.emotion, self.device,
                                              close_silence=self.close_silence).track.vertices
 
 
@@ -59,15 +62,23 @@ def score_recording(performer: Performer, audio: str | Path, phones, fps: Fracti
 
 
 def evaluate_recordings(subject: Subject, pairs: list[tuple[str, str]], fps: float | None = None,
-                        close_silence: bool = True) -> dict:
-    """Scores for (audio, phones-file) pairs of real recordings, each and pooled."""
-    performer = Performer(subject, close_silence=close_silence)
+                        close_silence: bool = True, emotion: EmotionSpec | None = None,
+                        own_speech: dict[str, np.ndarray] | None = None) -> dict:
+    """Scores for (audio, phones-file) pairs of real recordings, each and pooled.
+
+    ``emotion``: keyed instead of heard in the speech. ``own_speech``: the subject's own
+    speech's lip gap per phone class (``own_speech.own_speech_gaps``); the report then sets the
+    pooled lip gap beside it ("own_speech", ``own_speech.compare_gaps``)."""
+    performer = Performer(subject, close_silence=close_silence, emotion=emotion)
     rate = Fraction(fps or subject.fps).limit_denominator(1001)
     each = {}
     for audio, phones in pairs:
         each[str(audio)] = score_recording(performer, audio, read_phones(phones), rate)
-    return {"recordings": {k: v.to_dict() for k, v in each.items()},
-            "pooled": pooled(list(each.values())).to_dict()}
+    together = pooled(list(each.values()))
+    report = {"recordings": {k: v.to_dict() for k, v in each.items()}, "pooled": together.to_dict()}
+    if own_speech is not None:
+        report["own_speech"] = compare_gaps(together.gaps, own_speech)
+    return report
 
 
 def evaluate_corpus(subject: Subject, corpus_root: str | Path, split: str = "test",
@@ -141,4 +152,6 @@ def format_report(report: dict) -> str:
             lines.append(row(f"  {'en ' if 'languages' in report else ''}{engine} ({kind})", s))
     for name, s in report.get("recordings", {}).items() if isinstance(report.get("recordings"), dict) else ():
         lines.append(row(f"  {Path(name).name}", s))
+    if "own_speech" in report:
+        lines.append(format_comparison(report["own_speech"]))
     return "\n".join(lines)

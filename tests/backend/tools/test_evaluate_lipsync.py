@@ -56,3 +56,41 @@ def test_a_corpus_is_scored_per_language(tiny_corpus):
     lines = format_report(report).splitlines()
     assert any(line.strip().startswith("es (clean)") for line in lines)
     assert any(line.strip().startswith("en espeak-ng (clean)") for line in lines)
+
+
+def test_recordings_are_set_beside_the_subjects_own_speech(tmp_path, capsys, tiny_speech_dataset):
+    """--own-speech DATASET: the pooled lip gap beside the dataset's neutral training speech, per
+    phone class and at the recordings' phone mix; --emotion keys the emotion."""
+    from emotalk3d_addon.backend.datasets.layout import load_dataset
+    from emotalk3d_addon.backend.tools.own_speech import own_speech_gaps
+
+    root = resolve_subject("demo")
+    clip, phones = root / "demo_clip.wav", root / "demo_clip.phones.txt"
+    assert main(["evaluate-lipsync", "--subject", "demo", "--audio", str(clip), "--phones", str(phones),
+                 "--emotion", "neutral", "--own-speech", str(tiny_speech_dataset),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "the subject's own neutral speech" in out and "at this set's phone mix" in out
+    report = json.loads((tmp_path / "r.json").read_text())["recordings"]
+    cmp, gap = report["own_speech"], report["pooled"]["lip_gap_mm"]
+    own = own_speech_gaps(load_dataset(tiny_speech_dataset))
+    assert cmp["classes"]["other_phones"]["own_frames"] == own["other_phones"].size > 0
+    assert cmp["classes"]["bilabials"]["frames"] == gap["bilabials"]["frames"]
+    assert sum(cmp["shares"].values()) == pytest.approx(1.0)
+    assert cmp["all"]["own_p90_mm"] == pytest.approx(np.percentile(own["all"], 90, method="inverted_cdf"))
+    assert cmp["all"]["matched_ratio"] == pytest.approx(cmp["all"]["p90_mm"] / cmp["all"]["matched_p90_mm"])
+
+    # keyed neutral is what was performed: the same clip performed keyed neutral has this lip gap
+    service = Performance()
+    loaded = service.subject("demo")
+    track = service.perform_waveform(loaded, load_audio(clip), Fraction(25), EmotionSpec.constant("neutral"),
+                                     "cpu").track
+    g = loaded.subject.geometry
+    aperture = lip_aperture(track.vertices, g.template, g.landmarks["upper_lip"], g.landmarks["lower_lip"])
+    assert gap["all"]["max_mm"] == pytest.approx(aperture.max(), abs=1e-4)
+
+
+def test_own_speech_needs_recordings(tiny_speech_dataset, capsys):
+    assert main(["evaluate-lipsync", "--subject", "demo", "--corpus", "x",
+                 "--own-speech", str(tiny_speech_dataset)]) != 0
+    assert "--own-speech compares recordings" in capsys.readouterr().err
