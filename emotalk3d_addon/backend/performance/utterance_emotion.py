@@ -16,7 +16,7 @@ import torch
 
 from ..emotions import NUM_EMOTIONS
 from ..speech.emotion import EmotionExtractor, moving_average
-from ..speech.framerate import features_to_frames, sample_rows
+from ..speech.framerate import features_to_frames
 
 
 PAUSE_S = 0.25          # silence that separates two utterances
@@ -58,7 +58,11 @@ def speech_emotion_by_utterance(extractor: EmotionExtractor, samples: np.ndarray
     Each utterance (``utterance_spans``) with ``LEAD_S`` of audio either side is encoded on
     its own by ``encode`` ((n,) samples -> (T, D) features at 50 Hz, feature k centred at
     ``0.02 k + centre_offset_s`` s) and heard by the extractor on a frame grid that starts
-    with it; the result is then sampled onto the clip's frames. Every frame takes the
+    with it. The utterance's emotion is the mean of the extractor's frames over its speech
+    (the lead-in and -out left out): one emotion per utterance, as the training labels give
+    it, so the frame-to-frame wander of the extractor inside a sentence (which follows the
+    phones as much as the feeling) does not reach the face, and a sentence heard inside a
+    longer run of speech gets the run's one emotion in every part. Every frame takes the
     utterance nearest to it (pauses are cut in the middle), and the track is smoothed over
     ``extractor.config.smooth`` frames, which blends neighbours across the cuts only.
     Without any loud sample the clip is heard whole. Units: samples at ``sample_rate``."""
@@ -76,17 +80,16 @@ def speech_emotion_by_utterance(extractor: EmotionExtractor, samples: np.ndarray
         if not bool(here.any()):
             continue
         piece = _padded(samples, start - lead, stop + lead)
-        origin = (start - lead) / sample_rate
         local_frames = max(1, int(np.ceil(piece.size / sample_rate * rate)))
         features = features_to_frames(encode(piece), local_frames, fps, centre_offset_s=centre_offset_s)
         w, i = extractor.predict_frames(features)
-        at = (frame_time[here] - origin) * rate
-        weights[here] = sample_rows(w, at)
-        intensity[here] = sample_rows(i, at)
+        first = min(int(lead / sample_rate * rate), local_frames - 1)          # the speech's frames
+        last = max(int(np.ceil((lead + stop - start) / sample_rate * rate)), first + 1)
+        weights[here] = w[first:last].mean(0)
+        intensity[here] = i[first:last].mean()
     smoothed = moving_average(torch.cat([weights, intensity[:, None]], 1), extractor.config.smooth)
     weights = smoothed[:, :NUM_EMOTIONS]
     return weights / weights.sum(1, keepdim=True), smoothed[:, NUM_EMOTIONS]
 
 
-__all__ = ["EmotionKey", "EmotionTrack", "blend_keys_with_speech", "constant_track", "emotion_track",
-           "read_keys_json", "speech_emotion_by_utterance", "track_from_keys", "utterance_spans"]
+__all__ = ["speech_emotion_by_utterance", "utterance_spans"]

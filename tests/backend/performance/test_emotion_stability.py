@@ -106,6 +106,60 @@ def test_by_utterance_undoes_an_encoder_that_hears_absolute_position():
     assert new < 0.02 and old > 5 * new, (new, old)          # heard whole, the position shows
 
 
+def _position_net_and_encoder():
+    torch.manual_seed(0)
+    net = EmotionExtractor(EmotionConfig(feature_dim=6, d_model=16, heads=2, ff_dim=32, window=64, context=8,
+                                         smooth=5)).eval()
+
+    def encode(samples: np.ndarray) -> torch.Tensor:            # 50 Hz: loudness, pitch-ish, position
+        frames = -(-samples.size // 320)
+        x = np.pad(samples, (0, frames * 320 - samples.size)).reshape(frames, 320)
+        pos = np.arange(frames)[:, None] * np.array([0.01, 0.03, 0.07])
+        feats = np.concatenate([np.abs(x).mean(1, keepdims=True) * 10, np.abs(np.diff(x, axis=1)).mean(1, keepdims=True) * 50,
+                                np.zeros((frames, 1)), np.sin(pos)], 1)
+        return torch.tensor(feats, dtype=torch.float32)
+
+    return net, encode
+
+
+def test_an_utterance_gets_one_emotion_the_mean_of_its_speech():
+    """Away from the clip's ends the track is constant: the extractor's frames averaged over the
+    utterance's speech, the lead-in and -out left out (a brute-force recomputation)."""
+    from emotalk3d_addon.backend.performance.utterance_emotion import LEAD_S
+    from emotalk3d_addon.backend.speech.framerate import features_to_frames
+
+    net, encode = _position_net_and_encoder()
+    clip = sine_speech(3.0, 2)
+    fps = Fraction(25)
+    n = frame_count(clip.size, RATE, fps)
+    heard, intensity = speech_emotion_by_utterance(net, clip, RATE, fps, n, encode, 0.0)
+    (start, stop), = utterance_spans(clip, RATE)
+    lead = int(round(LEAD_S * RATE))
+    piece = np.pad(clip, (lead, lead))[start:stop + 2 * lead]          # the utterance with its lead-in and -out
+    w, i = net.predict_frames(features_to_frames(encode(piece), int(np.ceil(piece.size / RATE * 25)), fps,
+                                                 centre_offset_s=0.0))
+    speech = slice(int(0.1 * 25), int(np.ceil((lead + stop - start) / RATE * 25)))
+    torch.testing.assert_close(heard[10:-10], w[speech].mean(0).expand(n - 20, 8) / w[speech].mean(0).sum())
+    torch.testing.assert_close(intensity[10:-10], i[speech].mean().expand(n - 20))
+    # the extractor's own frames do wander inside the utterance: the mean is doing something
+    assert float((w[speech] - w[speech].mean(0)).abs().sum(1).max()) > 0.05
+
+
+def test_copies_back_to_back_without_a_pause_get_one_emotion():
+    """No pause between the copies: one utterance, so every copy gets the same emotion."""
+    net, encode = _position_net_and_encoder()
+    clip = sine_speech(2.0, 3)[int(0.1 * RATE):-int(0.1 * RATE)]       # speech to the very ends
+    three = np.concatenate([clip, clip, clip])
+    fps = Fraction(25)
+    n = frame_count(three.size, RATE, fps)
+    assert len(utterance_spans(three, RATE)) == 1
+    heard, _ = speech_emotion_by_utterance(net, three, RATE, fps, n, encode, 0.0)
+    length = clip.size / RATE
+    means = [heard[int(round((k * length + 0.5) * 25)):int(round(((k + 1) * length - 0.5) * 25))].mean(0)
+             for k in range(3)]
+    assert max(float((m - means[0]).abs().sum()) for m in means) < 1e-5
+
+
 # -- the shipped demo on real and synthetic speech ---------------------------------------
 
 
