@@ -145,6 +145,49 @@ def test_an_utterance_gets_one_emotion_the_mean_of_its_speech():
     assert float((w[speech] - w[speech].mean(0)).abs().sum(1).max()) > 0.05
 
 
+@pytest.mark.parametrize("seconds", [0.5, 9.99, 10.0, 10.01, 25.0, 61.0])
+def test_chunks_are_the_fewest_equal_pieces_of_at_most_chunk_s(seconds):
+    from emotalk3d_addon.backend.performance.utterance_emotion import CHUNK_S, chunk_edges
+
+    start, stop = 1234, 1234 + int(seconds * RATE)
+    edges = chunk_edges(start, stop, RATE)
+    sizes = np.diff(edges)
+    assert edges[0] == start and edges[-1] == stop and (sizes > 0).all()
+    assert sizes.max() <= CHUNK_S * RATE + 1 and sizes.max() - sizes.min() <= 1
+    assert len(sizes) == max(1, int(np.ceil(seconds / CHUNK_S - 1e-9)))     # no fewer would do
+
+
+def test_a_long_utterance_is_heard_in_chunks_each_encoded_on_its_own():
+    """A 23 s utterance: three chunks of about 7.7 s, each with its lead-in/out from the audio
+    around it; the emotion is the mean of the chunks' speech frames (brute force)."""
+    from emotalk3d_addon.backend.performance.utterance_emotion import LEAD_S, chunk_edges
+    from emotalk3d_addon.backend.speech.framerate import features_to_frames
+
+    net, encode = _position_net_and_encoder()
+    clip = sine_speech(23.2, 4)
+    fps = Fraction(25)
+    n = frame_count(clip.size, RATE, fps)
+    heard, _ = speech_emotion_by_utterance(net, clip, RATE, fps, n, encode, 0.0)
+    (start, stop), = utterance_spans(clip, RATE)
+    edges = chunk_edges(start, stop, RATE)
+    assert len(edges) == 4
+    lead = int(round(LEAD_S * RATE))
+    frames = []
+    for a, b in zip(edges, edges[1:]):
+        piece = np.pad(clip, (lead, lead))[a:b + 2 * lead]
+        w, _ = net.predict_frames(features_to_frames(encode(piece), int(np.ceil(piece.size / RATE * 25)), fps,
+                                                     centre_offset_s=0.0))
+        frames.append(w[int(0.1 * 25):int(np.ceil((lead + b - a) / RATE * 25))])
+    mean = torch.cat(frames).mean(0)
+    torch.testing.assert_close(heard[n // 2], mean / mean.sum())
+    # heard in one piece instead, the position-aware features give another emotion
+    whole = np.pad(clip, (lead, lead))[start:stop + 2 * lead]
+    w, _ = net.predict_frames(features_to_frames(encode(whole), int(np.ceil(whole.size / RATE * 25)), fps,
+                                                 centre_offset_s=0.0))
+    one = w[int(0.1 * 25):int(np.ceil((lead + stop - start) / RATE * 25))].mean(0)
+    assert float((one - mean).abs().sum()) > 0.01
+
+
 def test_copies_back_to_back_without_a_pause_get_one_emotion():
     """No pause between the copies: one utterance, so every copy gets the same emotion."""
     net, encode = _position_net_and_encoder()
