@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_args(p)
     p.add_argument("--corpus", help="a speech corpus (make-corpus) to train on beside the dataset")
     p.add_argument("--min-crop-frames", type=int, help="shortest training crop (default: --crop-frames)")
-    p.add_argument("--exclude-engine", action="append", default=[], choices=("espeak-ng", "flite", "festival"),
+    p.add_argument("--exclude-engine", action="append", default=[], choices=("espeak-ng", "flite", "festival", "piper"),
                    help="leave this engine's corpus recordings out of training (an ablation); repeatable")
     p.add_argument("--exclude-language", action="append", default=[], metavar="CODE",
                    help="leave this language's corpus recordings out of training (an ablation, e.g. it); "

