@@ -74,9 +74,7 @@ def test_pauses_cut_utterances_and_a_copy_elsewhere_gets_the_same_spans_shifted(
     assert utterance_spans(np.zeros(RATE, np.float32), RATE) == []
 
 
-def test_by_utterance_undoes_an_encoder_that_hears_absolute_position():
-    """A stand-in encoder whose features carry the absolute position (as Whisper's do):
-    heard whole, the copies differ; heard utterance by utterance, they are the same."""
+def _position_net_and_encoder():
     torch.manual_seed(0)
     net = EmotionExtractor(EmotionConfig(feature_dim=6, d_model=16, heads=2, ff_dim=32, window=64, context=8,
                                          smooth=5)).eval()
@@ -89,6 +87,13 @@ def test_by_utterance_undoes_an_encoder_that_hears_absolute_position():
                                 np.zeros((frames, 1)), np.sin(pos)], 1)
         return torch.tensor(feats, dtype=torch.float32)
 
+    return net, encode
+
+
+def test_by_utterance_undoes_an_encoder_that_hears_absolute_position():
+    """A stand-in encoder whose features carry the absolute position (as Whisper's do):
+    heard whole, the copies differ; heard utterance by utterance, they are the same."""
+    net, encode = _position_net_and_encoder()
     clip = sine_speech(3.0, 1)
     three = repeated(clip)
     fps = Fraction(25)
@@ -106,43 +111,40 @@ def test_by_utterance_undoes_an_encoder_that_hears_absolute_position():
     assert new < 0.02 and old > 5 * new, (new, old)          # heard whole, the position shows
 
 
-def _position_net_and_encoder():
-    torch.manual_seed(0)
-    net = EmotionExtractor(EmotionConfig(feature_dim=6, d_model=16, heads=2, ff_dim=32, window=64, context=8,
-                                         smooth=5)).eval()
+def _speech_frames_by_hand(net, encode, clip: np.ndarray, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The extractor's (weights, intensity) over the speech frames of clip[a:b] encoded on its
+    own with LEAD_S of the audio around it (zeros past the clip's ends)."""
+    from emotalk3d_addon.backend.performance.utterance_emotion import LEAD_S
+    from emotalk3d_addon.backend.speech.framerate import features_to_frames
 
-    def encode(samples: np.ndarray) -> torch.Tensor:            # 50 Hz: loudness, pitch-ish, position
-        frames = -(-samples.size // 320)
-        x = np.pad(samples, (0, frames * 320 - samples.size)).reshape(frames, 320)
-        pos = np.arange(frames)[:, None] * np.array([0.01, 0.03, 0.07])
-        feats = np.concatenate([np.abs(x).mean(1, keepdims=True) * 10, np.abs(np.diff(x, axis=1)).mean(1, keepdims=True) * 50,
-                                np.zeros((frames, 1)), np.sin(pos)], 1)
-        return torch.tensor(feats, dtype=torch.float32)
+    lead = int(round(LEAD_S * RATE))
+    piece = np.pad(clip, (lead, lead))[a:b + 2 * lead]
+    w, i = net.predict_frames(features_to_frames(encode(piece), int(np.ceil(piece.size / RATE * 25)), Fraction(25),
+                                                 centre_offset_s=0.0))
+    speech = slice(int(LEAD_S * 25), int(np.ceil((lead + b - a) / RATE * 25)))
+    return w[speech], i[speech]
 
-    return net, encode
+
+def _heard_one_utterance(seconds: float, seed: int):
+    """The stand-in extractor's track of a ``seconds`` long clip of one utterance: (net, encode,
+    clip, frames, weights, intensity, (start, stop) of the utterance in samples)."""
+    net, encode = _position_net_and_encoder()
+    clip = sine_speech(seconds, seed)
+    n = frame_count(clip.size, RATE, Fraction(25))
+    heard, intensity = speech_emotion_by_utterance(net, clip, RATE, Fraction(25), n, encode, 0.0)
+    (span,) = utterance_spans(clip, RATE)
+    return net, encode, clip, n, heard, intensity, span
 
 
 def test_an_utterance_gets_one_emotion_the_mean_of_its_speech():
     """Away from the clip's ends the track is constant: the extractor's frames averaged over the
     utterance's speech, the lead-in and -out left out (a brute-force recomputation)."""
-    from emotalk3d_addon.backend.performance.utterance_emotion import LEAD_S
-    from emotalk3d_addon.backend.speech.framerate import features_to_frames
-
-    net, encode = _position_net_and_encoder()
-    clip = sine_speech(3.0, 2)
-    fps = Fraction(25)
-    n = frame_count(clip.size, RATE, fps)
-    heard, intensity = speech_emotion_by_utterance(net, clip, RATE, fps, n, encode, 0.0)
-    (start, stop), = utterance_spans(clip, RATE)
-    lead = int(round(LEAD_S * RATE))
-    piece = np.pad(clip, (lead, lead))[start:stop + 2 * lead]          # the utterance with its lead-in and -out
-    w, i = net.predict_frames(features_to_frames(encode(piece), int(np.ceil(piece.size / RATE * 25)), fps,
-                                                 centre_offset_s=0.0))
-    speech = slice(int(0.1 * 25), int(np.ceil((lead + stop - start) / RATE * 25)))
-    torch.testing.assert_close(heard[10:-10], w[speech].mean(0).expand(n - 20, 8) / w[speech].mean(0).sum())
-    torch.testing.assert_close(intensity[10:-10], i[speech].mean().expand(n - 20))
+    net, encode, clip, n, heard, intensity, (start, stop) = _heard_one_utterance(3.0, 2)
+    w, i = _speech_frames_by_hand(net, encode, clip, start, stop)
+    torch.testing.assert_close(heard[10:-10], w.mean(0).expand(n - 20, 8) / w.mean(0).sum())
+    torch.testing.assert_close(intensity[10:-10], i.mean().expand(n - 20))
     # the extractor's own frames do wander inside the utterance: the mean is doing something
-    assert float((w[speech] - w[speech].mean(0)).abs().sum(1).max()) > 0.05
+    assert float((w - w.mean(0)).abs().sum(1).max()) > 0.05
 
 
 @pytest.mark.parametrize("seconds", [0.5, 9.99, 10.0, 10.01, 25.0, 61.0])
@@ -160,31 +162,15 @@ def test_chunks_are_the_fewest_equal_pieces_of_at_most_chunk_s(seconds):
 def test_a_long_utterance_is_heard_in_chunks_each_encoded_on_its_own():
     """A 23 s utterance: three chunks of about 7.7 s, each with its lead-in/out from the audio
     around it; the emotion is the mean of the chunks' speech frames (brute force)."""
-    from emotalk3d_addon.backend.performance.utterance_emotion import LEAD_S, chunk_edges
-    from emotalk3d_addon.backend.speech.framerate import features_to_frames
+    from emotalk3d_addon.backend.performance.utterance_emotion import chunk_edges
 
-    net, encode = _position_net_and_encoder()
-    clip = sine_speech(23.2, 4)
-    fps = Fraction(25)
-    n = frame_count(clip.size, RATE, fps)
-    heard, _ = speech_emotion_by_utterance(net, clip, RATE, fps, n, encode, 0.0)
-    (start, stop), = utterance_spans(clip, RATE)
+    net, encode, clip, n, heard, _, (start, stop) = _heard_one_utterance(23.2, 4)
     edges = chunk_edges(start, stop, RATE)
     assert len(edges) == 4
-    lead = int(round(LEAD_S * RATE))
-    frames = []
-    for a, b in zip(edges, edges[1:]):
-        piece = np.pad(clip, (lead, lead))[a:b + 2 * lead]
-        w, _ = net.predict_frames(features_to_frames(encode(piece), int(np.ceil(piece.size / RATE * 25)), fps,
-                                                     centre_offset_s=0.0))
-        frames.append(w[int(0.1 * 25):int(np.ceil((lead + b - a) / RATE * 25))])
-    mean = torch.cat(frames).mean(0)
+    mean = torch.cat([_speech_frames_by_hand(net, encode, clip, a, b)[0] for a, b in zip(edges, edges[1:])]).mean(0)
     torch.testing.assert_close(heard[n // 2], mean / mean.sum())
     # heard in one piece instead, the position-aware features give another emotion
-    whole = np.pad(clip, (lead, lead))[start:stop + 2 * lead]
-    w, _ = net.predict_frames(features_to_frames(encode(whole), int(np.ceil(whole.size / RATE * 25)), fps,
-                                                 centre_offset_s=0.0))
-    one = w[int(0.1 * 25):int(np.ceil((lead + stop - start) / RATE * 25))].mean(0)
+    one = _speech_frames_by_hand(net, encode, clip, start, stop)[0].mean(0)
     assert float((one - mean).abs().sum()) > 0.01
 
 
