@@ -154,7 +154,8 @@ def synthesize(voice: Voice, text: str, pros: Prosody, timeout: float = 60.0) ->
         return synthesize_festival(voice, [text], [pros], timeout)[0]
     if voice.engine == "piper":
         from .piper_engine import synthesize_piper
-        return synthesize_piper(voice, text, pros)
+        samples, rate, phones = synthesize_piper(voice.name, text, pros.stretch)
+        return _finish(samples, rate, phones, text, voice, pros, shift_pitch=True)
     raise SpeechError(f"unknown speech engine {voice.engine!r}; known: {', '.join(ALL_ENGINES)}")
 
 

