@@ -94,12 +94,13 @@ def available(engine: str) -> bool:
 
 
 def require(engine: str) -> None:
-    if engine == "piper" and not available(engine):
+    if available(engine):
+        return
+    if engine == "piper":
         raise SpeechError(f"piper is not installed (pip install {PACKAGES['piper']}; and sox: "
                           "apt-get install sox)")
-    if not available(engine):
-        raise SpeechError(f"{engine} is not installed (Debian: apt-get install {PACKAGES[engine]} sox; "
-                          "or run make sysdeps)")
+    raise SpeechError(f"{engine} is not installed (Debian: apt-get install {PACKAGES[engine]} sox; "
+                      "or run make sysdeps)")
 
 
 def sox(samples: np.ndarray, rate: int, effects: list[str], out_rate: int = SAMPLE_RATE) -> np.ndarray:
