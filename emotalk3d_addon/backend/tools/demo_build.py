@@ -23,7 +23,7 @@ from ..train.s2g import S2GTrainConfig
 SEED = 0
 DEMO_CONFIG = FullTrainConfig(
     S2GTrainConfig(steps=3000, batch=8, crop_frames=100, min_crop_frames=32, encoder="whisper:tiny.en",
-                   checkpoint_every=250, seed=SEED, ema_decay=0.998, closure_weight=0.05, lip_weight=0.2,
+                   checkpoint_every=250, seed=SEED, ema_decay=0.998, closure_weight=0.05, closure_window=1, lip_weight=0.2,
                    lip_on_mix=True),
     AppearanceTrainConfig(canonical_steps=600, g2a_steps=8000, num_otf=85_500, sh_degree=1, seed=SEED),
 )

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..io.audio import load_audio
 from ..errors import InputError
-from .lipsync import GAP_CLASSES, LipSyncScore, lip_aperture, pooled, read_phones, score
+from .lipsync import GAP_CLASSES, SHORT_BILABIAL_S, LipSyncScore, lip_aperture, pooled, read_phones, score
 from .own_speech import compare_gaps, format_comparison
 from ..performance.service import LoadedSubject, Performance
 from ..protocol.messages import EmotionSpec
@@ -126,6 +126,8 @@ def format_row(name: str, s: dict) -> str:
     line = (f"{name:<28} aperture~phones r={s['correlation']:.3f}  loudness~phones r="
             f"{s['loudness_correlation']:.3f}  partial r={s['partial']:.3f}  closures "
             f"{s['closures_reached']}/{s['closures']} ({100 * np.nan_to_num(s['closure_share']):.0f} %)")
+    if s.get("short_closures"):
+        line += f" [< {1000 * SHORT_BILABIAL_S:.0f} ms: {100 * s['short_closures_reached'] / s['short_closures']:.0f} % of {s['short_closures']}]"
     gap = s.get("lip_gap_mm", {})
     if "all" in gap:
         a = gap["all"]

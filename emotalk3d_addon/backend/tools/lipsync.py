@@ -14,7 +14,8 @@ Scores: the Pearson correlation of aperture with openness, next to loudness's ow
 correlation with openness (a mouth that only follows loudness scores no better than the
 envelope); the partial correlation of aperture and openness with loudness regressed out
 of both; and the share of p/b/m closures reached (the minimum aperture within a bilabial,
-+-1 frame, under 25 % of the median aperture during open vowels).
++-1 frame, under 25 % of the median aperture during open vowels), also for the short ones
+alone (under 50 ms, about one frame at 25 fps: espeak-ng speaks many stops that short).
 
 Beside these scale-free figures, the lip gap itself in millimetres (the aperture): its
 median, 90th percentile and maximum over all frames and per phone class (open vowels,
@@ -36,6 +37,7 @@ GRID_HZ = 100
 SMOOTH_S = 0.04
 LOUDNESS_WINDOW_S = 0.04
 CLOSURE_SHARE = 0.25
+SHORT_BILABIAL_S = 0.05       # p/b/m shorter than this are counted apart as well
 DYNAMIC_RANGE_DB = 60.0
 OPEN_VOWEL = 0.7              # openness of the phones counted as open vowels
 GAP_CLASSES = ("open_vowels", "bilabials", "other_phones", "silence")
@@ -76,6 +78,8 @@ class LipSyncScore:
     closures: int
     # per-frame aperture (mm) by phone class ("all" and GAP_CLASSES), kept for pooling
     gaps: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    short_closures_reached: int = 0   # the same for the p/b/m shorter than SHORT_BILABIAL_S
+    short_closures: int = 0
 
     @property
     def closure_share(self) -> float:
@@ -90,6 +94,7 @@ class LipSyncScore:
                 "loudness_correlation": self.loudness_correlation, "partial": self.partial,
                 "closures_reached": self.closures_reached, "closures": self.closures,
                 "closure_share": self.closure_share,
+                "short_closures_reached": self.short_closures_reached, "short_closures": self.short_closures,
                 "lip_gap_mm": {k: v.to_dict() for k, v in self.lip_gap().items()}}
 
 
@@ -177,6 +182,13 @@ def closures(aperture: np.ndarray, phones: Phones, times: np.ndarray) -> tuple[i
     """(reached, total) p/b/m closures: min aperture within the phone (+-1 frame) under
     ``CLOSURE_SHARE`` of the median aperture over open-vowel frames (a clip without open
     vowels uses its mid vowels, then any vowel)."""
+    hits = closure_hits(aperture, phones, times)
+    return sum(reached for _, reached in hits), len(hits)
+
+
+def closure_hits(aperture: np.ndarray, phones: Phones, times: np.ndarray) -> list[tuple[float, bool]]:
+    """(duration s, reached) of each p/b/m phone the frames ``times`` (s) cover, as
+    ``closures`` counts them."""
     hop = float(times[1] - times[0]) if times.size > 1 else 1.0
     open_frames = np.zeros(times.size, bool)
     for level in (0.7, 0.5, 0.25):
@@ -186,18 +198,16 @@ def closures(aperture: np.ndarray, phones: Phones, times: np.ndarray) -> tuple[i
         if open_frames.any():
             break
     if not open_frames.any():
-        return 0, 0
+        return []
     reference = float(np.median(aperture[open_frames]))
-    reached = total = 0
+    hits = []
     for start, stop, ipa in phones:
         if not is_bilabial(ipa):
             continue
         inside = (times >= start - hop) & (times <= stop + hop)
-        if not inside.any():
-            continue
-        total += 1
-        reached += int(aperture[inside].min() < CLOSURE_SHARE * reference)
-    return reached, total
+        if inside.any():
+            hits.append((float(stop - start), bool(aperture[inside].min() < CLOSURE_SHARE * reference)))
+    return hits
 
 
 def score(aperture: np.ndarray, phones: Phones, samples: np.ndarray, sample_rate: int, fps: float) -> LipSyncScore:
@@ -205,10 +215,11 @@ def score(aperture: np.ndarray, phones: Phones, samples: np.ndarray, sample_rate
     times = np.arange(aperture.size) / float(fps)
     target = openness_curve(phones, times)
     loud = loudness_envelope(samples, sample_rate, times)
-    reached, total = closures(aperture, phones, times)
+    hits = closure_hits(aperture, phones, times)
+    short = [reached for duration, reached in hits if duration < SHORT_BILABIAL_S]
     return LipSyncScore(int(aperture.size), pearson(aperture, target), pearson(loud, target),
-                        partial_correlation(aperture, target, loud), reached, total,
-                        gaps_by_class(aperture, phones, times))
+                        partial_correlation(aperture, target, loud), sum(r for _, r in hits), len(hits),
+                        gaps_by_class(aperture, phones, times), sum(short), len(short))
 
 
 def pooled(scores: list[LipSyncScore]) -> LipSyncScore:
@@ -220,7 +231,8 @@ def pooled(scores: list[LipSyncScore]) -> LipSyncScore:
     keys = [k for k in scores[0].gaps if all(k in s.gaps for s in scores)]
     gaps = {k: np.concatenate([s.gaps[k] for s in scores]) for k in keys}
     return LipSyncScore(int(w.sum()), mean("correlation"), mean("loudness_correlation"), mean("partial"),
-                        sum(s.closures_reached for s in scores), sum(s.closures for s in scores), gaps)
+                        sum(s.closures_reached for s in scores), sum(s.closures for s in scores), gaps,
+                        sum(s.short_closures_reached for s in scores), sum(s.short_closures for s in scores))
 
 
 def read_phones(path: str | Path) -> Phones:

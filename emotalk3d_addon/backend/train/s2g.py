@@ -12,7 +12,11 @@ Loss (millimetres, so magnitudes are O(1)):
     emotion  = soft cross-entropy(emotion logits, per-frame label weights)
                + (intensity - per-frame label intensity)^2
     lip      = mean (|pred lip gap| - |target lip gap|)^2        upper to lower lip landmark, mm
-    closure  = mean over p/b/m frames of max(0, pred gap - target gap)^2   (the lips must shut)
+    closure  = mean over p/b/m frames of max(0, pred gap - target gap)^2   (the lips must shut);
+               with ``closure_window`` w > 0, each gap is first the minimum over the frame's
+               +-w neighbours (the rig shuts the lips a little before a short p/b/m, often
+               in the frame before the phone's own, and the score counts a closure within
+               a frame of the phone)
     total    = vertex + velocity_weight * velocity + emotion_weight * emotion
                + lip_weight * lip + closure_weight * closure
 
@@ -76,6 +80,7 @@ class S2GTrainConfig:
     lip_weight: float = 0.0             # weight of the lip-gap error (upper to lower lip landmark, mm²)
     closure_weight: float = 0.0         # weight of the lips left open on p/b/m frames (one-sided, mm²)
     lip_on_mix: bool = False            # the lip and closure terms measure the shape keys' mix (see above)
+    closure_window: int = 0             # frames either side of a p/b/m frame where the lips may shut (see above)
     feature_dropout: float = 0.0        # dropout on the speech features in training
     ema_decay: float = 0.0              # > 0: the bundle keeps this moving average of the weights
     hidden: int = 256
@@ -273,6 +278,14 @@ def _clip_features(clip: _Clip, copy: int, encoder: torch.nn.Module | None) -> t
     return features_to_frames(hidden, clip.num_frames, clip.fps, centre_offset_s=SpeechEncoder.centre_offset_s)
 
 
+def window_minimum(gap: torch.Tensor, half: int) -> torch.Tensor:
+    """(B, L): each frame's minimum over frames [t - half, t + half] of ``gap`` (B, L), the
+    crop's ends clipped; ``half`` 0 returns ``gap``."""
+    if half <= 0:
+        return gap
+    return -torch.nn.functional.max_pool1d(-gap.unsqueeze(1), 2 * half + 1, stride=1, padding=half).squeeze(1)
+
+
 def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Tensor, cond: torch.Tensor,
            target: torch.Tensor, label: torch.Tensor, intensity: torch.Tensor,
            cfg: S2GTrainConfig, labelled: torch.Tensor | None = None,
@@ -286,7 +299,8 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
     mix when the map is given), weighted by ``cfg.lip_weight`` (the vertex term alone averages
     the lips away among all vertices);
     ``closure`` (B,L) bool, the p/b/m frames, with ``lips``: adds how far the predicted lips
-    stay more open than the target's there (one-sided, mm²), weighted by ``cfg.closure_weight``."""
+    stay more open than the target's there (one-sided, mm²; both gaps the minimum over
+    ``cfg.closure_window`` frames either side), weighted by ``cfg.closure_weight``."""
     pred = s2g(features, cond) * MM
     goal = target * MM
     vertex = (pred - goal).square().sum(-1).mean()
@@ -310,7 +324,8 @@ def losses(s2g: torch.nn.Module, extractor: torch.nn.Module, features: torch.Ten
         total = total + cfg.lip_weight * terms["lip"]
         if closure is not None:
             shut = closure.to(predicted.dtype)
-            left_open = (predicted - wanted).clamp_min(0.0).square()
+            least_p, least_w = window_minimum(predicted, cfg.closure_window), window_minimum(wanted, cfg.closure_window)
+            left_open = (least_p - least_w).clamp_min(0.0).square()
             terms["closure"] = (left_open * shut).sum() / shut.sum().clamp_min(1.0)
             total = total + cfg.closure_weight * terms["closure"]
     return {"total": total} | terms

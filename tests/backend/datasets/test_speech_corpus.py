@@ -10,10 +10,11 @@ import pytest
 
 from emotalk3d_addon.backend.datasets.speech_corpus import augment
 from emotalk3d_addon.backend.datasets.speech_corpus.tempo import change_tempo
-from emotalk3d_addon.backend.datasets.speech_corpus.build import PRESETS, make_corpus, plan_recordings
+from emotalk3d_addon.backend.datasets.speech_corpus.build import PRESETS, make_corpus, plan_recordings, \
+    recording_sentences
 from emotalk3d_addon.backend.datasets.synthetic.head import RIG_VERSION
-from emotalk3d_addon.backend.datasets.speech_corpus.engines import (ENGINES, VOICES, Prosody, Voice, available,
-                                                                    emotion_prosody, synthesize)
+from emotalk3d_addon.backend.datasets.speech_corpus.engines import (ENGINES, NEURAL_ENGINE, VOICES, Prosody, Voice,
+                                                                    available, emotion_prosody, synthesize)
 from emotalk3d_addon.backend.datasets.speech_corpus.layout import load_corpus
 from emotalk3d_addon.backend.datasets.speech_corpus.motion import Segment, emotion_state
 from emotalk3d_addon.backend.datasets.speech_corpus.text import corpus_sentences
@@ -22,8 +23,9 @@ from emotalk3d_addon.backend.emotions import EMOTIONS
 from emotalk3d_addon.backend.speech.phones import arpabet_to_ipa, is_bilabial, openness
 
 NEUTRAL = Prosody(1.0, 0.0, 0.0, {})
-needs_engines = pytest.mark.skipif(not all(available(e) for e in ENGINES),
-                                   reason="espeak-ng, flite and festival are needed (make sysdeps)")
+needs_engines = pytest.mark.skipif(not all(available(e) for e in ENGINES + (NEURAL_ENGINE,)),
+                                   reason="espeak-ng, flite, festival (make sysdeps) and piper (requirements.txt) "
+                                          "are needed")
 
 
 @needs_engines
@@ -143,11 +145,36 @@ def test_sentences_are_distinct_and_never_the_held_out_ones():
 
 def test_plan_holds_out_voices_of_every_engine():
     p = PRESETS["demo"]
-    plan = plan_recordings(p, 0)
+    plan = [r for r in plan_recordings(p, 0) if r.voice.engine != NEURAL_ENGINE]     # its own test below
     train = {(r.voice.engine, r.voice.name) for r in plan if r.split == "train"}
     test = {(r.voice.engine, r.voice.name) for r in plan if r.split == "test"}
     assert not train & test and {e for e, _ in test} == set(ENGINES) and {e for e, _ in train} == set(ENGINES)
     assert len([r for r in plan if r.split == "train"]) * p.recording_s >= p.hours * 3600 - p.recording_s
+
+
+def test_the_neural_voice_is_planned_after_the_rest_and_keeps_their_plan():
+    """The demo's Piper recordings come last: every other recording keeps its index, voice,
+    split and seed; they speak English, some held out (the one voice is trained on, so those
+    speak sentences no training recording speaks)."""
+    from dataclasses import replace
+
+    from emotalk3d_addon.backend.errors import InputError
+
+    p = PRESETS["demo"]
+    plan, without = plan_recordings(p, 0), plan_recordings(replace(p, neural_hours=0.0), 0)
+    assert p.neural_hours > 0 and plan[:len(without)] == without
+    neural = plan[len(without):]
+    assert neural and all(s.voice.engine == NEURAL_ENGINE and s.language == "en" for s in neural)
+    train = [s for s in neural if s.split == "train"]
+    assert abs(len(train) * p.recording_s - p.neural_hours * 3600) <= p.recording_s
+    assert len(neural) - len(train) == p.neural_test_recordings
+    assert [s.index for s in plan] == list(range(len(plan)))
+    english, unseen = ["a", "b"], ["c"]
+    assert recording_sentences(train[0], english, unseen) == english
+    held = next(s for s in neural if s.split == "test")
+    assert recording_sentences(held, english, unseen) == unseen
+    with pytest.raises(InputError, match="never saw"):
+        recording_sentences(held, english)
 
 
 @needs_engines
@@ -168,6 +195,11 @@ def test_tiny_corpus_builds_resumes_and_reads_back(tmp_path):
         np.testing.assert_allclose(np.array([p[:2] for p in copy.phones]),
                                    np.array([p[:2] for p in source.phones]) / factor, atol=1e-3)
         assert [p[2] for p in copy.phones] == [p[2] for p in source.phones]
+    # the neural voice speaks in both splits; its held-out recordings say nothing training says
+    neural = [r for r in corpus.recordings if r.engine == NEURAL_ENGINE and "tempo" not in r.meta]
+    assert {r.split for r in neural} == {"train", "test"} and all(r.phones for r in neural)
+    said = {u["text"] for r in corpus.split("train") for u in r.meta["utterances"]}
+    assert not {u["text"] for r in neural if r.split == "test" for u in r.meta["utterances"]} & said
     for rec in corpus.recordings:
         motion, emo = rec.motion(), rec.emotion()
         assert motion.shape == (rec.frames, template.shape[0], 3) and motion.dtype == np.float16

@@ -88,6 +88,27 @@ def test_closures_count_bilabials_that_close():
     assert closures(10 * openness_curve(close_only, t), close_only, t) == (3, 3)
 
 
+def test_short_bilabials_are_counted_apart_too():
+    """A 20 ms "p" (under SHORT_BILABIAL_S) the mouth does not close on: 2 of 3 closures,
+    0 of 1 short one; pooling adds the counts; the row prints the short share."""
+    from emotalk3d_addon.backend.tools.evaluate_lipsync import format_row
+    from emotalk3d_addon.backend.tools.lipsync import SHORT_BILABIAL_S, closure_hits
+
+    phones = [(a, b, p) for a, b, p in PHONES if p != "p"] + [(0.74, 0.76, "p")]
+    phones.sort()
+    t = np.arange(50) / FPS
+    aperture = 10 * openness_curve(PHONES, t)
+    aperture[(t >= 0.74 - 1 / FPS) & (t <= 0.76 + 1 / FPS)] = 5.0        # half open around the short "p"
+    hits = closure_hits(aperture, phones, t)
+    assert [round(d, 3) for d, _ in hits] == [0.15, 0.02, 0.15] and [r for _, r in hits] == [True, False, True]
+    assert 0.02 < SHORT_BILABIAL_S < 0.15
+    s = score(aperture, phones, np.ones(32000, np.float32), 16000, FPS)
+    assert (s.closures_reached, s.closures, s.short_closures_reached, s.short_closures) == (2, 3, 0, 1)
+    both = pooled([s, s])
+    assert (both.short_closures_reached, both.short_closures) == (0, 2)
+    assert "[< 50 ms: 0 % of 2]" in format_row("clip", both.to_dict())
+
+
 def test_phone_files_textgrid_and_table(tmp_path):
     grid = tmp_path / "a.TextGrid"
     grid.write_text('''File type = "ooTextFile"

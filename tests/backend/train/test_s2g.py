@@ -265,6 +265,38 @@ def test_the_closure_term_penalises_only_lips_left_open_on_bilabial_frames():
     torch.testing.assert_close(out["total"], none["total"] + 2.0 * out["closure"])
 
 
+def test_the_closure_window_looks_for_the_lips_shut_within_a_frame_of_the_phone():
+    """With ``closure_window`` 1 each gap is its minimum over the frame and its neighbours,
+    as the score counts a closure: the target shuts one frame before the marked frame, so a
+    prediction shut there too costs nothing, one that never shuts costs its smallest gap's
+    excess; against a brute-force loop over random gaps."""
+    import torch
+
+    from emotalk3d_addon.backend.train.s2g import losses, window_minimum
+
+    b, length, v = 1, 5, 3
+    rest = torch.tensor([0.0, 0.0, 6.0])                  # template gap 6 mm
+    goal = torch.zeros(b, length, v, 3)
+    goal[0, 1, 0, 2] = -0.006                             # the target shuts at frame 1 (gap 0)
+    shut = torch.tensor([[False, False, True, False, False]])     # the phone marks frame 2
+    feats, cond = torch.zeros(b, length, 2), torch.zeros(b, length, 9)
+    label, level = torch.full((b, length, 8), 1 / 8), torch.zeros(b, length)
+    term = lambda pred, w: float(losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level,   # noqa: E731
+                                        S2GTrainConfig(closure_weight=1.0, closure_window=w),
+                                        lips=(0, 1, rest, None), closure=shut)["closure"])
+    early = goal.clone()                                  # shuts where the target does
+    assert term(early, 1) == 0.0 and abs(term(early, 0) - 0.0) < 1e-6   # at frame 2 both are 6 mm open
+    never = torch.zeros(b, length, v, 3)
+    never[0, :, 0, 2] = torch.tensor([0.004, 0.003, 0.002, 0.005, 0.004])   # gaps 10, 9, 8, 11, 10 mm
+    assert abs(term(never, 1) - 8.0 ** 2) < 1e-3          # smallest of frames 1-3 (8) against 0
+    assert abs(term(never, 0) - (8.0 - 6.0) ** 2) < 1e-3  # frame 2 alone against the target's 6
+    gaps = torch.rand(3, 17) * 10
+    for half in (0, 1, 2):
+        want = torch.stack([torch.stack([gaps[r, max(0, t - half):t + half + 1].min() for t in range(17)])
+                            for r in range(3)])
+        torch.testing.assert_close(window_minimum(gaps, half), want)
+
+
 def test_the_bundle_keeps_the_moving_average_and_a_resumed_run_keeps_it_too(tmp_path, tiny_dataset, tiny_hubert):
     """With ``ema_decay`` the bundle's S2GNet is the exponential moving average of the steps'
     weights (not the last step's), and resuming from a checkpoint gives the same average."""

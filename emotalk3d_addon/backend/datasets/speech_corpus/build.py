@@ -10,7 +10,10 @@ held out (split "test"); training can also leave whole engines out, for an ablat
 (``S2GTrainConfig.exclude_engines``). Beside English, a preset can speak other languages
 (``languages.py``: espeak-ng's voice of each, two voice variants per language held out and
 speaking sentences training never saw); training can leave whole languages out
-(``S2GTrainConfig.exclude_languages``).
+(``S2GTrainConfig.exclude_languages``). A preset can also add English from a neural voice
+(``CorpusPreset.neural_hours``: Piper, ``engines.EXTRA_ENGINES``), planned after everything else
+so the other recordings keep their names and seeds; it has one voice, so its held-out
+recordings speak English sentences no training recording speaks instead.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from ...errors import InputError
 from ...timebase import frame_count
 from ..synthetic.speech import Phoneme, SpeechError
 from .augment import apply_chain, random_chain
-from .engines import ENGINES, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
+from .engines import ENGINES, NEURAL_ENGINE, SAMPLE_RATE, VOICES, Voice, emotion_prosody, require, synthesize, \
     synthesize_festival
 from .language_sentences import SENTENCES_BY_LANGUAGE, TEST_SENTENCES_BY_LANGUAGE
 from .languages import ENGLISH, OTHER_LANGUAGES, language_voices
@@ -44,6 +47,7 @@ from .text import corpus_sentences
 CORPUS_VERSION = 1
 LEAD_S, TAIL_S = 0.3, 0.3
 PAUSE_S = (0.15, 1.1)
+UNSEEN_SENTENCES = 60        # English sentences only the neural voice's held-out recordings speak
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,18 @@ class CorpusPreset:
     languages: tuple[str, ...] = ()       # beside English (languages.OTHER_LANGUAGES)
     language_hours: float = 0.0           # clean training speech per other language
     language_test_recordings: int = 4     # per other language, by its held-out voices
+    neural_hours: float = 0.0             # clean English training speech from the neural engine (Piper)
+    neural_test_recordings: int = 4       # by the neural voice, speaking sentences training never saw
 
 
 PRESETS = {
-    "demo": CorpusPreset("demo", hours=2.0, languages=OTHER_LANGUAGES, language_hours=0.15),
+    "demo": CorpusPreset("demo", hours=2.0, languages=OTHER_LANGUAGES, language_hours=0.15, neural_hours=0.3),
     "small": CorpusPreset("small", hours=0.25, recording_s=20.0, languages=OTHER_LANGUAGES, language_hours=0.03),
     # only "tiny" (tests) makes tempo copies: trained with them, the demo's closures on real
     # speech did not improve (BENCHMARKS.md, real human speech)
     "tiny": CorpusPreset("tiny", hours=0.01, recording_s=8.0, test_share=0.3, tempo_copies=1, languages=("es",),
-                         language_hours=0.002, language_test_recordings=1),
+                         language_hours=0.002, language_test_recordings=1, neural_hours=0.002,
+                         neural_test_recordings=1),
 }
 
 
@@ -83,8 +90,10 @@ class RecordingSpec:
 
 
 def plan_recordings(preset: CorpusPreset, seed: int) -> list[RecordingSpec]:
-    """Which voice speaks each recording, in which split and language: English first (all
-    engines), then each other language of the preset (espeak-ng) in the preset's order."""
+    """Which voice speaks each recording, in which split and language: English first (the
+    preset engines), then each other language of the preset (espeak-ng) in the preset's
+    order, then English from the neural voice (``neural_hours``). Each part draws from its
+    own random stream, so adding a later part leaves the earlier recordings as they were."""
     train_count = max(1, int(round(preset.hours * 3600 / preset.recording_s)))
     test_count = max(len(ENGINES), int(round(train_count * preset.test_share / (1 - preset.test_share))))
     rng = np.random.default_rng([seed, 1])
@@ -111,13 +120,28 @@ def plan_recordings(preset: CorpusPreset, seed: int) -> list[RecordingSpec]:
                 voice = pool[i % len(pool)] if split == "test" else pool[int(lrng.integers(len(pool)))]
                 specs.append(RecordingSpec(k, Voice("espeak-ng", voice), split, seed * 100_003 + k, language))
                 k += 1
+    if preset.neural_hours > 0:
+        nrng = np.random.default_rng([seed, 13])
+        voices = VOICES[NEURAL_ENGINE]
+        train = max(1, int(round(preset.neural_hours * 3600 / preset.recording_s)))
+        for split, count in (("train", train), ("test", preset.neural_test_recordings)):
+            for _ in range(count):
+                voice = Voice(NEURAL_ENGINE, voices[int(nrng.integers(len(voices)))])
+                specs.append(RecordingSpec(k, voice, split, seed * 100_003 + k))
+                k += 1
     return specs
 
 
-def recording_sentences(spec: RecordingSpec, english: list[str]) -> list[str]:
+def recording_sentences(spec: RecordingSpec, english: list[str], english_unseen: list[str] = ()) -> list[str]:
     """The sentences a recording draws its utterances from: English ones from the corpus's
-    list, another language's from its own training or (held-out voices) test sentences."""
+    list (``english_unseen``, sentences no other recording speaks, for the neural voice's
+    held-out recordings), another language's from its own training or (held-out voices)
+    test sentences."""
     if spec.language == ENGLISH:
+        if spec.voice.engine == NEURAL_ENGINE and spec.split == "test":
+            if not english_unseen:
+                raise InputError("the neural voice's held-out recordings need English sentences training never saw")
+            return list(english_unseen)
         return english
     table = SENTENCES_BY_LANGUAGE if spec.split == "train" else TEST_SENTENCES_BY_LANGUAGE
     return list(table[spec.language])
@@ -264,14 +288,14 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
     if preset not in PRESETS:
         raise InputError(f"unknown corpus preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    for engine in ENGINES:
+    for engine in ENGINES + ((NEURAL_ENGINE,) if p.neural_hours > 0 else ()):
         require(engine)
     out = Path(out)
     info_path = out / "corpus.json"
     specs = plan_recordings(p, seed)
     info = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "name": f"speech-{p.name}", "fps": p.fps,
             "preset": asdict(p), "seed": seed, "languages": [ENGLISH] + list(p.languages),
-            "engines": {e: list(VOICES[e]) for e in ENGINES}, "held_out": {e: list(v) for e, v in p.held_out.items()},
+            "engines": {e: list(VOICES[e]) for e in ENGINES + ((NEURAL_ENGINE,) if p.neural_hours > 0 else ())}, "held_out": {e: list(v) for e, v in p.held_out.items()},
             "recordings": len(specs)}
     if info_path.is_file():
         old = json.loads(info_path.read_text(encoding="utf-8"))
@@ -289,12 +313,14 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
              uvs=model.face_uvs, face_mask=model.face_mask, landmark_names=np.array(list(model.landmarks)),
              landmark_indices=np.array(list(model.landmarks.values()), np.int64))
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    english = [s for s in specs if s.language == ENGLISH]
-    sentences = corpus_sentences(max(200, len(english) * 12), seed)
+    english = [s for s in specs if s.language == ENGLISH and s.voice.engine in ENGINES]
+    count = max(200, len(english) * 12)
+    pool = corpus_sentences(count + UNSEEN_SENTENCES, seed)     # the first ``count`` as before
+    sentences, unseen = pool[:count], pool[count:]
     todo = [s for s in specs if not (out / "recordings" / recording_name(s) / "meta.json").is_file()]
     log(f"corpus {out}: {len(specs)} recordings planned, {len(specs) - len(todo)} already built")
     started, done_s = time.perf_counter(), 0.0
-    jobs = [(s, recording_sentences(s, sentences), p, out / "recordings") for s in todo]
+    jobs = [(s, recording_sentences(s, sentences, unseen), p, out / "recordings") for s in todo]
     workers = workers or min(2, os.cpu_count() or 1)
     try:
         with ProcessPoolExecutor(workers) as pool:

@@ -25,9 +25,10 @@ from ...speech.phones import arpabet_to_ipa
 
 SAMPLE_RATE = 16000
 ENGINES = ("espeak-ng", "flite", "festival")
-# engines beside those, not (yet) in any corpus preset's plan (build.py draws recordings over
-# ENGINES, with a share and held-out voices for each)
-EXTRA_ENGINES = ("piper",)
+# engines beside those: the neural one has a single voice, so build.py plans its recordings
+# apart (``CorpusPreset.neural_hours``), not among ENGINES' shares and held-out voices
+NEURAL_ENGINE = "piper"
+EXTRA_ENGINES = (NEURAL_ENGINE,)
 ALL_ENGINES = ENGINES + EXTRA_ENGINES
 
 # The voices of each engine (Debian 12 packages espeak-ng, flite, festival + festvox voices).
