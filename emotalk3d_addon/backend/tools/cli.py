@@ -190,7 +190,7 @@ def _cmd_train_s2g(args: argparse.Namespace) -> int:
                          min_crop_frames=args.min_crop_frames, exclude_engines=tuple(args.exclude_engine),
                          exclude_languages=tuple(args.exclude_language),
                          lip_weight=args.lip_weight, closure_weight=args.closure_weight, lip_on_mix=args.lip_on_mix,
-                         feature_dropout=args.feature_dropout, ema_decay=args.ema_decay)
+                         closure_window=args.closure_window, feature_dropout=args.feature_dropout, ema_decay=args.ema_decay)
     train_s2g(args.data, args.out, cfg, resume=args.resume, name=args.name, device=device)
     return 0
 
@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--closure-weight", type=float, default=0.0,
                    help="weight of the lips left open on p/b/m frames of the synthesiser's phones "
                         "(0: off; the demo subject: 0.05)")
+    p.add_argument("--closure-window", type=int, default=0,
+                   help="frames either side of a p/b/m frame where the closure term looks for the lips shut "
+                        "(0: that frame only; the demo subject: 1, as the lip-sync score counts a closure)")
     p.add_argument("--feature-dropout", type=float, default=0.0, help="dropout on the speech features in training")
     p.add_argument("--lip-on-mix", action="store_true",
                    help="measure the lip and closure terms on the shape keys' mix (what the artist sees)")
