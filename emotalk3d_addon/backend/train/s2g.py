@@ -366,9 +366,10 @@ def _train(data, out, cfg: S2GTrainConfig, resume: bool, log: Callable[[str], No
         if corpus.topology.template.shape != dataset.topology.template.shape or \
                 np.abs(corpus.topology.template - dataset.topology.template).max() > 1e-6:
             raise DatasetError(f"the corpus {cfg.corpus} was made for another face topology than {data}")
-        clips += _corpus_clips(corpus, cfg, frozen, log)
-        log(f"training on {len(clips)} clips: {corpus.hours('train'):.2f} h of corpus speech "
-            f"({len(corpus.split('train'))} recordings) + {len(dataset.split('train'))} dataset sequences")
+        used = _corpus_clips(corpus, cfg, frozen, log)       # without the engines and languages left out
+        clips += used
+        log(f"training on {len(clips)} clips: {sum(c.num_frames / float(c.fps) for c in used) / 3600:.2f} h of "
+            f"corpus speech ({len(used)} recordings) + {len(dataset.split('train'))} dataset sequences")
     num_vertices = dataset.topology.template.shape[0]
     s2g = S2GNet(S2GConfig(feature_dim, num_vertices, cfg.hidden, cfg.layers)).to(device)
     extractor = EmotionExtractor(EmotionConfig(feature_dim)).to(device)
