@@ -100,12 +100,12 @@ def test_an_engine_can_be_left_out_of_training(tmp_path, tiny_speech_dataset, ti
     from emotalk3d_addon.backend.train.s2g import _corpus_train
 
     corpus = load_corpus(tiny_corpus)
-    cfg = S2GTrainConfig(exclude_engines=("festival",))
-    kept = _corpus_train(corpus, cfg)
-    assert kept and all(r.engine != "festival" for r in kept)
-    assert len(kept) == len([r for r in corpus.split("train") if r.engine != "festival"])
+    for engine in ("festival", "piper"):
+        kept = _corpus_train(corpus, S2GTrainConfig(exclude_engines=(engine,)))
+        assert kept and all(r.engine != engine for r in kept)
+        assert len(kept) == len([r for r in corpus.split("train") if r.engine != engine]) < len(corpus.split("train"))
     everything = S2GTrainConfig(steps=1, batch=1, crop_frames=8, hidden=8, bundled_encoder="tiny",
-                                corpus=str(tiny_corpus), exclude_engines=("espeak-ng", "flite", "festival"))
+                                corpus=str(tiny_corpus), exclude_engines=("espeak-ng", "flite", "festival", "piper"))
     with pytest.raises(DatasetError, match="no training recordings left"):
         train_s2g(tiny_speech_dataset, tmp_path / "s", everything, log=lambda _: None)
 
