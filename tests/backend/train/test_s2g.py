@@ -284,8 +284,10 @@ def test_the_closure_window_looks_for_the_lips_shut_within_a_frame_of_the_phone(
     term = lambda pred, w: float(losses(_Fixed(pred), _NoEmotion(), feats, cond, goal, label, level,   # noqa: E731
                                         S2GTrainConfig(closure_weight=1.0, closure_window=w),
                                         lips=(0, 1, rest, None), closure=shut)["closure"])
-    early = goal.clone()                                  # shuts where the target does
-    assert term(early, 1) == 0.0 and abs(term(early, 0) - 0.0) < 1e-6   # at frame 2 both are 6 mm open
+    early = goal.clone()                                  # shuts where the target does (frame 1) ...
+    early[0, 2, 0, 2] = 0.003                             # ... and is 9 mm open at the marked frame 2
+    assert term(early, 1) == 0.0                          # shut within a frame of the phone: no cost
+    assert abs(term(early, 0) - (9.0 - 6.0) ** 2) < 1e-3  # frame 2 alone: 3 mm more open than the target
     never = torch.zeros(b, length, v, 3)
     never[0, :, 0, 2] = torch.tensor([0.004, 0.003, 0.002, 0.005, 0.004])   # gaps 10, 9, 8, 11, 10 mm
     assert abs(term(never, 1) - 8.0 ** 2) < 1e-3          # smallest of frames 1-3 (8) against 0

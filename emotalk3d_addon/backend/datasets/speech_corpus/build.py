@@ -288,14 +288,15 @@ def make_corpus(out: str | Path, preset: str = "demo", seed: int = 0, workers: i
     if preset not in PRESETS:
         raise InputError(f"unknown corpus preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    for engine in ENGINES + ((NEURAL_ENGINE,) if p.neural_hours > 0 else ()):
+    engines = ENGINES + ((NEURAL_ENGINE,) if p.neural_hours > 0 else ())
+    for engine in engines:
         require(engine)
     out = Path(out)
     info_path = out / "corpus.json"
     specs = plan_recordings(p, seed)
     info = {"format": CORPUS_FORMAT, "version": CORPUS_VERSION, "name": f"speech-{p.name}", "fps": p.fps,
             "preset": asdict(p), "seed": seed, "languages": [ENGLISH] + list(p.languages),
-            "engines": {e: list(VOICES[e]) for e in ENGINES + ((NEURAL_ENGINE,) if p.neural_hours > 0 else ())}, "held_out": {e: list(v) for e, v in p.held_out.items()},
+            "engines": {e: list(VOICES[e]) for e in engines}, "held_out": {e: list(v) for e, v in p.held_out.items()},
             "recordings": len(specs)}
     if info_path.is_file():
         old = json.loads(info_path.read_text(encoding="utf-8"))
